@@ -1,0 +1,86 @@
+"""The values that flow from the wire to the store.
+
+Kept as small slotted dataclasses: one is made per message on the hot path, so they carry only
+what the store needs. No I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    """One framed message, before it is keyed.
+
+    ``data`` is the message body as received (UTF-8 bytes for SSE and lines; the frame payload
+    for WebSocket). ``event`` and ``id`` are set only by the SSE framer (``id`` is the last event
+    id in force when the event was dispatched, which persists across events per WHATWG).
+    """
+
+    data: bytes
+    event: str | None = None
+    id: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Oversized:
+    """A message that was larger than ``max_message_size``; its body was discarded as it arrived."""
+
+    size: int
+    head: bytes = b""
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """A keyed message, ready to be appended to the store.
+
+    ``payload`` is the message text exactly as received (decoded UTF-8); readers parse it as JSON
+    when it is JSON. ``cursor`` is what the checkpoint advances to once this event is committed.
+    """
+
+    key: str
+    payload: str
+    cursor: str | None
+    received_at: float
+    event: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Quarantined:
+    """Something that arrived but cannot be stored as an event, with the reason why."""
+
+    reason: str
+    raw: bytes
+    received_at: float
+
+
+@dataclass(slots=True, frozen=True)
+class StoredEvent:
+    """An event as read back from the store, with its per-stream sequence number."""
+
+    seq: int
+    key: str
+    cursor: str | None
+    received_at: float
+    payload: str
+    event: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class StoredQuarantine:
+    """A quarantined item as read back from the store."""
+
+    id: int
+    reason: str
+    raw: bytes
+    received_at: float
+
+
+@dataclass(slots=True, frozen=True)
+class AppendResult:
+    """What ``Store.append`` did: how many events were new, how many were already stored."""
+
+    new: int
+    duplicates: int
+    last_seq: int

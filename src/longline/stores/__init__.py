@@ -1,0 +1,31 @@
+"""Event stores, chosen by URL: ``sqlite:///path.db`` today; PostgreSQL and DynamoDB later."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from longline.stores.base import Store, StoreError
+from longline.stores.sqlite import SQLiteStore
+
+__all__ = ["SQLiteStore", "Store", "StoreError", "open_store"]
+
+
+def open_store(url: str) -> Store:
+    """Build (not yet open) the store a URL names.
+
+    ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` follow the SQLAlchemy
+    convention (three slashes, then the path). ``?synchronous=FULL`` trades throughput for
+    durability across power loss; the default ``NORMAL`` survives process crashes.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme != "sqlite":
+        raise StoreError(f"unsupported store URL scheme {scheme or '(none)'!r}; use sqlite:///")
+    if parts.netloc or not parts.path.startswith("/") or parts.fragment:
+        raise StoreError("a SQLite store URL looks like sqlite:///path/to/file.db")
+    path = unquote(parts.path[1:])
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    synchronous = options.pop("synchronous", "NORMAL")
+    if options:
+        raise StoreError(f"unknown SQLite store option(s): {', '.join(sorted(options))}")
+    return SQLiteStore(path, synchronous=synchronous)
