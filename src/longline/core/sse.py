@@ -1,0 +1,265 @@
+"""Incremental ``text/event-stream`` parser (WHATWG HTML, "Server-sent events", parsing).
+
+Sans-I/O: the SSE transport feeds it body chunks as they arrive and gets framed messages back.
+It follows the WHATWG rules exactly (CR, LF and CRLF line ends, also a CRLF split across two
+chunks; one leading BOM; comments; ``id`` with NUL ignored and persisting to later events;
+``retry`` only when all ASCII digits; the unfinished event discarded at end of stream). The
+``data`` path is never decoded: bytes stay raw and the keyer detects invalid UTF-8, so a bad byte
+quarantines one message instead of silently becoming U+FFFD. ``event`` and ``id`` values are
+decoded with ``errors="replace"``, as a browser would.
+
+Speed: a chunk is split with ``bytes.split`` after normalising CR and CRLF to LF in one pass;
+only the chunk's unfinished last line is carried over (as a list of pieces, so a long line
+arriving in many chunks is joined once).
+
+``max_message_size`` bounds memory against a server that sends one huge event. The rule, the same
+whatever the chunking:
+
+- an event whose data (``Message.data``) would be longer than the limit becomes
+  ``Oversized(size=len(data), head=data[:256])``; its data is counted, not kept;
+- an ``id``, ``event`` or ``retry`` value longer than the limit is ignored (a deviation from
+  WHATWG, which has no limit);
+- comments and unknown fields are ignored anyway, so their bytes are dropped as they arrive.
+
+The parser then holds at most the limit of data, one unfinished line of about the limit, and the
+chunk being parsed.
+"""
+
+from __future__ import annotations
+
+from longline.core.model import Message, Oversized
+
+_BOM = b"\xef\xbb\xbf"
+_HEAD = 256  # bytes of an oversized message kept for the quarantine
+_KNOWN = frozenset({b"data", b"id", b"event", b"retry"})
+_KEEP, _DATA, _IGNORE = 0, 1, 2  # what becomes of the rest of the unfinished line
+
+
+class SSEParser:
+    """Turn an SSE body, fed chunk by chunk, into ``Message`` and ``Oversized`` items.
+
+    ``close()`` ends one stream and readies the parser for the next connection of the same
+    source: like a browser's ``EventSource``, the last event id and the retry delay survive it.
+    ``last_event_id`` seeds the id in force (from a stored checkpoint, for instance).
+    """
+
+    __slots__ = (
+        "_bom",
+        "_bom_pending",
+        "_cr",
+        "_data",
+        "_head",
+        "_last_id",
+        "_max",
+        "_oversized",
+        "_pending",
+        "_pending_len",
+        "_retry",
+        "_size",
+        "_skip",
+        "_type",
+    )
+
+    def __init__(self, max_message_size: int | None = None, *, last_event_id: str = "") -> None:
+        if max_message_size is not None and max_message_size < 0:
+            raise ValueError(f"max_message_size must be >= 0, got {max_message_size}")
+        self._max = max_message_size
+        self._last_id = last_event_id
+        self._retry: int | None = None
+        self._bom = b""  # the first bytes of the stream while they may still be a BOM
+        self._bom_pending = True
+        self._cr = False  # the last chunk ended with CR: an LF starting the next one is no line
+        self._pending: list[bytes] = []  # pieces of the unfinished last line
+        self._pending_len = 0
+        self._skip = _KEEP
+        self._data: list[bytes] = []  # data values of the current event
+        self._size = 0  # sum of len(value) + 1 over the current event's data lines
+        self._type: str | None = None
+        self._oversized = False
+        self._head = b""
+
+    @property
+    def last_event_id(self) -> str:
+        """The last event id in force ("" when none): what to send as ``Last-Event-ID``."""
+        return self._last_id
+
+    @property
+    def retry(self) -> int | None:
+        """The reconnection time the server asked for, in milliseconds, if it sent one."""
+        return self._retry
+
+    def close(self) -> None:
+        """End of stream: discard the unfinished line and event, keep the id and retry."""
+        self._bom = b""
+        self._bom_pending = True
+        self._cr = False
+        self._pending = []
+        self._pending_len = 0
+        self._skip = _KEEP
+        self._data = []
+        self._size = 0
+        self._type = None
+        self._oversized = False
+        self._head = b""
+
+    def feed(self, chunk: bytes) -> list[Message | Oversized]:
+        """Parse one chunk; return the events it completed, in order."""
+        if self._bom_pending:
+            chunk = self._bom + chunk
+            if len(chunk) < 3 and _BOM.startswith(chunk):
+                self._bom = chunk
+                return []
+            self._bom_pending = False
+            self._bom = b""
+            if chunk.startswith(_BOM):
+                chunk = chunk[3:]
+        out: list[Message | Oversized] = []
+        if self._cr and chunk:
+            self._cr = False
+            if chunk[0] == 10:
+                chunk = chunk[1:]
+        if self._skip and chunk:
+            chunk = self._skip_line(chunk)
+        if not chunk:
+            return out
+        if b"\r" in chunk:
+            self._cr = chunk[-1] == 13
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        elif b"\n" not in chunk:
+            self._pending.append(chunk)
+            self._pending_len += len(chunk)
+            if self._max is not None and self._pending_len + self._size > self._max:
+                self._check_partial()
+            return out
+        if self._pending:
+            self._pending.append(chunk)
+            chunk = b"".join(self._pending)
+            self._pending = []
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        self._lines(lines, out)
+        if tail:
+            self._pending.append(tail)
+            self._pending_len = len(tail)
+            if self._max is not None and self._pending_len + self._size > self._max:
+                self._check_partial()
+        else:
+            self._pending_len = 0
+        return out
+
+    def _lines(self, lines: list[bytes], out: list[Message | Oversized]) -> None:
+        """Process complete lines (without their line ends)."""
+        limit = self._max
+        data = self._data
+        for line in lines:
+            if not line:
+                if self._oversized:
+                    out.append(Oversized(self._size - 1, self._head))
+                    self._oversized = False
+                    self._head = b""
+                elif data:
+                    out.append(
+                        Message(b"\n".join(data), self._type or "message", self._last_id or None)
+                    )
+                    data.clear()
+                self._size = 0
+                self._type = None
+                continue
+            colon = line.find(b":")
+            if colon == 0:
+                continue  # comment
+            if colon < 0:
+                name = line
+                value = b""
+            else:
+                name = line[:colon]
+                value = line[colon + 2 :] if line.startswith(b" ", colon + 1) else line[colon + 1 :]
+            if name == b"data":
+                self._size += len(value) + 1
+                if self._oversized:
+                    self._add_head(b"\n" + value)
+                elif limit is not None and self._size - 1 > limit:
+                    self._overflow(value)
+                else:
+                    data.append(value)
+            elif limit is not None and len(value) > limit:
+                continue
+            elif name == b"id":
+                if b"\x00" not in value:
+                    self._last_id = value.decode("utf-8", "replace")
+            elif name == b"event":
+                self._type = value.decode("utf-8", "replace")
+            elif name == b"retry" and value.isdigit():
+                self._retry = int(value)
+
+    def _overflow(self, value_head: bytes) -> None:
+        """The current event just became too big: keep only its head from now on."""
+        self._data.append(value_head)
+        self._head = b"\n".join(self._data)[:_HEAD]
+        self._data.clear()
+        self._oversized = True
+
+    def _add_head(self, more: bytes) -> None:
+        if len(self._head) < _HEAD:
+            self._head = (self._head + more)[:_HEAD]
+
+    def _check_partial(self) -> None:
+        """Classify a large unfinished line early, so that its bytes need not be kept.
+
+        Only lines whose outcome is already certain are dropped, so the result does not depend
+        on where the chunks were cut.
+        """
+        limit = self._max
+        assert limit is not None
+        prefix = b""
+        for piece in self._pending:
+            prefix += piece[: 8 - len(prefix)]
+            if len(prefix) >= 8:
+                break
+        colon = prefix.find(b":")
+        skip = _IGNORE  # comments, unknown fields, names of 8 bytes or more
+        if colon < 0:
+            if len(prefix) < 6:
+                return  # may still become a bare "data", "id", "event" or "retry"
+        elif colon > 0 and prefix[:colon] in _KNOWN:
+            if len(prefix) == colon + 1:
+                return  # whether one space follows the colon is not known yet
+            start = colon + 2 if prefix[colon + 1] == 32 else colon + 1
+            seen = self._pending_len - start
+            if prefix[:colon] != b"data":
+                if seen <= limit:
+                    return
+            elif not self._oversized and self._size + seen <= limit:
+                return
+            else:
+                skip = _DATA
+                value_head = b"".join(self._pending)[start : start + _HEAD]
+                self._size += seen
+                if self._oversized:
+                    self._add_head(b"\n" + value_head)
+                else:
+                    self._overflow(value_head)
+        self._pending = []
+        self._pending_len = 0
+        self._skip = skip
+
+    def _skip_line(self, chunk: bytes) -> bytes:
+        """Drop the rest of a line being skipped; return what follows its line end."""
+        lf = chunk.find(b"\n")
+        cr = chunk.find(b"\r")
+        end = lf if cr < 0 or 0 <= lf < cr else cr
+        if end < 0:
+            if self._skip == _DATA:
+                self._size += len(chunk)
+                self._add_head(chunk[: _HEAD - len(self._head)])
+            return b""
+        if self._skip == _DATA:
+            self._size += end + 1
+            self._add_head(chunk[: min(end, _HEAD - len(self._head))])
+        self._skip = _KEEP
+        if chunk[end] == 13:
+            if end + 1 == len(chunk):
+                self._cr = True
+            elif chunk[end + 1] == 10:
+                end += 1
+        return chunk[end + 1 :]
