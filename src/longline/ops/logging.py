@@ -1,0 +1,165 @@
+"""Logging setup that never prints a secret.
+
+Tokens reach log lines in surprising ways: an exception that quotes a URL, a ``%r`` of a header
+dict, a traceback of a failed handshake. So redaction is not left to each call site: one filter
+on the root handler rewrites every record (message, ``%``-args, exception and stack text) before
+any formatter sees it, and the plain and JSON formatters redact their final output once more.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import logging
+import re
+import sys
+import threading
+from collections.abc import Iterable
+from typing import TextIO
+
+__all__ = [
+    "REDACTED",
+    "RedactingFilter",
+    "add_secrets",
+    "redact",
+    "registered_secrets",
+    "setup_logging",
+]
+
+REDACTED = "***"
+_HANDLER_MARK = "_longline_handler"
+
+_lock = threading.Lock()
+_secrets: frozenset[str] = frozenset()
+_pattern: re.Pattern[str] | None = None
+
+
+def _compile(values: Iterable[str]) -> re.Pattern[str] | None:
+    """One alternation, longest first, so a secret containing another is replaced whole."""
+    unique = sorted({v for v in values if v}, key=lambda v: (-len(v), v))
+    return re.compile("|".join(re.escape(v) for v in unique)) if unique else None
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of every non-empty secret replaced by ``***``."""
+    pattern = _compile(secrets)
+    return pattern.sub(REDACTED, text) if pattern else text
+
+
+def registered_secrets() -> frozenset[str]:
+    """The secrets currently redacted from log output."""
+    return _secrets
+
+
+def add_secrets(values: Iterable[str]) -> None:
+    """Register more secrets at runtime (for example a token obtained after startup)."""
+    global _secrets, _pattern
+    with _lock:
+        _secrets = _secrets | {v for v in values if v}
+        _pattern = _compile(_secrets)
+
+
+def _set_secrets(values: Iterable[str]) -> None:
+    global _secrets, _pattern
+    with _lock:
+        _secrets = frozenset(v for v in values if v)
+        _pattern = _compile(_secrets)
+
+
+def _scrub(text: str) -> str:
+    pattern = _pattern  # one read: add_secrets may swap it from another thread
+    return pattern.sub(REDACTED, text) if pattern else text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record in place so that no handler or formatter can see a secret.
+
+    The message is formatted here (``msg % args``) and the args dropped, because a secret in an
+    arg would otherwise be re-inserted at format time; exception info is rendered to text here
+    for the same reason.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # bad %-args: logging would print them raw in its error report
+            message = f"{record.msg!s} {record.args!r}"
+        record.msg = _scrub(message)
+        record.args = None
+        if record.exc_info and record.exc_info[0] is not None:
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            record.exc_text = _scrub(text)
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = _scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = _scrub(record.stack_info)
+        return True
+
+
+class _PlainFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return _scrub(super().format(record))
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            entry["exc"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return _scrub(_json.dumps(entry, ensure_ascii=False))
+
+
+def _console_handler(stream: TextIO, json: bool) -> logging.Handler:
+    if not json and stream.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        # rich_tracebacks would render exc_info itself, bypassing the filter's redacted text.
+        return RichHandler(
+            console=Console(file=stream), show_path=False, markup=False, rich_tracebacks=False
+        )
+    handler = logging.StreamHandler(stream)
+    if json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(_PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
+
+
+def setup_logging(
+    level: str = "INFO",
+    secrets: Iterable[str] = (),
+    json: bool = False,
+    *,
+    stream: TextIO | None = None,
+) -> None:
+    """Install one redacting console handler on the root logger (replacing a previous one).
+
+    ``secrets`` replaces the registry of redacted values; ``add_secrets`` extends it later.
+    Output goes to ``stream`` (default stderr): rich when it is a terminal, plain lines
+    otherwise, JSON lines when ``json`` is set.
+    """
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ValueError(
+            f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        )
+    _set_secrets(secrets)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+        old.close()
+    handler = _console_handler(stream if stream is not None else sys.stderr, json)
+    handler.addFilter(RedactingFilter())
+    setattr(handler, _HANDLER_MARK, True)
+    root.addHandler(handler)
+    root.setLevel(numeric)

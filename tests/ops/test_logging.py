@@ -1,0 +1,179 @@
+"""No secret reaches log output: not in the message, not in %-args, not in a traceback."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from longline.ops.logging import (
+    RedactingFilter,
+    _set_secrets,
+    add_secrets,
+    redact,
+    registered_secrets,
+    setup_logging,
+)
+
+SECRET = "tok-9f8e7d6c5b4a"
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def _restore_root() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(level)
+    _set_secrets(())
+
+
+def _capture(json_mode: bool = False, stream: io.StringIO | None = None) -> io.StringIO:
+    """Our handler alone on the root logger (pytest's capture handlers would see raw records)."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    out = stream if stream is not None else io.StringIO()
+    setup_logging("DEBUG", secrets=[SECRET], json=json_mode, stream=out)
+    return out
+
+
+def test_redact_replaces_every_occurrence_longest_first() -> None:
+    assert redact("a=abc b=abcdef c=abc", ["abc", "abcdef"]) == "a=*** b=*** c=***"
+    assert redact("nothing here", ["abc"]) == "nothing here"
+    assert redact("x.y", [".", ""]) == "x***y"  # regex metacharacters are literal
+    assert redact("keep", []) == "keep"
+
+
+def test_secret_in_message_is_redacted() -> None:
+    out = _capture()
+    logging.getLogger("longline.test").info(f"connecting with Bearer {SECRET} now")
+    text = out.getvalue()
+    assert SECRET not in text
+    assert text.endswith("INFO longline.test: connecting with Bearer *** now\n")
+
+
+def test_secret_in_percent_args_is_redacted() -> None:
+    out = _capture()
+    headers = {"Authorization": f"Bearer {SECRET}"}
+    logging.getLogger("longline.test").warning("headers %r for %s", headers, SECRET)
+    text = out.getvalue()
+    assert SECRET not in text
+    assert text.endswith("headers {'Authorization': 'Bearer ***'} for ***\n")
+
+
+def test_secret_in_exception_traceback_is_redacted() -> None:
+    out = _capture()
+    log = logging.getLogger("longline.test")
+    try:
+        raise ConnectionError(f"handshake failed for wss://h/?token={SECRET}")
+    except ConnectionError:
+        log.exception("stream failed")
+    text = out.getvalue()
+    assert SECRET not in text
+    assert "Traceback (most recent call last):" in text
+    assert "ConnectionError: handshake failed for wss://h/?token=***" in text
+
+
+def test_secret_in_exception_chain_and_stack_info_is_redacted() -> None:
+    out = _capture()
+    log = logging.getLogger("longline.test")
+    try:
+        try:
+            raise KeyError(SECRET)
+        except KeyError as inner:
+            raise RuntimeError("wrapped") from inner
+    except RuntimeError:
+        log.error("failed", exc_info=True, stack_info=True)
+    text = out.getvalue()
+    assert SECRET not in text
+    assert "KeyError: '***'" in text
+    assert "Stack (most recent call last):" in text
+
+
+def test_bad_percent_args_do_not_leak_through_logging_error_report(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = _capture()
+    logging.getLogger("longline.test").info("one %s two %s", SECRET)  # missing arg
+    text = out.getvalue() + capsys.readouterr().err
+    assert SECRET not in text
+    assert "one %s two %s ('***',)" in text
+
+
+def test_json_output_is_redacted() -> None:
+    out = _capture(json_mode=True)
+    log = logging.getLogger("longline.json")
+    try:
+        raise ValueError(SECRET)
+    except ValueError:
+        log.error("bad %s", SECRET, exc_info=True)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert SECRET not in lines[0]
+    assert entry["level"] == "ERROR"
+    assert entry["logger"] == "longline.json"
+    assert entry["message"] == "bad ***"
+    assert entry["exc"].endswith("ValueError: ***")
+
+
+def test_rich_console_output_is_redacted() -> None:
+    out = _capture(stream=_Tty())
+    log = logging.getLogger("longline.rich")
+    try:
+        raise OSError(f"refused {SECRET}")
+    except OSError:
+        log.exception("using %s", SECRET)
+    text = out.getvalue()
+    assert SECRET not in text
+    assert "using ***" in text
+    assert "OSError: refused ***" in text
+
+
+def test_add_secrets_at_runtime() -> None:
+    out = _capture()
+    log = logging.getLogger("longline.test")
+    log.info("late-token-1234")
+    add_secrets(["late-token-1234", ""])
+    log.info("late-token-1234")
+    lines = out.getvalue().splitlines()
+    assert [line.rsplit(": ", 1)[1] for line in lines] == ["late-token-1234", "***"]
+    assert registered_secrets() == frozenset({SECRET, "late-token-1234"})
+
+
+def test_setup_logging_replaces_its_handler_and_registry() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    setup_logging("INFO", secrets=["old-secret"], stream=first)
+    setup_logging("WARNING", secrets=["new-secret"], stream=second)
+    log = logging.getLogger("longline.test")
+    log.info("hidden by level")
+    log.warning("old-secret new-secret")
+    assert first.getvalue() == ""
+    assert second.getvalue().endswith("longline.test: old-secret ***\n")
+    assert logging.getLogger().level == logging.WARNING
+    marked = [h for h in logging.getLogger().handlers if getattr(h, "_longline_handler", False)]
+    assert len(marked) == 1
+
+
+def test_unknown_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown log level 'loud'"):
+        setup_logging("loud")
+
+
+def test_filter_rewrites_record_once_for_every_handler() -> None:
+    add_secrets([SECRET])
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "a %s", (SECRET,), None)
+    assert RedactingFilter().filter(record) is True
+    assert (record.msg, record.args) == ("a ***", None)
