@@ -1,0 +1,439 @@
+"""SQLite store: the default backend, one file, WAL mode, commits off the event loop.
+
+Why it is shaped this way (measured, see DESIGN.md and the store report):
+- One writer thread owns the write connection, so the event loop never blocks on a commit and
+  SQLite sees one writer per process; ``read`` and friends use a second connection on their own
+  thread so they never queue behind a write batch (WAL lets readers run during a write).
+- Automatic WAL checkpoints stall commits for tens of ms, so the writer turns them off and a
+  background thread runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own connection instead.
+- ``synchronous=NORMAL`` (the default) survives a process crash or SIGKILL; only power loss or an
+  OS crash can drop the last commits. Use ``synchronous="FULL"`` (``?synchronous=FULL`` in the
+  URL) when that matters more than throughput.
+- Events are clustered by ``(stream, seq)`` with a unique ``(stream, key)`` index: appends write
+  at the end of the table and ``read`` scans in order. With random keys this measured ~2.5x
+  faster appends and ~6x faster reads than clustering by key.
+- ``append`` runs inside ``BEGIN IMMEDIATE``, so several processes sharing the file stay correct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from longline.core.model import AppendResult, Event, Quarantined, StoredEvent, StoredQuarantine
+from longline.stores.base import StoreError
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_BUSY_TIMEOUT_MS = 10_000
+_MAX_CATCH_UP_PASSES = 8
+_SMALL_TAIL_FRAMES = 256  # pages (1 MiB at 4 KiB) a pass under the write gate may copy
+_KEY_CHUNK = 500  # keys per ``IN (...)`` lookup; far under SQLite's variable limit
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS events (
+        stream TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, cursor TEXT,
+        received_at REAL NOT NULL, event TEXT, payload TEXT NOT NULL,
+        PRIMARY KEY (stream, seq)) WITHOUT ROWID""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_stream_key ON events (stream, key)",
+    """CREATE TABLE IF NOT EXISTS checkpoints (
+        stream TEXT PRIMARY KEY, cursor TEXT NOT NULL, seq INTEGER NOT NULL,
+        updated_at REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, reason TEXT NOT NULL,
+        raw BLOB NOT NULL, received_at REAL NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS quarantine_stream_id ON quarantine (stream, id)",
+    """CREATE TABLE IF NOT EXISTS status (
+        stream TEXT PRIMARY KEY, data TEXT NOT NULL, updated_at REAL NOT NULL)""",
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (stream, seq, key, cursor, received_at, event, payload)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_CHECKPOINT = (
+    "INSERT INTO checkpoints (stream, cursor, seq, updated_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (stream) DO UPDATE SET cursor = excluded.cursor, seq = excluded.seq,"
+    " updated_at = excluded.updated_at"
+)
+# Loose index scan: one B-tree probe per distinct stream instead of a full table scan.
+_STREAMS = """
+    WITH RECURSIVE s(x) AS (
+        SELECT MIN(stream) FROM events
+        UNION ALL SELECT (SELECT MIN(stream) FROM events WHERE stream > x) FROM s
+        WHERE x IS NOT NULL)
+    SELECT x FROM s WHERE x IS NOT NULL
+    UNION SELECT stream FROM checkpoints UNION SELECT stream FROM quarantine
+    UNION SELECT stream FROM status ORDER BY 1"""
+
+
+class SQLiteStore:
+    """A :class:`~longline.stores.base.Store` in one SQLite file (WAL mode)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "NORMAL",
+        checkpoint_interval: float = 1.0,
+        wal_limit: int = 64 * 1024 * 1024,
+    ) -> None:
+        sync = synchronous.upper()
+        if sync not in _SYNCHRONOUS:
+            raise StoreError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
+        if str(path) in ("", ":memory:") or str(path).startswith("file:"):
+            raise StoreError("SQLiteStore needs a file path (WAL needs a real file)")
+        self.path = Path(path)
+        self.synchronous = sync
+        self._interval = checkpoint_interval
+        self._wal_limit = wal_limit
+        self._wal_path = f"{self.path}-wal"
+        self._lock = asyncio.Lock()
+        self._writer: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._ckpt_thread: threading.Thread | None = None
+        self._ckpt_wake = threading.Event()
+        self._gate = threading.Lock()  # held by every write transaction of this instance
+        self._ckpt_stop = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open both connections, create the schema if missing, start the checkpointer."""
+        async with self._lock:
+            if self._writer is not None:
+                return
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="longline-sqlite-writer")
+            self._reader = ThreadPoolExecutor(1, thread_name_prefix="longline-sqlite-reader")
+            try:
+                await self._call(self._writer, self._open_writer)
+                await self._call(self._reader, self._open_reader)
+            except BaseException:
+                await self._shutdown()
+                raise
+            self._ckpt_stop = False
+            self._ckpt_wake.clear()
+            self._ckpt_thread = threading.Thread(
+                target=self._checkpointer, name="longline-sqlite-checkpoint", daemon=True
+            )
+            self._ckpt_thread.start()
+
+    async def close(self) -> None:
+        """Stop the checkpointer, truncate the WAL, close connections and join threads."""
+        async with self._lock:
+            if self._writer is not None:
+                await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        writer, reader = self._writer, self._reader
+        self._writer = self._reader = None
+        loop = asyncio.get_running_loop()
+        try:
+            if reader is not None:
+                await loop.run_in_executor(reader, self._close_reader)
+            if writer is not None:
+                # Queued behind any in-flight append, so those still commit first.
+                await loop.run_in_executor(writer, self._close_writer)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite close failed: {exc}") from exc
+        finally:
+            for ex in (reader, writer):
+                if ex is not None:
+                    await asyncio.to_thread(ex.shutdown, True)
+
+    # -- Store protocol --------------------------------------------------------------------
+
+    async def append(
+        self, stream: str, events: Sequence[Event], checkpoint: str | None = None
+    ) -> AppendResult:
+        """Insert new events and save the checkpoint in one transaction (see ``Store``)."""
+        return await self._call(self._writer, self._append, stream, events, checkpoint)
+
+    async def checkpoint(self, stream: str) -> str | None:
+        """The last committed cursor of ``stream``, or None."""
+        rows = await self._query("SELECT cursor FROM checkpoints WHERE stream = ?", (stream,))
+        return rows[0][0] if rows else None
+
+    async def read(self, stream: str, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Stored events with ``seq > after_seq``, in ``seq`` order, at most ``limit``."""
+        if limit <= 0:
+            return []
+        rows = await self._query(
+            "SELECT seq, key, cursor, received_at, payload, event FROM events"
+            " WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (stream, after_seq, limit),
+        )
+        return [StoredEvent(*row) for row in rows]
+
+    async def quarantine(self, stream: str, items: Sequence[Quarantined]) -> None:
+        """Keep items that could not be stored as events, with their reasons."""
+        rows = [(stream, i.reason, bytes(i.raw), i.received_at) for i in items]
+        await self._call(
+            self._writer,
+            self._write_many,
+            "INSERT INTO quarantine (stream, reason, raw, received_at) VALUES (?, ?, ?, ?)",
+            rows,
+        )
+
+    async def read_quarantine(
+        self, stream: str, after_id: int = 0, limit: int = 1000
+    ) -> list[StoredQuarantine]:
+        """Quarantined items of ``stream`` in arrival order."""
+        if limit <= 0:
+            return []
+        rows = await self._query(
+            "SELECT id, reason, raw, received_at FROM quarantine"
+            " WHERE stream = ? AND id > ? ORDER BY id LIMIT ?",
+            (stream, after_id, limit),
+        )
+        return [StoredQuarantine(*row) for row in rows]
+
+    async def put_status(self, stream: str, status: dict[str, Any]) -> None:
+        """Save the runtime status of a stream (what ``longline status`` shows)."""
+        try:
+            data = json.dumps(status, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"status of {stream!r} is not JSON-serialisable: {exc}") from exc
+        await self._call(
+            self._writer,
+            self._write_many,
+            "INSERT INTO status (stream, data, updated_at) VALUES (?, ?, ?) ON CONFLICT (stream)"
+            " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+            [(stream, data, time.time())],
+        )
+
+    async def get_status(self) -> dict[str, dict[str, Any]]:
+        """The last saved status of every stream."""
+        rows = await self._query("SELECT stream, data FROM status ORDER BY stream", ())
+        return {stream: json.loads(data) for stream, data in rows}
+
+    # -- extras ----------------------------------------------------------------------------
+
+    async def streams(self) -> list[str]:
+        """Every stream with events, a checkpoint, quarantined items or a status, sorted."""
+        return [row[0] for row in await self._query(_STREAMS, ())]
+
+    async def counts(self, stream: str) -> tuple[int, int]:
+        """``(events, quarantined)`` stored for ``stream``; counts rows, so O(n): not a hot path."""
+        rows = await self._query(
+            "SELECT (SELECT COUNT(*) FROM events WHERE stream = ?),"
+            " (SELECT COUNT(*) FROM quarantine WHERE stream = ?)",
+            (stream, stream),
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    async def last_seq(self, stream: str) -> int:
+        """The highest ``seq`` of ``stream``, 0 when it has no events."""
+        rows = await self._query("SELECT MAX(seq) FROM events WHERE stream = ?", (stream,))
+        return int(rows[0][0] or 0)
+
+    # -- plumbing (runs on the owning threads) ---------------------------------------------
+
+    async def _call(self, ex: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the thread that owns the connection; translate sqlite3 errors."""
+        try:
+            if ex is None:
+                raise RuntimeError("no executor")
+            future = asyncio.get_running_loop().run_in_executor(ex, fn, *args)
+        except RuntimeError as exc:  # never opened, or closed while we were scheduling
+            raise self._not_open() from exc
+        try:
+            return await future
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite {fn.__name__.strip('_')} failed: {exc}") from exc
+
+    def _not_open(self) -> StoreError:
+        return StoreError(f"SQLite store {self.path} is not open")
+
+    async def _query(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return await self._call(self._reader, self._select, sql, params)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        return conn
+
+    def _open_writer(self) -> None:
+        conn = self._connect()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"SQLite at {self.path} refused WAL mode (got {mode!r})")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute(f"PRAGMA journal_size_limit = {self._wal_limit}")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for ddl in _SCHEMA:
+                    conn.execute(ddl)
+                found = conn.execute("SELECT MAX(version) FROM schema_version").fetchall()[0][0]
+                if found is None:
+                    conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                elif found > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.path} has schema version {found}; this longline knows "
+                        f"up to {SCHEMA_VERSION}"
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.rollback()
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        self._wconn = conn
+
+    def _open_reader(self) -> None:
+        self._rconn = self._connect()
+        self._rconn.execute("PRAGMA query_only = ON")
+
+    def _close_reader(self) -> None:
+        if self._rconn is not None:
+            self._rconn.close()
+            self._rconn = None
+
+    def _close_writer(self) -> None:
+        self._ckpt_stop = True
+        self._ckpt_wake.set()
+        if self._ckpt_thread is not None:
+            self._ckpt_thread.join()
+            self._ckpt_thread = None
+        conn, self._wconn = self._wconn, None
+        if conn is None:
+            return
+        try:
+            # Leave a small file behind; give up quickly if another process holds it busy.
+            conn.execute("PRAGMA busy_timeout = 1000")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            conn.close()
+
+    def _select(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        if self._rconn is None:
+            raise self._not_open()
+        return self._rconn.execute(sql, params).fetchall()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK``) on the writer connection.
+
+        Holds the gate so the checkpointer can pause this process's writes for a moment.
+        """
+        conn = self._wconn
+        if conn is None:
+            raise self._not_open()
+        with self._gate:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+        self._note_wal()
+
+    def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        with self._transaction() as conn:
+            conn.executemany(sql, rows)
+
+    def _append(self, stream: str, events: Sequence[Event], checkpoint: str | None) -> AppendResult:
+        with self._transaction() as conn:
+            last = conn.execute(
+                "SELECT MAX(seq) FROM events WHERE stream = ?", (stream,)
+            ).fetchall()[0][0]
+            seq = int(last or 0)
+            seen = self._existing_keys(conn, stream, events)
+            rows: list[tuple[Any, ...]] = []
+            cursor = checkpoint
+            for ev in events:
+                if ev.key in seen:
+                    continue
+                seen.add(ev.key)
+                seq += 1
+                rows.append((stream, seq, ev.key, ev.cursor, ev.received_at, ev.event, ev.payload))
+                if checkpoint is None and ev.cursor is not None:
+                    cursor = ev.cursor
+            if rows:
+                conn.executemany(_INSERT_EVENT, rows)
+            if cursor is not None:
+                conn.execute(_UPSERT_CHECKPOINT, (stream, cursor, seq, time.time()))
+        return AppendResult(new=len(rows), duplicates=len(events) - len(rows), last_seq=seq)
+
+    @staticmethod
+    def _existing_keys(conn: sqlite3.Connection, stream: str, events: Sequence[Event]) -> set[str]:
+        keys = list(dict.fromkeys(ev.key for ev in events))
+        found: set[str] = set()
+        for i in range(0, len(keys), _KEY_CHUNK):
+            chunk = keys[i : i + _KEY_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT key FROM events WHERE stream = ? AND key IN ({marks})"
+            found.update(row[0] for row in conn.execute(sql, (stream, *chunk)).fetchall())
+        return found
+
+    def _note_wal(self) -> None:
+        """Wake the checkpointer early when the WAL outgrows its limit."""
+        try:
+            if os.path.getsize(self._wal_path) > self._wal_limit:
+                self._ckpt_wake.set()
+        except OSError:
+            pass
+
+    def _checkpointer(self) -> None:
+        """Checkpoint off the commit path: PASSIVE never waits for, nor blocks, the writer."""
+        try:
+            conn = self._connect()
+            page = int(conn.execute("PRAGMA page_size").fetchall()[0][0])
+        except sqlite3.Error:
+            log.exception("SQLite checkpointer could not connect to %s", self.path)
+            return
+        try:
+            while True:
+                self._ckpt_wake.wait(self._interval)
+                self._ckpt_wake.clear()
+                if self._ckpt_stop:
+                    return
+                try:
+                    self._checkpoint_once(conn, self._wal_limit // page)
+                except sqlite3.Error as exc:
+                    log.warning("SQLite checkpoint of %s failed: %s", self.path, exc)
+        finally:
+            conn.close()
+
+    def _checkpoint_once(self, conn: sqlite3.Connection, limit_frames: int) -> None:
+        """Copy the WAL into the database; restart the WAL once it outgrows ``wal_limit``.
+
+        Under sustained writes PASSIVE never quite catches up, so the WAL never restarts and
+        grows without bound (measured: 1.3 GB for 300 k rows). When it is too big, PASSIVE
+        repeats until a pass only had a small tail to copy, then one last pass runs with this
+        instance's writes paused: the WAL is then fully copied and the writer's next transaction
+        restarts it. That pause (measured 10-40 ms with random keys) comes once per
+        ``wal_limit`` of WAL, where SQLite's automatic checkpoint stalls every 4 MB.
+        """
+        ckpt = "PRAGMA wal_checkpoint(PASSIVE)"
+        _, frames, done = conn.execute(ckpt).fetchall()[0]
+        for _ in range(_MAX_CATCH_UP_PASSES):
+            if frames <= limit_frames or self._ckpt_stop:
+                return
+            before = done
+            _, frames, done = conn.execute(ckpt).fetchall()[0]
+            if frames - before <= _SMALL_TAIL_FRAMES:
+                break
+        with self._gate:
+            conn.execute(ckpt).fetchall()
