@@ -1,0 +1,276 @@
+"""``longline cost``: price the seed's four ways to run a connection manager for a workload.
+
+Prints every option's line items and total (cheapest marked), where the cheapest option changes
+with events/s and with streams, and with ``--seed`` the seed's own figures next to ours. Flags
+map one to one onto ``Workload`` fields, so the model's errors name the flag to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, fields, replace
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.markup import escape as esc
+from rich.table import Table
+
+from longline.aws import cost as model
+from longline.aws.cost_plot import PlotUnavailable, plot
+
+__all__ = ["cost_command"]
+
+if TYPE_CHECKING:  # click >= 8.2 makes ParamType generic; older releases are not subscriptable
+    _ParamType = click.ParamType[Any]
+else:
+    _ParamType = click.ParamType
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "k": 1024, "mb": 10**6, "mib": 2**20}
+_TIME_UNITS = {"": 1, "s": 1, "ms": Decimal("0.001"), "m": 60, "min": 60, "h": 3600}
+_QUANTITY = re.compile(r"^\s*(-?[0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
+
+
+class _Quantity(_ParamType):
+    """A number with an optional unit suffix: sizes to bytes, durations to seconds."""
+
+    def __init__(self, name: str, units: dict[str, Any], integral: bool) -> None:
+        self.name = name
+        self.units = units
+        self.integral = integral
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int | Decimal):
+            return value
+        match = _QUANTITY.match(str(value))
+        unit = match.group(2).lower() if match else ""
+        if not match or unit not in self.units:
+            units = ", ".join(u for u in self.units if u)
+            self.fail(f"{value!r} is not a {self.name} (a number, optionally with {units})")
+        amount = Decimal(match.group(1)) * self.units[unit]
+        return int(amount) if self.integral else amount
+
+
+class _Number(_ParamType):
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return value if isinstance(value, Decimal) else Decimal(str(value))
+        except InvalidOperation:
+            self.fail(f"{value!r} is not a number")
+
+
+SIZE = _Quantity("size", _SIZE_UNITS, integral=True)
+DURATION = _Quantity("duration", _TIME_UNITS, integral=False)
+NUMBER = _Number()
+DEFAULTS = model.Workload()
+
+
+def _d(name: str, kind: Any = None) -> str:
+    value = getattr(DEFAULTS, name)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if not isinstance(value, int | Decimal):
+        return str(value)
+    return model.num(value) + {id(SIZE): "B", id(DURATION): "s"}.get(id(kind), "")
+
+
+# (flag, type, help); every flag is a Workload field and defaults to the Workload default.
+_WORKLOAD_FLAGS: list[tuple[str, Any, str]] = [
+    ("--region", str, "AWS region (prices.toml lists the known ones)"),
+    ("--streams", int, "connections held open, one per stream"),
+    ("--events-per-second", NUMBER, "events per second over all streams"),
+    ("--event-size", SIZE, "average event size, e.g. 300B, 2KiB"),
+    ("--lambda-memory", int, "connection function memory, MB (raised if it cannot keep up)"),
+    ("--arch", click.Choice(model.ARCHS), "Lambda and Fargate architecture"),
+    ("--connections-per-function", int, "connections one Lambda function holds"),
+    ("--handoff-interval", DURATION, "time between handoffs of one function, e.g. 14m"),
+    ("--overlap", DURATION, "make-before-break overlap per handoff, e.g. 10s"),
+    ("--transitions-per-handoff", int, "Step Functions transitions per loop cycle"),
+    ("--cycles-per-execution", int, "loop cycles before continuing as a new execution"),
+    ("--instance-type", str, "EC2 type for options 3 and 4, or auto (cheapest that fits)"),
+    ("--fargate-vcpu", NUMBER, "Fargate task vCPU (0.25, 0.5, 1, 2, 4, 8, 16)"),
+    ("--fargate-memory", NUMBER, "Fargate task memory, GB"),
+    ("--days", NUMBER, "period priced; the seed's month is 30"),
+    ("--dynamodb-writes", click.Choice(model.WRITE_MODES), "transactional costs 2 WRU per KB"),
+    ("--item-overhead", SIZE, "bytes each stored item adds to the event (key, seq, cursor)"),
+    ("--batch-window", DURATION, "writer batch window, e.g. 100ms"),
+    ("--batch-max", int, "events per store transaction at most (1..99)"),
+    ("--processor-batch", int, "DynamoDB Streams batch size of the processor Lambda"),
+    ("--processor-duration", DURATION, "processor Lambda run time per batch, e.g. 100ms"),
+    ("--processor-memory", int, "processor Lambda memory, MB"),
+    ("--ebs-gb", NUMBER, "root volume per instance, GB"),
+    ("--egress-per-event", SIZE, "bytes sent to the internet per event (e.g. webhooks)"),
+    ("--retention-days", NUMBER, "days events are kept (default: all of them)"),
+]
+_SWITCHES = [
+    ("--free-tier/--no-free-tier", "free_tier", "apply the always-free allowances"),
+    ("--public-ipv4/--no-public-ipv4", "public_ipv4", "servers pay for a public IPv4 address"),
+]
+
+
+def _workload_options(func: Any) -> Any:
+    for flags, name, text in reversed(_SWITCHES):
+        func = click.option(flags, name, default=None, help=f"{text} [default: {_d(name)}]")(func)
+    for flag, kind, text in reversed(_WORKLOAD_FLAGS):
+        name = flag[2:].replace("-", "_")
+        shown = "" if name == "retention_days" else f" [default: {_d(name, kind)}]"
+        func = click.option(flag, name, type=kind, default=None, help=text + shown)(func)
+    return func
+
+
+def _money(x: Decimal) -> str:
+    """Display rounding only: 4 decimals, or 2 significant figures below a cent."""
+    if x == 0 or abs(x) >= Decimal("0.01"):
+        return ("-$" if x < 0 else "$") + format(abs(x).quantize(Decimal("0.0001")), ",f")
+    return model.usd(Decimal(f"{x:.2g}"))
+
+
+def _qty(x: Decimal) -> str:
+    return model.num(x if x == x.to_integral_value() else Decimal(f"{x:.6g}"))
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, Decimal):
+        return format(x.normalize(), "f")
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _report(
+    cmp: model.Comparison, book: model.PriceBook, seed: bool, console: Console, as_json: bool
+) -> None:
+    w = cmp.workload
+    words = {axis: model.in_words(w, book, axis) for axis in model.AXES}
+    figures = model.seed_figures(book, w) if seed else []
+    if as_json:
+        doc = {
+            "prices": {**book.data.get("meta", {}), "file": book.origin},
+            "workload": asdict(w),
+            "cheapest": cmp.cheapest,
+            "options": [
+                {
+                    "key": o.key,
+                    "name": o.name,
+                    "total": None if o.error else o.total,
+                    "error": o.error,
+                    "notes": list(o.notes),
+                    "items": [{**asdict(i), "cost": i.cost} for i in o.items],
+                }
+                for o in cmp.options
+            ],
+            "crossovers": {
+                axis: {"text": text, "points": [asdict(x) for x in found]}
+                for axis, (found, text) in words.items()
+            },
+        }
+        if seed:
+            doc["seed"] = [asdict(f) for f in figures]
+        click.echo(json.dumps(_plain(doc), indent=2))
+        return
+    meta = {"as_known_on": "?", "basis": "?", **book.data.get("meta", {})}
+    region = book.data["regions"][w.region].get("name", w.region)
+    header = (
+        f"{w.region} ({region}), {model.num(w.days)} days: {w.streams} stream(s), "
+        f"{model.num(w.events_per_second)} events/s of {w.event_size} B; free tier "
+        f"{'on' if w.free_tier else 'off'}. Prices as known on {meta['as_known_on']} "
+        f"({meta['basis']})."
+    )
+    console.print(f"[bold]longline cost[/] {esc(header)}", highlight=False)
+    table = Table(show_lines=False)
+    for column, justify in (("option", "left"), ("line item", "left"), ("quantity", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_column("unit price", justify="right")
+    table.add_column("cost", justify="right")
+    for o in cmp.options:
+        if o.error:
+            table.add_row(
+                o.name, f"[red]not priced:[/] {esc(o.error)}", "", "", "", end_section=True
+            )
+            continue
+        for n, i in enumerate(o.items):
+            table.add_row(
+                o.name if n == 0 else "",
+                esc(f"{i.category}: {i.label}"),
+                f"{_qty(i.quantity)} {i.unit}",
+                model.usd(i.unit_price),
+                _money(i.cost),
+            )
+        mark = " [green]<- cheapest[/]" if o.key in cmp.cheapest else ""
+        table.add_row("", f"[bold]total[/]{mark}", "", "", f"[bold]{_money(o.total)}[/]")
+        table.add_section()
+    console.print(table)
+    notes: dict[str, list[str]] = {}
+    for o in cmp.options:
+        for note in o.notes:
+            notes.setdefault(note, []).append(o.name.split(".")[0])
+    for note, which in notes.items():
+        console.print(esc(f"  note: {note} (option {', '.join(which)})"), highlight=False)
+    for _, text in words.values():
+        console.print(esc(text), highlight=False)
+    if seed:
+        _print_seed(figures, console)
+
+
+def _figure(x: Decimal, unit: str) -> str:
+    return model.usd(x) if unit == "$" else f"{model.num(x)} {unit}"
+
+
+def _print_seed(figures: list[model.SeedFigure], console: Console) -> None:
+    table = Table(title="The seed's figures next to ours", show_lines=True)
+    for column in ("figure", "seed", "ours", "verdict", "arithmetic"):
+        table.add_column(column, overflow="fold")
+    colours = {"same": "green", "rounded": "yellow", "differs": "red", "no figure": "dim"}
+    for f in figures:
+        table.add_row(
+            esc(f.figure),
+            "-" if f.seed is None else _figure(f.seed, f.unit),
+            _figure(f.ours, f.unit),
+            f"[{colours[f.verdict]}]{f.verdict}[/]",
+            esc(f.why),
+        )
+    console.print(table)
+
+
+@click.command("cost")
+@_workload_options
+@click.option("--seed", is_flag=True, help="the seed's scenario, its figures next to ours")
+@click.option("--prices", "prices_file", type=click.Path(dir_okay=False), help="price file")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="write FILE.png|svg")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output, exact decimals")
+def cost_command(
+    seed: bool, prices_file: str | None, plot_file: str | None, as_json: bool, **flags: Any
+) -> None:
+    """Price Lambda, Lambda + Step Functions, EC2/Fargate + serverless and EC2-only for a workload.
+
+    Every figure is quantity x list price from prices.toml (see docs/cost.md for the formulas);
+    instance capacities are placeholders until benchmarks replace them.
+    """
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        book = model.load_prices(prices_file)
+        base = model.seed_workload() if seed else model.Workload()
+        known = {f.name for f in fields(model.Workload)}
+        w = replace(base, **{k: v for k, v in given.items() if k in known})
+        cmp = model.compare(w, book)
+        if plot_file:
+            plot(w, book, plot_file)
+    except PlotUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    except model.CostError as exc:
+        if exc.field == "prices" and prices_file:
+            raise click.BadParameter(str(exc), param_hint="'--prices'") from exc
+        raise click.UsageError(str(exc)) from exc
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=160)
+    _report(cmp, book, seed, console, as_json)
+    if plot_file and not as_json:
+        console.print(esc(f"wrote {plot_file}"))
