@@ -1,0 +1,175 @@
+"""The ``longline`` command line: run, check, events, status, provider, demo, cost."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import orjson
+
+from longline.config import Config, ConfigError, load_config
+from longline.ops.logging import setup_logging
+
+
+def _load(path: str) -> Config:
+    """Load a config or exit 2 with the field-named errors (no traceback)."""
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        _fail(f"{path}: invalid configuration:\n{e}", 2)
+    except OSError as e:
+        _fail(f"{path}: cannot read: {e.strerror}", 2)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+@click.group()
+@click.version_option(package_name="longline")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.pass_context
+def main(ctx: click.Context, log_level: str) -> None:
+    """Keep outbound event streams alive and store every event exactly once."""
+    ctx.obj = {"log_level": log_level.upper()}
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.pass_context
+def run(ctx: click.Context, config: str, duration: float | None) -> None:
+    """Capture every stream of CONFIG until SIGINT/SIGTERM (or --duration)."""
+    from longline.engine.runner import Runner
+
+    cfg = _load(config)
+    setup_logging(ctx.obj["log_level"], secrets=cfg.secrets)
+
+    async def go() -> None:
+        runner = Runner(cfg)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runner.stop)
+        await runner.run(duration=duration)
+
+    asyncio.run(go())
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+def check(config: str) -> None:
+    """Validate CONFIG: exit 0 when valid, 2 with the errors when not."""
+    cfg = _load(config)
+    names = ", ".join(f"{s.name} ({s.transport})" for s in cfg.streams)
+    click.echo(f"{config}: ok: {len(cfg.streams)} stream(s): {names}")
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--stream", "stream", required=True, help="Stream name.")
+@click.option("--after", "after", type=int, default=0, show_default=True,
+              help="Only events with seq greater than this.")
+@click.option("--limit", type=int, default=None, help="At most this many.")
+@click.option("--quarantined", is_flag=True, help="List quarantined items instead.")
+def events(config: str, stream: str, after: int, limit: int | None, quarantined: bool) -> None:
+    """Print stored events of a stream as NDJSON, in seq order."""
+    cfg = _load(config)
+    if stream not in {s.name for s in cfg.streams}:
+        _fail(f"--stream: no stream named {stream!r} in {config}", 2)
+    asyncio.run(_print_events(cfg, stream, after, limit, quarantined))
+
+
+async def _print_events(
+    cfg: Config, stream: str, after: int, limit: int | None, quarantined: bool
+) -> None:
+    from longline.stores import open_store
+
+    store = open_store(cfg.store)
+    await store.open()
+    out = sys.stdout.buffer
+    remaining = limit if limit is not None else -1
+    try:
+        while remaining != 0:
+            page = 1000 if remaining < 0 else min(remaining, 1000)
+            if quarantined:
+                items = await store.read_quarantine(stream, after, page)
+                for q in items:
+                    out.write(orjson.dumps({
+                        "id": q.id, "reason": q.reason, "received_at": q.received_at,
+                        "raw": q.raw.decode("utf-8", "replace"),
+                    }) + b"\n")
+                after = items[-1].id if items else after
+            else:
+                evs = await store.read(stream, after, page)
+                for ev in evs:
+                    obj: dict[str, Any] = {
+                        "seq": ev.seq, "key": ev.key, "cursor": ev.cursor,
+                        "received_at": ev.received_at, "payload": _payload(ev.payload),
+                    }
+                    if ev.event is not None:
+                        obj["event"] = ev.event
+                    out.write(orjson.dumps(obj) + b"\n")
+                items = evs  # type: ignore[assignment]
+                after = evs[-1].seq if evs else after
+            if remaining > 0:
+                remaining -= len(items)
+            if len(items) < page:
+                break
+    finally:
+        out.flush()
+        await store.close()
+
+
+def _payload(text: str) -> Any:
+    """The parsed JSON value when the message was JSON, else the text."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(config: str, as_json: bool) -> None:
+    """Show each stream's state and counters (while `run` runs, and after)."""
+    from longline.ops.status import collect_status, render_status
+
+    cfg = _load(config)
+    data = asyncio.run(collect_status(cfg))
+    if as_json:
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+    else:
+        render_status(data)
+
+
+@main.command()
+@click.option("--duration", type=float, default=20.0, show_default=True,
+              help="How long to capture, in seconds.")
+@click.option("--db", "db", type=click.Path(dir_okay=False), default="longline-demo.db",
+              show_default=True, help="SQLite file to capture into (replaced).")
+def demo(duration: float, db: str) -> None:
+    """Capture three misbehaving local streams and verify nothing was lost or doubled."""
+    from longline.demo import run_demo
+
+    setup_logging("ERROR")
+    ok = asyncio.run(run_demo(Path(db), duration))
+    sys.exit(0 if ok else 1)
+
+
+def _register_optional() -> None:
+    """Commands that live in their own modules."""
+    from longline.aws.cost_cli import cost_command
+    from longline.testing.provider import provider_command
+
+    main.add_command(provider_command, "provider")
+    main.add_command(cost_command, "cost")
+
+
+_register_optional()

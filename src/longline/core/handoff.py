@@ -1,0 +1,91 @@
+"""Make-before-break rotation: when to open a successor and when to close its predecessor.
+
+A provider that cuts connections after a fixed lifetime (Binance: 24 h) loses events for a
+client that reconnects after the cut. longline opens the successor *before* ``max_lifetime``
+and closes the predecessor only once the successor's first events are committed, or a bounded
+overlap has passed. The store's key drops whatever both delivered. This module only decides;
+the supervisor does the I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Action(enum.Enum):
+    """What the supervisor should do next for one connection slot."""
+
+    WAIT = "wait"
+    OPEN_SUCCESSOR = "open-successor"
+    CLOSE_PREDECESSOR = "close-predecessor"
+    ABANDON_SUCCESSOR = "abandon-successor"
+
+
+@dataclass(slots=True)
+class Rotation:
+    """The per-slot rotation state machine.
+
+    ``max_lifetime`` None means never rotate. ``max_overlap`` bounds how long both connections
+    run side by side when the successor has connected but delivered nothing (a quiet feed);
+    ``successor_timeout`` bounds how long a successor may take to connect at all.
+    """
+
+    max_lifetime: float | None
+    max_overlap: float = 30.0
+    successor_timeout: float = 30.0
+    rotate_at: float = float("inf")
+    successor_started: float | None = None
+    successor_connected: float | None = None
+    successor_committed: bool = False
+
+    def on_opened(self, now: float) -> None:
+        """The current connection is open: the lifetime clock starts."""
+        self.rotate_at = now + self.max_lifetime if self.max_lifetime is not None else float("inf")
+        self.successor_started = None
+        self.successor_connected = None
+        self.successor_committed = False
+
+    def next_deadline(self) -> float | None:
+        """When ``decide`` may next return something other than WAIT (None: never by time)."""
+        if self.max_lifetime is None:
+            return None
+        if self.successor_started is None:
+            return self.rotate_at
+        if self.successor_connected is None:
+            return self.successor_started + self.successor_timeout
+        return self.successor_connected + self.max_overlap
+
+    def decide(self, now: float) -> Action:
+        """The action due at ``now``."""
+        if self.max_lifetime is None:
+            return Action.WAIT
+        if self.successor_started is None:
+            if now >= self.rotate_at:
+                self.successor_started = now
+                return Action.OPEN_SUCCESSOR
+            return Action.WAIT
+        if self.successor_committed:
+            return Action.CLOSE_PREDECESSOR
+        if self.successor_connected is not None:
+            if now >= self.successor_connected + self.max_overlap:
+                return Action.CLOSE_PREDECESSOR
+            return Action.WAIT
+        if now >= self.successor_started + self.successor_timeout:
+            return Action.ABANDON_SUCCESSOR
+        return Action.WAIT
+
+    def on_successor_connected(self, now: float) -> None:
+        """The successor's handshake succeeded."""
+        self.successor_connected = now
+
+    def on_successor_committed(self) -> None:
+        """Events from the successor are durable: the predecessor may go."""
+        self.successor_committed = True
+
+    def on_successor_failed(self, now: float, retry_in: float) -> None:
+        """The successor failed before taking over: try again after ``retry_in`` seconds."""
+        self.successor_started = None
+        self.successor_connected = None
+        self.successor_committed = False
+        self.rotate_at = now + retry_in

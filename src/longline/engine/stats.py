@@ -1,0 +1,33 @@
+"""Per-stream counters and state, as ``longline status`` shows them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Live counters of one stream; saved to the store about once a second."""
+
+    state: str = "connecting"  # connecting | live | backing-off | failed | stopped
+    reason: str | None = None
+    events: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    reconnects: int = 0
+    rotations: int = 0
+    connections: int = 0
+    bytes_hint: int = 0
+    cursor: str | None = None
+    last_seq: int = 0
+    last_event_at: float | None = None
+    started_at: float = 0.0
+    updated_at: float = 0.0
+    pid: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready copy with ``updated_at`` set to now."""
+        self.updated_at = time.time()
+        return asdict(self)

@@ -1,0 +1,70 @@
+"""``longline status``: the saved state of every stream, as JSON or a table."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from longline.config import Config
+from longline.stores import open_store
+
+# A running process saves status every second; older than this means it is not running.
+STALE_AFTER = 10.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def collect_status(cfg: Config) -> dict[str, Any]:
+    """The status of every configured stream.
+
+    Shape: ``{"streams": {NAME: {state, events, duplicates, quarantined, reconnects, cursor}}}``.
+    """
+    store = open_store(cfg.store)
+    await store.open()
+    try:
+        saved = await store.get_status()
+        streams: dict[str, Any] = {}
+        now = time.time()
+        for s in cfg.streams:
+            st = dict(saved.get(s.name) or {"state": "never-run"})
+            running = st.get("state") not in ("stopped", "failed", "never-run")
+            if running and (
+                now - float(st.get("updated_at", 0)) > STALE_AFTER
+                or not _alive(int(st.get("pid", 0)))
+            ):
+                st["state"], st["reason"] = "dead", "the process stopped without shutting down"
+            st["cursor"] = await store.checkpoint(s.name)
+            streams[s.name] = st
+        return {"streams": streams}
+    finally:
+        await store.close()
+
+
+def render_status(data: dict[str, Any], console: Console | None = None) -> None:
+    """Print the status as a table."""
+    table = Table(title="longline status")
+    for col in ("stream", "state", "events", "duplicates", "quarantined", "reconnects",
+                "cursor", "last event", "reason"):
+        table.add_column(col, overflow="fold")
+    now = time.time()
+    for name, st in data["streams"].items():
+        last = st.get("last_event_at")
+        age = f"{now - last:.0f}s ago" if last else "-"
+        table.add_row(
+            name, st.get("state", "?"), str(st.get("events", 0)), str(st.get("duplicates", 0)),
+            str(st.get("quarantined", 0)), str(st.get("reconnects", 0)),
+            str(st.get("cursor") or "-"), age, str(st.get("reason") or ""),
+        )
+    (console or Console()).print(table)

@@ -1,0 +1,101 @@
+"""Shared fixtures: a real local provider on loopback, configs, and store read-back helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from longline.config import Config, parse_config
+from longline.engine.runner import Runner
+from longline.stores import open_store
+from longline.testing.provider import Provider
+
+REQUIRE_SERVICES = os.environ.get("LONGLINE_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[Provider]:
+    p = Provider()
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+def make_config(db: Path, *streams: dict[str, Any], **extra: Any) -> Config:
+    """A validated config on a SQLite file with fast backoff defaults for tests."""
+    out = []
+    for s in streams:
+        s = dict(s)
+        s.setdefault("backoff", {"initial": "50ms", "max": "500ms"})
+        s.setdefault("stall_timeout", "2s")
+        out.append(s)
+    data: dict[str, Any] = {
+        "store": f"sqlite:///{db}",
+        "streams": out,
+        "writer": {"batch_max": 500, "batch_window": "10ms"},
+    }
+    data.update(extra)
+    return parse_config(data)
+
+
+async def capture_until(
+    cfg: Config, done: Callable[[Runner], bool], timeout: float = 30.0
+) -> Runner:
+    """Run ``cfg`` until ``done(runner)`` holds (checked every 50 ms), then stop cleanly."""
+    runner = Runner(cfg, status_interval=0.2)
+    task = asyncio.create_task(runner.run())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        while not task.done():
+            if runner.stats and done(runner):
+                break
+            if loop.time() > deadline:
+                raise AssertionError(f"timed out; stats: {runner.stats}")
+            await asyncio.sleep(0.05)
+    finally:
+        runner.stop()
+        await task
+    return runner
+
+
+def events_at_least(n: int, stream: str | None = None) -> Callable[[Runner], bool]:
+    def check(r: Runner) -> bool:
+        names = [stream] if stream else list(r.stats)
+        return all(r.stats[s].events >= n for s in names)
+
+    return check
+
+
+async def stored(cfg: Config, stream: str) -> list[tuple[int, bytes, str]]:
+    """(id from the payload, payload bytes, key) of every stored event, in seq order."""
+    store = open_store(cfg.store)
+    await store.open()
+    out: list[tuple[int, bytes, str]] = []
+    after = 0
+    try:
+        while batch := await store.read(stream, after, 5000):
+            for ev in batch:
+                assert ev.seq == after + 1, "seq must be gapless"
+                after = ev.seq
+                out.append((int(orjson.loads(ev.payload)["id"]), ev.payload.encode(), ev.key))
+    finally:
+        await store.close()
+    return out
+
+
+async def quarantined(cfg: Config, stream: str) -> list[str]:
+    store = open_store(cfg.store)
+    await store.open()
+    try:
+        return [q.reason for q in await store.read_quarantine(stream, 0, 100_000)]
+    finally:
+        await store.close()

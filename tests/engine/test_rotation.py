@@ -1,0 +1,66 @@
+"""Live-only feeds: make-before-break rotation and redundancy must open no gap."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from longline.testing.provider import Provider
+from tests.conftest import capture_until, make_config, stored
+
+
+def live_ws(provider: Provider, feed: str, **params: object) -> dict[str, object]:
+    return {
+        "name": feed,
+        "transport": "ws",
+        "key": "$.id",
+        "url": provider.url("ws", feed, rate=300, resumable=0, **params),
+    }
+
+
+async def run_for(cfg_seconds: float) -> None:
+    await asyncio.sleep(cfg_seconds)
+
+
+async def test_rotation_before_forced_close_loses_nothing(
+    provider: Provider, tmp_path: Path
+) -> None:
+    s = live_ws(provider, "rot", lifetime=1.5)
+    s["max_lifetime"] = "800ms"
+    cfg = make_config(tmp_path / "t.db", s)
+    loop = asyncio.get_running_loop()
+    t_end = loop.time() + 6.0
+    runner = await capture_until(cfg, lambda r: loop.time() > t_end)
+    ids = [r[0] for r in await stored(cfg, "rot")]
+    assert len(ids) > 1000
+    assert ids == list(range(ids[0], ids[0] + len(ids)))  # contiguous, each once
+    assert runner.stats["rot"].rotations >= 5
+    assert runner.stats["rot"].duplicates > 0  # the overlap really overlapped
+
+
+async def test_without_rotation_the_same_feed_has_gaps(provider: Provider, tmp_path: Path) -> None:
+    """Control: the provider's forced close does open gaps when longline does not rotate."""
+    cfg = make_config(tmp_path / "t.db", live_ws(provider, "norot", lifetime=1.0))
+    loop = asyncio.get_running_loop()
+    t_end = loop.time() + 4.0
+    await capture_until(cfg, lambda r: loop.time() > t_end)
+    ids = [r[0] for r in await stored(cfg, "norot")]
+    assert len(set(ids)) == len(ids)
+    assert ids[-1] - ids[0] + 1 > len(ids)  # something was missed
+
+
+async def test_redundant_connections_store_each_event_once(
+    provider: Provider, tmp_path: Path
+) -> None:
+    s = live_ws(provider, "red")
+    s["redundancy"] = 3
+    cfg = make_config(tmp_path / "t.db", s)
+    loop = asyncio.get_running_loop()
+    t_end = loop.time() + 3.0
+    runner = await capture_until(cfg, lambda r: loop.time() > t_end)
+    ids = [r[0] for r in await stored(cfg, "red")]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
+    st = runner.stats["red"]
+    assert provider.stats["red"].connections == 3
+    # Each event arrived three times: two of the three copies were dropped by the key.
+    assert st.duplicates >= 2 * len(ids) - 2 * 300
