@@ -32,8 +32,12 @@ def _fail(message: str, code: int) -> NoReturn:
 
 @click.group()
 @click.version_option(package_name="longline")
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
 @click.pass_context
 def main(ctx: click.Context, log_level: str) -> None:
     """Keep outbound event streams alive and store every event exactly once."""
@@ -73,8 +77,14 @@ def check(config: str) -> None:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--stream", "stream", required=True, help="Stream name.")
-@click.option("--after", "after", type=int, default=0, show_default=True,
-              help="Only events with seq greater than this.")
+@click.option(
+    "--after",
+    "after",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Only events with seq greater than this.",
+)
 @click.option("--limit", type=int, default=None, help="At most this many.")
 @click.option("--quarantined", is_flag=True, help="List quarantined items instead.")
 def events(config: str, stream: str, after: int, limit: int | None, quarantined: bool) -> None:
@@ -100,17 +110,27 @@ async def _print_events(
             if quarantined:
                 items = await store.read_quarantine(stream, after, page)
                 for q in items:
-                    out.write(orjson.dumps({
-                        "id": q.id, "reason": q.reason, "received_at": q.received_at,
-                        "raw": q.raw.decode("utf-8", "replace"),
-                    }) + b"\n")
+                    out.write(
+                        orjson.dumps(
+                            {
+                                "id": q.id,
+                                "reason": q.reason,
+                                "received_at": q.received_at,
+                                "raw": q.raw.decode("utf-8", "replace"),
+                            }
+                        )
+                        + b"\n"
+                    )
                 after = items[-1].id if items else after
             else:
                 evs = await store.read(stream, after, page)
                 for ev in evs:
                     obj: dict[str, Any] = {
-                        "seq": ev.seq, "key": ev.key, "cursor": ev.cursor,
-                        "received_at": ev.received_at, "payload": _payload(ev.payload),
+                        "seq": ev.seq,
+                        "key": ev.key,
+                        "cursor": ev.cursor,
+                        "received_at": ev.received_at,
+                        "payload": _payload(ev.payload),
                     }
                     if ev.event is not None:
                         obj["event"] = ev.event
@@ -150,10 +170,21 @@ def status(config: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--duration", type=float, default=20.0, show_default=True,
-              help="How long to capture, in seconds.")
-@click.option("--db", "db", type=click.Path(dir_okay=False), default="longline-demo.db",
-              show_default=True, help="SQLite file to capture into (replaced).")
+@click.option(
+    "--duration",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="How long to capture, in seconds.",
+)
+@click.option(
+    "--db",
+    "db",
+    type=click.Path(dir_okay=False),
+    default="longline-demo.db",
+    show_default=True,
+    help="SQLite file to capture into (replaced).",
+)
 def demo(duration: float, db: str) -> None:
     """Capture three misbehaving local streams and verify nothing was lost or doubled."""
     from longline.demo import run_demo

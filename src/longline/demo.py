@@ -52,26 +52,53 @@ def demo_config(provider: Provider, db: Path, total: int) -> Config:
         "writer": {"batch_max": 500, "batch_window": "20ms"},
         "streams": [
             {
-                "name": "sse", "transport": "sse", "key": "$.id",
-                "url": provider.url("sse", "wiki", cut_every=700,
-                                    fail_first=1, fail_status=503, retry_after=1,
-                                    malformed_every=900, **common),
-                "stall_timeout": "3s", "backoff": {"initial": "100ms", "max": "2s"},
+                "name": "sse",
+                "transport": "sse",
+                "key": "$.id",
+                "url": provider.url(
+                    "sse",
+                    "wiki",
+                    cut_every=700,
+                    fail_first=1,
+                    fail_status=503,
+                    retry_after=1,
+                    malformed_every=900,
+                    **common,
+                ),
+                "stall_timeout": "3s",
+                "backoff": {"initial": "100ms", "max": "2s"},
             },
             {
-                "name": "ws", "transport": "ws", "key": "$.id", "cursor": "$.id",
-                "url": provider.url("ws", "trades", subscribe=1, lifetime=6, malformed_every=1000,
-                                    **common),
+                "name": "ws",
+                "transport": "ws",
+                "key": "$.id",
+                "cursor": "$.id",
+                "url": provider.url(
+                    "ws", "trades", subscribe=1, lifetime=6, malformed_every=1000, **common
+                ),
                 "subscribe": ['{"op":"subscribe","since":"{cursor}"}'],
-                "resume": {"subscribe": True}, "max_lifetime": "4s",
-                "stall_timeout": "3s", "backoff": {"initial": "100ms", "max": "2s"},
+                "resume": {"subscribe": True},
+                "max_lifetime": "4s",
+                "stall_timeout": "3s",
+                "backoff": {"initial": "100ms", "max": "2s"},
             },
             {
-                "name": "lines", "transport": "lines", "key": "$.id", "cursor": "$.id",
-                "url": provider.url("lines", "sensors", stall_after=1500, fail_first=1,
-                                    fail_status=429, retry_after=1, malformed_every=800,
-                                    **common),
-                "resume": {"query": "since"}, "stall_timeout": "2s",
+                "name": "lines",
+                "transport": "lines",
+                "key": "$.id",
+                "cursor": "$.id",
+                "url": provider.url(
+                    "lines",
+                    "sensors",
+                    stall_after=1500,
+                    fail_first=1,
+                    fail_status=429,
+                    retry_after=1,
+                    malformed_every=800,
+                    **common,
+                ),
+                "resume": {"query": "since"},
+                "stall_timeout": "2s",
                 "backoff": {"initial": "100ms", "max": "2s"},
             },
         ],
@@ -104,8 +131,11 @@ async def verify(cfg: Config, provider: Provider) -> list[Verdict]:
             unique = set(ids)
             gaps = len(set(range(1, sent + 1)) - unique)
             quarantined = len(await store.read_quarantine(s.name, 0, 100_000))
-            verdicts.append(Verdict(s.name, sent, len(ids), 0, quarantined, gaps,
-                                    len(ids) - len(unique), mismatched))
+            verdicts.append(
+                Verdict(
+                    s.name, sent, len(ids), 0, quarantined, gaps, len(ids) - len(unique), mismatched
+                )
+            )
     finally:
         await store.close()
     return verdicts
@@ -116,9 +146,16 @@ def _table(runner: Runner, rates: dict[str, float], elapsed: float) -> Table:
     for col in ("stream", "state", "events", "ev/s", "dups", "quar.", "reconn.", "rotated"):
         table.add_column(col, justify="right" if col != "stream" else "left")
     for name, st in runner.stats.items():
-        table.add_row(name, st.state, str(st.events), f"{rates.get(name, 0):.0f}",
-                      str(st.duplicates), str(st.quarantined), str(st.reconnects),
-                      str(st.rotations))
+        table.add_row(
+            name,
+            st.state,
+            str(st.events),
+            f"{rates.get(name, 0):.0f}",
+            str(st.duplicates),
+            str(st.quarantined),
+            str(st.reconnects),
+            str(st.rotations),
+        )
     return table
 
 

@@ -193,8 +193,10 @@ async def test_sse_last_event_id_persists_across_reconnect(tmp_path: Path) -> No
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        cfg = make_config(tmp_path / "t.db", {"name": "s", "transport": "sse", "key": "hash",
-                                              "url": f"http://127.0.0.1:{port}/"})
+        cfg = make_config(
+            tmp_path / "t.db",
+            {"name": "s", "transport": "sse", "key": "hash", "url": f"http://127.0.0.1:{port}/"},
+        )
         r = await capture_until(cfg, lambda r: r.stats["s"].events >= 3)
         assert r.stats["s"].quarantined == 0
     finally:
@@ -206,7 +208,10 @@ async def test_sse_last_event_id_persists_across_reconnect(tmp_path: Path) -> No
     try:
         evs = await store.read("s", 0, 10)
         assert [(e.payload, e.cursor) for e in evs] == [
-            ('{"n": 1}', "7"), ('{"n": 2}', "7"), ('{"n": 3}', "8")]
+            ('{"n": 1}', "7"),
+            ('{"n": 2}', "7"),
+            ('{"n": 3}', "8"),
+        ]
         assert await store.checkpoint("s") == "8"
     finally:
         await store.close()

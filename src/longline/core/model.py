@@ -84,3 +84,17 @@ class AppendResult:
     new: int
     duplicates: int
     last_seq: int
+
+
+@dataclass(slots=True, frozen=True)
+class DeadLetter:
+    """An event a processor gave up on after its retries, with the last error."""
+
+    id: int
+    processor: str
+    stream: str
+    seq: int
+    key: str
+    error: str
+    attempts: int
+    failed_at: float

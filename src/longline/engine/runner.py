@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 class Runner:
     """Captures every stream of ``config`` until ``stop()`` (or ``duration``)."""
 
-    def __init__(self, config: Config, *, store: Store | None = None,
-                 status_interval: float = 1.0) -> None:
+    def __init__(
+        self, config: Config, *, store: Store | None = None, status_interval: float = 1.0
+    ) -> None:
         self.config = config
         self.store = store or open_store(config.store)
         self.status_interval = status_interval
@@ -55,7 +56,8 @@ class Runner:
         await self.store.open()
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=True,
         )
         try:
@@ -86,8 +88,12 @@ class Runner:
             stats = StreamStats(started_at=now, pid=os.getpid())
             keyer = Keyer(cfg.key, cfg.cursor, cfg.transport)
             writer = StreamWriter(
-                cfg.name, self.store, keyer, stats,
-                batch_max=writer_cfg.batch_max, batch_window=writer_cfg.batch_window,
+                cfg.name,
+                self.store,
+                keyer,
+                stats,
+                batch_max=writer_cfg.batch_max,
+                batch_window=writer_cfg.batch_window,
                 max_message_size=cfg.max_message_size,
             )
             writer.start()

@@ -100,7 +100,9 @@ class Supervisor:
                 return
             log.warning(
                 "stream %s: connection ended (%s); reconnecting in %.2fs",
-                cfg.name, outcome.detail, decision.delay,
+                cfg.name,
+                outcome.detail,
+                decision.delay,
             )
             self.stats.reason = outcome.detail
             self._set_state("backing-off")
@@ -126,8 +128,11 @@ class Supervisor:
         timeout = max(cfg.stall_timeout, 5.0)
         if cfg.transport == "ws":
             return WSConnection(
-                self.session, request, max_message_size=cfg.max_message_size,
-                connect_timeout=timeout, ping_interval=cfg.ping_interval,
+                self.session,
+                request,
+                max_message_size=cfg.max_message_size,
+                connect_timeout=timeout,
+                ping_interval=cfg.ping_interval,
             )
         kind = SSEConnection if cfg.transport == "sse" else LinesConnection
         return kind(

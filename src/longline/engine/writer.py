@@ -151,9 +151,7 @@ class StreamWriter:
             self.committed_ticket = max(self.committed_ticket, ticket)
             self._committed.notify_all()
 
-    async def _retrying(
-        self, fn: Callable[..., Awaitable[_T]], *args: object
-    ) -> _T:
+    async def _retrying(self, fn: Callable[..., Awaitable[_T]], *args: object) -> _T:
         """Retry a store call until it succeeds: a store outage must not lose buffered events."""
         delay = 0.1
         while True:
@@ -162,8 +160,9 @@ class StreamWriter:
             except Exception as e:  # a StoreError or a lost database connection
                 if self._closing and delay > 5:
                     raise
-                log.error("stream %s: store write failed (%s); retrying in %.1fs",
-                          self.stream, e, delay)
+                log.error(
+                    "stream %s: store write failed (%s); retrying in %.1fs", self.stream, e, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 

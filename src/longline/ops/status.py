@@ -55,16 +55,31 @@ async def collect_status(cfg: Config) -> dict[str, Any]:
 def render_status(data: dict[str, Any], console: Console | None = None) -> None:
     """Print the status as a table."""
     table = Table(title="longline status")
-    for col in ("stream", "state", "events", "duplicates", "quarantined", "reconnects",
-                "cursor", "last event", "reason"):
+    for col in (
+        "stream",
+        "state",
+        "events",
+        "duplicates",
+        "quarantined",
+        "reconnects",
+        "cursor",
+        "last event",
+        "reason",
+    ):
         table.add_column(col, overflow="fold")
     now = time.time()
     for name, st in data["streams"].items():
         last = st.get("last_event_at")
         age = f"{now - last:.0f}s ago" if last else "-"
         table.add_row(
-            name, st.get("state", "?"), str(st.get("events", 0)), str(st.get("duplicates", 0)),
-            str(st.get("quarantined", 0)), str(st.get("reconnects", 0)),
-            str(st.get("cursor") or "-"), age, str(st.get("reason") or ""),
+            name,
+            st.get("state", "?"),
+            str(st.get("events", 0)),
+            str(st.get("duplicates", 0)),
+            str(st.get("quarantined", 0)),
+            str(st.get("reconnects", 0)),
+            str(st.get("cursor") or "-"),
+            age,
+            str(st.get("reason") or ""),
         )
     (console or Console()).print(table)

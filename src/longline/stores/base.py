@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from longline.core.model import (
     AppendResult,
+    DeadLetter,
     Event,
     Quarantined,
     StoredEvent,
@@ -69,3 +70,39 @@ class Store(Protocol):
     async def get_status(self) -> dict[str, dict[str, Any]]:
         """The last saved status of every stream."""
         ...
+
+    # -- delivery to processors (the store is the outbox) -----------------------------------
+
+    async def delivery_cursor(self, processor: str, stream: str) -> int:
+        """The highest ``seq`` of ``stream`` acknowledged by ``processor`` (0 when none)."""
+        ...
+
+    async def ack(
+        self,
+        processor: str,
+        stream: str,
+        seq: int,
+        dead: Sequence[tuple[StoredEvent, str, int]] = (),
+    ) -> None:
+        """Advance the delivery cursor to ``seq`` (never backwards) in one transaction with
+        the dead letters ``dead`` ((event, error, attempts) of events given up on)."""
+
+    async def dead_letters(
+        self, processor: str | None = None, after_id: int = 0, limit: int = 1000
+    ) -> list[DeadLetter]:
+        """Dead letters in id order, of one processor or all."""
+        ...
+
+    async def drop_dead_letters(self, ids: Sequence[int]) -> None:
+        """Remove dead letters (after a successful re-delivery)."""
+
+    async def read_keys(self, stream: str, seqs: Sequence[int]) -> list[StoredEvent]:
+        """Stored events of ``stream`` with the given seqs (for dead-letter re-delivery)."""
+        ...
+
+    async def wait_for_events(self, timeout: float) -> None:
+        """Return when new events may have been appended, or after ``timeout`` seconds.
+
+        Stores with a notification channel (PostgreSQL LISTEN/NOTIFY) wake at once; others
+        just sleep, which makes the dispatcher poll.
+        """

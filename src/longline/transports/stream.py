@@ -50,17 +50,13 @@ class HTTPStreamConnection(Connection):
 
     async def _open(self) -> None:
         headers = {"Accept": self.accept, "Cache-Control": "no-cache", **self.request.headers}
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.connect_timeout, sock_read=None
-        )
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_read=None)
         try:
             resp = await self.session.get(self.request.url, headers=headers, timeout=timeout)
         except aiohttp.ClientError as e:
             raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, _describe(e))) from None
         except TimeoutError:
-            raise ConnectionEnded(
-                Outcome(Cause.NETWORK, None, None, "connect timed out")
-            ) from None
+            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, "connect timed out")) from None
         self._resp = resp
         if resp.status != 200:
             outcome = refused(resp.status, resp.reason, resp.headers)

@@ -64,9 +64,7 @@ class WSConnection(Connection):
         except aiohttp.ClientError as e:
             raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, _describe(e))) from None
         except TimeoutError:
-            raise ConnectionEnded(
-                Outcome(Cause.NETWORK, None, None, "connect timed out")
-            ) from None
+            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, "connect timed out")) from None
         ws = self._ws
         for text in self.request.subscribe:
             await ws.send_str(text)
@@ -74,7 +72,8 @@ class WSConnection(Connection):
             self._pinger = asyncio.create_task(self._ping_loop(ws, self.ping_interval))
 
     async def _ping_loop(
-        self, ws: aiohttp.ClientWebSocketResponse[Literal[False]], interval: float) -> None:
+        self, ws: aiohttp.ClientWebSocketResponse[Literal[False]], interval: float
+    ) -> None:
         n = 0
         with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
             while not ws.closed:
@@ -113,8 +112,12 @@ class WSConnection(Connection):
             size = int(match.group(1)) if match else self.max_message_size + 1
             sink.push([Oversized(size)], self)
             return Outcome(Cause.TOO_BIG, None, None, "message too big (1009)")
-        return Outcome(Cause.NETWORK, None, None, _describe(error) if isinstance(
-            error, BaseException) else text[:200])
+        return Outcome(
+            Cause.NETWORK,
+            None,
+            None,
+            _describe(error) if isinstance(error, BaseException) else text[:200],
+        )
 
     def _force_close(self) -> None:
         ws = self._ws
