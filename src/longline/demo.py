@@ -201,7 +201,8 @@ async def run_demo(db: Path, duration: float, console: Console | None = None) ->
         console.print(
             f"  {v.stream:5} sent {v.sent} stored {v.stored} dups dropped {v.duplicates} "
             f"quarantined {v.quarantined} gaps {v.gaps} doubled {v.doubled} "
-            f"payload mismatches {v.mismatched}"
+            f"payload mismatches {v.mismatched}",
+            soft_wrap=True,
         )
     sent = sum(v.sent for v in verdicts)
     stored = sum(v.stored for v in verdicts)
@@ -211,6 +212,7 @@ async def run_demo(db: Path, duration: float, console: Console | None = None) ->
         f"{sum(v.duplicates for v in verdicts)} duplicates dropped, "
         f"{sum(v.quarantined for v in verdicts)} quarantined, "
         f"{sum(v.gaps for v in verdicts)} gaps, {sum(v.doubled for v in verdicts)} doubled "
-        f"-> {db}"
+        f"-> {db}",
+        soft_wrap=True,
     )
     return ok
