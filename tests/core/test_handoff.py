@@ -43,3 +43,31 @@ def test_successor_that_never_connects_is_abandoned_and_retried() -> None:
     assert r.next_deadline() == 15.0
     assert r.decide(14.0) is Action.WAIT
     assert r.decide(15.0) is Action.OPEN_SUCCESSOR
+
+
+def test_invocation_chains_at_margin_then_stops_when_successor_live() -> None:
+    from longline.core.handoff import InvocationPlan, Step
+
+    p = InvocationPlan(margin=5.0, flush_reserve=1.0, max_overlap=3.0, chains=True)
+    assert p.decide(0.0, 20.0, False, False) is Step.CONTINUE
+    assert p.decide(15.0, 5.0, False, False) is Step.START_SUCCESSOR
+    assert p.decide(15.1, 4.9, False, False) is Step.CONTINUE  # started once only
+    assert p.decide(16.0, 4.0, True, False) is Step.CONTINUE  # superseded, successor not live
+    assert p.decide(16.5, 3.5, True, True) is Step.STOP
+
+
+def test_superseded_invocation_stops_after_bounded_overlap() -> None:
+    from longline.core.handoff import InvocationPlan, Step
+
+    p = InvocationPlan(margin=5.0, flush_reserve=1.0, max_overlap=3.0, chains=False)
+    assert p.decide(2.0, 18.0, True, False) is Step.CONTINUE
+    assert p.decide(4.9, 15.1, True, False) is Step.CONTINUE
+    assert p.decide(5.0, 15.0, True, False) is Step.STOP
+
+
+def test_step_functions_mode_never_chains_and_flush_reserve_wins() -> None:
+    from longline.core.handoff import InvocationPlan, Step
+
+    p = InvocationPlan(margin=5.0, flush_reserve=1.0, max_overlap=3.0, chains=False)
+    assert p.decide(15.0, 5.0, False, False) is Step.CONTINUE
+    assert p.decide(19.0, 1.0, False, False) is Step.STOP

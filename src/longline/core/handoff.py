@@ -89,3 +89,49 @@ class Rotation:
         self.successor_connected = None
         self.successor_committed = False
         self.rotate_at = now + retry_in
+
+
+class Step(enum.Enum):
+    """What a time-limited invocation (AWS Lambda) should do next."""
+
+    CONTINUE = "continue"
+    START_SUCCESSOR = "start-successor"
+    STOP = "stop"
+
+
+@dataclass(slots=True)
+class InvocationPlan:
+    """Make-before-break handoff between time-limited invocations, as a pure state machine.
+
+    An invocation captures until its remaining time falls under ``margin``; then (when it
+    ``chains`` itself; under Step Functions the state machine does it) it starts its successor.
+    The successor takes every stream's lease with a newer epoch, which *supersedes* this
+    invocation: its checkpoint writes are refused from then on, though its events still insert
+    (idempotently), so it keeps its connections until the successor has committed events
+    (``successor_live``) or ``max_overlap`` has passed. It always stops when only
+    ``flush_reserve`` seconds remain, to flush before the platform kills it.
+    """
+
+    margin: float
+    flush_reserve: float
+    max_overlap: float
+    chains: bool
+    chained: bool = False
+    superseded_at: float | None = None
+
+    def decide(
+        self, now: float, remaining: float, superseded: bool, successor_live: bool
+    ) -> Step:
+        """The step due at ``now`` with ``remaining`` seconds left in the invocation."""
+        if remaining <= self.flush_reserve:
+            return Step.STOP
+        if superseded:
+            if self.superseded_at is None:
+                self.superseded_at = now
+            if successor_live or now - self.superseded_at >= self.max_overlap:
+                return Step.STOP
+            return Step.CONTINUE
+        if remaining <= self.margin and self.chains and not self.chained:
+            self.chained = True
+            return Step.START_SUCCESSOR
+        return Step.CONTINUE

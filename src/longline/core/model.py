@@ -84,6 +84,9 @@ class AppendResult:
     new: int
     duplicates: int
     last_seq: int
+    # True when the append carried an epoch older than the stream's lease: the events were
+    # inserted (idempotently) but the checkpoint was not moved. The writer is superseded.
+    fenced: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -98,3 +101,19 @@ class DeadLetter:
     error: str
     attempts: int
     failed_at: float
+
+
+@dataclass(slots=True, frozen=True)
+class Lease:
+    """Ownership of a stream by one worker or invocation, with a fencing epoch.
+
+    Taking a lease increments ``epoch``; the store refuses checkpoint writes that carry an older
+    epoch, so a superseded owner can never move the checkpoint backwards. ``live`` is set by the
+    owner once its first batch is committed: the predecessor's signal that it may stop.
+    """
+
+    stream: str
+    owner: str
+    epoch: int
+    expires_at: float
+    live: bool = False

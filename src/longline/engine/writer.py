@@ -43,6 +43,7 @@ class StreamWriter:
         batch_window: float,
         max_message_size: int,
         max_pending: int | None = None,
+        epoch: int | None = None,
     ) -> None:
         self.stream = stream
         self.store = store
@@ -64,6 +65,10 @@ class StreamWriter:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
+        # The lease epoch this writer commits under (time-limited invocations and shared
+        # stores); ``fenced`` turns True once the store says a newer owner took over.
+        self.epoch = epoch
+        self.fenced = False
 
     # -- producer side (called by connections, on the loop) -------------------------------
 
@@ -140,7 +145,12 @@ class StreamWriter:
             for q in quarantined:
                 log.warning("stream %s: quarantined: %s", self.stream, q.reason)
         if batch:
-            result = await self._retrying(self.store.append, self.stream, batch)
+            result = await self._retrying(self.store.append, self.stream, batch, None, self.epoch)
+            if result.fenced and not self.fenced:
+                self.fenced = True
+                log.info(
+                    "stream %s: superseded by a newer lease; checkpoint left to it", self.stream
+                )
             stats = self.stats
             stats.events += result.new
             stats.duplicates += result.duplicates

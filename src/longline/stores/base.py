@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 from longline.core.model import (
     AppendResult,
     DeadLetter,
+    Lease,
     Event,
     Quarantined,
     StoredEvent,
@@ -35,7 +36,11 @@ class Store(Protocol):
         """Flush and release every resource. Safe to call twice."""
 
     async def append(
-        self, stream: str, events: Sequence[Event], checkpoint: str | None = None
+        self,
+        stream: str,
+        events: Sequence[Event],
+        checkpoint: str | None = None,
+        epoch: int | None = None,
     ) -> AppendResult:
         """Atomically insert the new events and save the checkpoint.
 
@@ -44,6 +49,8 @@ class Store(Protocol):
         order given. The checkpoint saved is ``checkpoint`` when given, else the ``cursor`` of
         the last *new* event that carries one (duplicates from a lagging overlapping connection
         must never move the checkpoint backwards); when neither exists it is left unchanged.
+        With ``epoch`` given and the stream's lease at a newer epoch, the events are still
+        inserted but the checkpoint is not saved, and the result says ``fenced``.
         """
         ...
 
@@ -106,3 +113,22 @@ class Store(Protocol):
         Stores with a notification channel (PostgreSQL LISTEN/NOTIFY) wake at once; others
         just sleep, which makes the dispatcher poll.
         """
+
+    # -- leases (one owner per stream; epochs fence superseded owners) -----------------------
+
+    async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
+        """Take the stream's lease unconditionally, with the next epoch (a handoff successor)."""
+        ...
+
+    async def acquire_lease(self, stream: str, owner: str, ttl: float) -> Lease | None:
+        """Take the lease with the next epoch only when it is free or expired, else None."""
+        ...
+
+    async def renew_lease(self, lease: Lease, ttl: float, live: bool = False) -> Lease:
+        """Extend ``lease`` (and mark it live) if it is still current; return the current lease,
+        which has a newer epoch when ``lease`` was superseded."""
+        ...
+
+    async def get_lease(self, stream: str) -> Lease | None:
+        """The stream's lease, or None when never taken."""
+        ...

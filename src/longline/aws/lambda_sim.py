@@ -1,0 +1,316 @@
+"""``longline lambda-sim``: run the Lambda orchestrations locally with real deadlines.
+
+Each invocation is a separate process given a context whose remaining time runs out for real,
+and is SIGKILLed at its timeout as Lambda does. ``self`` mode runs the self-chained handoff plus
+a watchdog schedule that starts an invocation when a lease has expired; ``stepfunctions`` mode
+interprets the very state machine definition that ``longline deploy --option 2`` emits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+@dataclass
+class Invocation:
+    """One simulated invocation and how it ended."""
+
+    n: int
+    request_id: str
+    payload: dict[str, Any]
+    started: float
+    ended: float | None = None
+    returncode: int | None = None
+    killed: str | None = None  # "timeout" or "planned"
+    result: dict[str, Any] | None = None
+
+
+@dataclass
+class SimReport:
+    """What happened during a simulation."""
+
+    invocations: list[Invocation] = field(default_factory=list)
+
+    @property
+    def handoffs(self) -> int:
+        return sum(
+            1 for i in self.invocations if i.result and i.result.get("outcome") == "handed-over"
+        )
+
+    @property
+    def errors(self) -> list[str]:
+        """Invocations that crashed or ran into their timeout (a too-small margin)."""
+        out = []
+        for i in self.invocations:
+            if i.killed == "timeout":
+                out.append(f"invocation {i.n} was killed at its timeout")
+            elif i.killed is None and i.returncode not in (0, None):
+                out.append(f"invocation {i.n} exited with {i.returncode}")
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "invocations": len(self.invocations),
+            "started": sum(1 for i in self.invocations if i.result and i.result["started"]),
+            "handoffs": self.handoffs,
+            "killed_planned": sum(1 for i in self.invocations if i.killed == "planned"),
+            "errors": self.errors,
+            "epochs": [
+                i.result.get("epochs")
+                for i in self.invocations
+                if i.result and i.result.get("started")
+            ],
+        }
+
+
+class LambdaSim:
+    """Drives simulated invocations of one config."""
+
+    def __init__(
+        self,
+        config: Path,
+        *,
+        mode: str,
+        timeout: float,
+        margin: float,
+        duration: float,
+        watchdog_every: float | None = None,
+        lease_ttl: float | None = None,
+        max_overlap: float | None = None,
+        kill: dict[int, float] | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        if mode not in ("self", "stepfunctions"):
+            raise ValueError("--mode must be self or stepfunctions")
+        if not 0 < margin < timeout:
+            raise ValueError("--margin must be between 0 and --timeout")
+        self.config = config
+        self.mode = mode
+        self.timeout = timeout
+        self.margin = margin
+        self.duration = duration
+        self.watchdog_every = watchdog_every or max(timeout / 2, 1.0)
+        self.lease_ttl = lease_ttl or max(2.0, margin)
+        self.max_overlap = max_overlap or max(1.0, margin / 2)
+        self.kill = kill or {}
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="longline-sim-"))
+        self.report = SimReport()
+        self._counter = itertools.count(1)
+        self._running: set[asyncio.Task[None]] = set()
+        self._accepting = True
+        self._control = ""
+
+    # -- invocations ----------------------------------------------------------------------
+
+    def invoke(self, payload: dict[str, Any]) -> None:
+        """Start an invocation asynchronously (InvocationType=Event)."""
+        if not self._accepting:
+            return
+        task = asyncio.create_task(self._invocation(payload))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _invocation(self, payload: dict[str, Any]) -> None:
+        n = next(self._counter)
+        inv = Invocation(n, f"sim-{n:04d}", payload, time.time())
+        self.report.invocations.append(inv)
+        env = {
+            **os.environ,
+            "LONGLINE_CONFIG": str(self.config),
+            "LONGLINE_MODE": self.mode,
+            "LONGLINE_MARGIN": str(self.margin),
+            "LONGLINE_LEASE_TTL": str(self.lease_ttl),
+            "LONGLINE_MAX_OVERLAP": str(self.max_overlap),
+            "LONGLINE_SIM_REQUEST_ID": inv.request_id,
+            "LONGLINE_SIM_DEADLINE": str(inv.started + self.timeout),
+            "LONGLINE_SIM_CONTROL": self._control,
+            "LONGLINE_SIM_EVENT": orjson.dumps(payload).decode(),
+        }
+        with open(self.log_dir / f"{inv.request_id}.log", "wb") as err:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "longline.aws.lambda_sim_worker",
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+            )
+            limit = self.timeout
+            planned = self.kill.get(n)
+            if planned is not None and planned < limit:
+                limit = planned
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), limit)
+            except TimeoutError:
+                proc.send_signal(signal.SIGKILL)
+                out, _ = await proc.communicate()
+                inv.killed = "planned" if planned is not None and limit == planned else "timeout"
+        inv.ended = time.time()
+        inv.returncode = proc.returncode
+        lines = out.decode(errors="replace").strip().splitlines()
+        if lines and inv.killed is None:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                inv.result = orjson.loads(lines[-1])
+
+    # -- orchestrations -------------------------------------------------------------------
+
+    async def _watchdog(self) -> None:
+        """The EventBridge schedule: start an invocation that takes over expired leases."""
+        while True:
+            await asyncio.sleep(self.watchdog_every)
+            self.invoke({"watchdog": True})
+
+    async def _stepfunctions(self) -> None:
+        from longline.aws.stepfunctions import run_local_state_machine
+
+        interval = max(1, round(self.timeout - self.margin))
+        await run_local_state_machine(invoke_lambda=self._invoke_async, handoff_interval_s=interval)
+
+    async def _invoke_async(self, payload: dict[str, Any]) -> None:
+        self.invoke(payload)
+
+    async def _serve_control(self) -> web.AppRunner:
+        async def handle(request: web.Request) -> web.Response:
+            self.invoke(orjson.loads(await request.read() or b"{}"))
+            return web.Response(status=202)
+
+        app = web.Application()
+        app.router.add_post("/invoke", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._control = f"http://127.0.0.1:{port}/invoke"
+        return runner
+
+    async def run(self) -> SimReport:
+        """Run for ``duration``, then let the last invocations finish."""
+        control = await self._serve_control()
+        orchestrator: asyncio.Task[None]
+        if self.mode == "self":
+            self.invoke({})
+            orchestrator = asyncio.create_task(self._watchdog())
+        else:
+            orchestrator = asyncio.create_task(self._stepfunctions())
+        try:
+            await asyncio.sleep(self.duration)
+        finally:
+            self._accepting = False
+            orchestrator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await orchestrator
+            while self._running:
+                await asyncio.gather(*list(self._running), return_exceptions=True)
+            await control.cleanup()
+        return self.report
+
+
+def _parse_kill(values: tuple[str, ...]) -> dict[int, float]:
+    from longline.core.units import parse_duration
+
+    out = {}
+    for v in values:
+        n, _, when = v.partition("@")
+        if not n.isdigit() or not when:
+            raise ValueError(f"--kill takes N@DURATION (e.g. 3@2s), not {v!r}")
+        out[int(n)] = parse_duration(when)
+    return out
+
+
+def lambda_sim_command() -> Any:
+    """Build the click command (kept here so the CLI module stays small)."""
+    import click
+    from rich.console import Console
+
+    from longline.core.units import parse_duration
+
+    @click.command("lambda-sim")
+    @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option(
+        "--mode", type=click.Choice(["self", "stepfunctions"]), default="self", show_default=True
+    )
+    @click.option(
+        "--timeout",
+        default="20s",
+        show_default=True,
+        help="Function timeout (Lambda's maximum is 15m).",
+    )
+    @click.option(
+        "--margin",
+        default="5s",
+        show_default=True,
+        help="Remaining time at which the handoff starts.",
+    )
+    @click.option(
+        "--duration", default="120s", show_default=True, help="How long to keep the chain going."
+    )
+    @click.option("--watchdog", default=None, help="Watchdog schedule period (self mode).")
+    @click.option("--lease-ttl", default=None, help="Lease time-to-live.")
+    @click.option(
+        "--kill",
+        multiple=True,
+        metavar="N@DURATION",
+        help="SIGKILL invocation N that long after it started (chaos testing).",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+    def command(
+        config: Path,
+        mode: str,
+        timeout: str,
+        margin: str,
+        duration: str,
+        watchdog: str | None,
+        lease_ttl: str | None,
+        kill: tuple[str, ...],
+        as_json: bool,
+    ) -> None:
+        """Run CONFIG as chained Lambda invocations locally, with real deadlines."""
+        try:
+            sim = LambdaSim(
+                config,
+                mode=mode,
+                timeout=parse_duration(timeout),
+                margin=parse_duration(margin),
+                duration=parse_duration(duration),
+                watchdog_every=parse_duration(watchdog) if watchdog else None,
+                lease_ttl=parse_duration(lease_ttl) if lease_ttl else None,
+                kill=_parse_kill(kill),
+            )
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+        report = asyncio.run(sim.run())
+        summary = report.summary()
+        if as_json:
+            click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+        else:
+            console = Console()
+            for inv in report.invocations:
+                res = inv.result or {}
+                took = (inv.ended or inv.started) - inv.started
+                how = f"killed ({inv.killed})" if inv.killed else res.get("outcome", "-")
+                console.print(
+                    f"invocation {inv.n:3}: {took:5.1f}s {how}"
+                    f" epochs {res.get('epochs', '-')} events {res.get('events', '-')}"
+                )
+            console.print(
+                f"{summary['invocations']} invocations, {summary['handoffs']} "
+                f"handoffs, errors: {summary['errors'] or 'none'}; logs in "
+                f"{sim.log_dir}"
+            )
+        sys.exit(1 if summary["errors"] else 0)
+
+    return command

@@ -1,0 +1,67 @@
+"""One simulated Lambda invocation: a process with a real deadline (``lambda-sim`` starts it).
+
+The context's remaining time runs out for real; the controller SIGKILLs this process at the
+timeout exactly as Lambda would. Asynchronous self-invocation goes to the controller over
+loopback HTTP, as ``lambda:InvokeFunction`` with ``InvocationType=Event`` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+from longline.aws.lambda_handler import Settings, load_from_env, run_invocation
+
+
+class SimContext:
+    """A Lambda context whose remaining time is measured against a real deadline."""
+
+    def __init__(self, request_id: str, deadline: float) -> None:
+        self.aws_request_id = request_id
+        self.deadline = deadline
+        self.function_name = "longline-sim"
+        self.invoked_function_arn = "arn:aws:lambda:local:000000000000:function:longline-sim"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.time()) * 1000))
+
+
+async def _main() -> dict[str, Any]:
+    from longline.ops.logging import setup_logging
+
+    cfg = load_from_env()
+    setup_logging(os.environ.get("LONGLINE_LOG_LEVEL", "WARNING"), secrets=cfg.secrets)
+    settings = Settings.from_env()
+    context = SimContext(
+        os.environ["LONGLINE_SIM_REQUEST_ID"], float(os.environ["LONGLINE_SIM_DEADLINE"])
+    )
+    event = orjson.loads(os.environ.get("LONGLINE_SIM_EVENT", "{}"))
+    control = os.environ["LONGLINE_SIM_CONTROL"]
+
+    async def invoke(payload: dict[str, Any]) -> None:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(control, data=orjson.dumps(payload)) as resp,
+        ):
+            resp.raise_for_status()
+
+    invoker = invoke if settings.mode == "self" else None
+    return await run_invocation(
+        cfg, context, settings, invoker, watchdog=bool(event.get("watchdog"))
+    )
+
+
+def main() -> None:
+    """Run one invocation and print its result as one JSON line."""
+    result = asyncio.run(_main())
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Keep a stream's lease renewed and notice when a newer owner supersedes it.
+
+A lease is taken with the next epoch; the writer commits under that epoch and the store
+refuses checkpoint writes from older ones. The keeper renews the lease every ``ttl / 3`` and
+marks it *live* once this owner's first batch is committed, which is what tells a predecessor
+that it may stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from longline.core.model import Lease
+from longline.engine.stats import StreamStats
+from longline.engine.writer import StreamWriter
+from longline.stores.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    """Renews one stream's lease and reports whether it was superseded."""
+
+    def __init__(self, store: Store, lease: Lease, ttl: float, stats: StreamStats) -> None:
+        self.store = store
+        self.lease = lease
+        self.ttl = ttl
+        self.stats = stats
+        self.writer: StreamWriter | None = None
+        self.current: Lease = lease
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def superseded(self) -> bool:
+        """A newer epoch owns the stream (seen by renewal or by a fenced append)."""
+        fenced = self.writer is not None and self.writer.fenced
+        return fenced or self.current.epoch > self.lease.epoch
+
+    @property
+    def successor_live(self) -> bool:
+        """The newer owner has committed events."""
+        return self.current.epoch > self.lease.epoch and self.current.live
+
+    def start(self) -> None:
+        """Start renewing in the background."""
+        self._task = asyncio.create_task(self._run(), name=f"lease:{self.lease.stream}")
+
+    async def stop(self) -> None:
+        """Stop renewing (the lease then expires unless a successor took it)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def refresh(self) -> None:
+        """Renew now (or, once superseded, read the successor's lease)."""
+        if self.superseded:
+            self.current = await self.store.get_lease(self.lease.stream) or self.current
+            return
+        live = self.stats.events + self.stats.duplicates > 0
+        self.current = await self.store.renew_lease(self.lease, self.ttl, live=live)
+        if self.current.epoch > self.lease.epoch:
+            log.info(
+                "stream %s: lease taken over (epoch %d -> %d)",
+                self.lease.stream,
+                self.lease.epoch,
+                self.current.epoch,
+            )
+
+    async def _run(self) -> None:
+        period = max(self.ttl / 3, 0.05)
+        while True:
+            try:
+                await self.refresh()
+            except Exception as e:  # a store hiccup must not end the invocation
+                log.warning("stream %s: lease renewal failed: %s", self.lease.stream, e)
+            # Poll fast while a handoff is under way: until our first commit is marked live
+            # (a predecessor waits for it), and once superseded (we wait for the successor).
+            handing_over = self.superseded or not self.current.live
+            await asyncio.sleep(min(period, 0.2) if handing_over else period)

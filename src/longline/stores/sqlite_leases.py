@@ -1,0 +1,66 @@
+"""Stream leases for SQLite: one owner per stream, with an epoch that fences older owners.
+
+Functions run on the SQLite store's writer thread, inside its ``BEGIN IMMEDIATE`` transactions,
+so taking a lease and checking it in ``append`` are serialized with every other write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from longline.core.model import Lease
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS leases (
+        stream TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch INTEGER NOT NULL,
+        expires_at REAL NOT NULL, live INTEGER NOT NULL DEFAULT 0)""",
+)
+
+_GET = "SELECT stream, owner, epoch, expires_at, live FROM leases WHERE stream = ?"
+_PUT = (
+    "INSERT INTO leases (stream, owner, epoch, expires_at, live) VALUES (?, ?, ?, ?, 0)"
+    " ON CONFLICT (stream) DO UPDATE SET owner = excluded.owner, epoch = excluded.epoch,"
+    " expires_at = excluded.expires_at, live = 0"
+)
+
+
+def get(conn: sqlite3.Connection, stream: str) -> Lease | None:
+    """The stream's lease, or None."""
+    row = conn.execute(_GET, (stream,)).fetchone()
+    if row is None:
+        return None
+    return Lease(row[0], row[1], int(row[2]), float(row[3]), bool(row[4]))
+
+
+def current_epoch(conn: sqlite3.Connection, stream: str) -> int | None:
+    """The epoch in force for ``stream`` (None when no lease was ever taken)."""
+    row = conn.execute("SELECT epoch FROM leases WHERE stream = ?", (stream,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def take(
+    conn: sqlite3.Connection, stream: str, owner: str, ttl: float, force: bool
+) -> Lease | None:
+    """Take the lease with the next epoch; unless ``force``, only when free or expired."""
+    now = time.time()
+    old = get(conn, stream)
+    if not force and old is not None and old.expires_at > now:
+        return None
+    epoch = (old.epoch if old else 0) + 1
+    conn.execute(_PUT, (stream, owner, epoch, now + ttl))
+    return Lease(stream, owner, epoch, now + ttl, False)
+
+
+def renew(conn: sqlite3.Connection, lease: Lease, ttl: float, live: bool) -> Lease:
+    """Extend ``lease`` if still current; return whatever lease is current."""
+    cur = get(conn, lease.stream)
+    if cur is None or cur.epoch != lease.epoch:
+        return cur or lease
+    expires = time.time() + ttl
+    is_live = cur.live or live
+    conn.execute(
+        "UPDATE leases SET expires_at = ?, live = ? WHERE stream = ? AND epoch = ?",
+        (expires, int(is_live), lease.stream, lease.epoch),
+    )
+    return Lease(cur.stream, cur.owner, cur.epoch, expires, is_live)
