@@ -38,20 +38,31 @@ def test_seed_prints_the_comparison_with_the_correction() -> None:
     assert "2,880 x $0.000025 = $0.072, not $0.72 (a factor of 10)" in out
     assert "the floor only if a handoff takes a single transition" in out
     assert "total <- cheapest" in out
-    assert "8,646 transitions" in out
+    assert "11,526 transitions" in out
+    # the streams axis in four ranges, not the twenty changes between EC2 and Fargate steps
+    assert (
+        "Cheapest by streams, with 0 events/s in total:\n"
+        "  1 stream               1. Lambda (self-chained handoffs)\n"
+        "  2 to 116 streams       3/4 (tied)\n"
+        "  117 to 580 streams     3/3b/4 (within 75 %)\n"
+        "  581 to 10,000 streams  3/3b/4 (within 17 %)\n"
+        "  (a/b within N %: each is the cheapest somewhere in the range, none costs more than "
+        "N % above the cheapest there)\n"
+    ) in out
+    assert "takes over" not in out
 
 
 def test_seed_json_reproduces_the_figures() -> None:
     doc = run_json("--seed")
     seed = {f["figure"]: (f["seed"], f["ours"], f["verdict"]) for f in doc["seed"]}
     assert seed["Lambda, 30 days (duration)"] == ("5.4432", "5.4000108", "differs")
-    assert seed["Step Functions, 30 days"] == ("0.72", "0.21615", "differs")
-    assert seed["state transitions in 30 days"] == ("2880", "8646", "differs")
+    assert seed["Step Functions, 30 days"] == ("0.72", "0.28815", "differs")
+    assert seed["state transitions in 30 days"] == ("2880", "11526", "differs")
     assert seed["EC2 t4g.nano, 30 days (instance)"] == ("3.024", "3.816", "differs")
     assert seed["EC2 for all processing, 30 days"] == (None, "8.184", "no figure")
     assert totals(doc) == {
         "lambda": "5.409135648",
-        "lambda_sfn": "5.625285648",
+        "lambda_sfn": "5.697285648",
         "ec2_hybrid": "8.184",
         "fargate_hybrid": "14.256",
         "ec2_all": "8.184",
@@ -99,12 +110,34 @@ def test_free_tier_switch_adds_credits() -> None:
 def test_crossovers_in_words_and_json() -> None:
     result = run("--region", "us-east-1", "--events-per-second", "0", "--instance-type", "t4g.nano")
     assert result.exit_code == 0, result.output
-    assert "With 0 events/s in total, 1. Lambda (self-chained handoffs) is the cheapest" in (
-        result.output
-    )
+    # 2 x 0.25 vCPU Fargate tasks ($10.71 each) against 2 t4g.nano set-ups ($7.264): 48 %
+    assert (
+        "Cheapest by streams, with 0 events/s in total:\n"
+        "  1 stream               1. Lambda (self-chained handoffs)\n"
+        "  2 to 116 streams       3/4 (tied)\n"
+        "  117 to 464 streams     3/3b/4 (within 48 %)\n"
+        "  465 to 10,000 streams  3b. Fargate holds connections, serverless processing\n"
+    ) in result.output
     doc = run_json("--region", "us-east-1", "--events-per-second", "0")
     points = doc["crossovers"]["streams"]["points"]
-    assert points[0]["at"] == "2" and points[0]["before"] == ["lambda"]
+    assert points == [
+        {"axis": "streams", "at": "2", "before": ["lambda"], "after": ["ec2_hybrid", "ec2_all"]}
+    ]
+    assert doc["crossovers"]["streams"]["ranges"] == [
+        {"axis": "streams", "start": "1", "end": "1", "options": ["lambda"], "spread": "0"},
+        {
+            "axis": "streams",
+            "start": "2",
+            "end": "10000",
+            "options": ["ec2_hybrid", "ec2_all"],
+            "spread": "0",
+        },
+    ]
+    assert doc["crossovers"]["streams"]["text"] == (
+        "Cheapest by streams, with 0 events/s in total:\n"
+        "  1 stream             1. Lambda (self-chained handoffs)\n"
+        "  2 to 10,000 streams  3/4 (tied)"
+    )
 
 
 def test_unpriced_option_is_shown_with_its_reason() -> None:

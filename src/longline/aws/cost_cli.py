@@ -148,7 +148,7 @@ def _report(
     cmp: model.Comparison, book: model.PriceBook, seed: bool, console: Console, as_json: bool
 ) -> None:
     w = cmp.workload
-    words = {axis: model.in_words(w, book, axis) for axis in model.AXES}
+    words = {axis: model.summary(w, book, axis) for axis in model.AXES}
     figures = model.seed_figures(book, w) if seed else []
     if as_json:
         doc = {
@@ -167,8 +167,12 @@ def _report(
                 for o in cmp.options
             ],
             "crossovers": {
-                axis: {"text": text, "points": [asdict(x) for x in found]}
-                for axis, (found, text) in words.items()
+                axis: {
+                    "text": words[axis].text,
+                    "points": [asdict(x) for x in words[axis].crossovers],
+                    "ranges": [asdict(r) for r in words[axis].ranges],
+                }
+                for axis in model.AXES
             },
         }
         if seed:
@@ -213,8 +217,8 @@ def _report(
             notes.setdefault(note, []).append(o.name.split(".")[0])
     for note, which in notes.items():
         console.print(esc(f"  note: {note} (option {', '.join(which)})"), highlight=False)
-    for _, text in words.values():
-        console.print(esc(text), highlight=False)
+    for summary in words.values():
+        console.print(esc(summary.text), highlight=False)
     if seed:
         _print_seed(figures, console)
 

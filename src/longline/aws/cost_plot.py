@@ -18,7 +18,7 @@ from longline.aws.cost import (
     PriceBook,
     Workload,
     axis_grid,
-    crossovers,
+    cheapest_ranges,
     num,
     sweep,
 )
@@ -61,8 +61,8 @@ def plot(w: Workload, book: PriceBook, path: str | Path) -> Path:
             if points:
                 xs, ys = zip(*points, strict=True)
                 axes.plot(xs, ys, label=OPTIONS[key])
-        for cross in crossovers(w, book, axis):
-            axes.axvline(float(cross.at), color="grey", linestyle=":", linewidth=1)
+        for cheapest in cheapest_ranges(w, book, axis)[1:]:  # the ranges the text names
+            axes.axvline(float(cheapest.start), color="grey", linestyle=":", linewidth=1)
         axes.set_xscale("log")
         axes.set_yscale("log")
         axes.set_xlabel(LABELS[axis])
@@ -75,7 +75,7 @@ def plot(w: Workload, book: PriceBook, path: str | Path) -> Path:
         )
         axes.set_title(f"{w.region}, {held}, {num(Decimal(w.event_size))} B events")
     figure.axes[0].legend(fontsize="small")
-    figure.suptitle("longline cost: cheapest option by workload (dotted: crossovers)")
+    figure.suptitle("longline cost: cheapest option by workload (dotted: where it changes)")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(target)
