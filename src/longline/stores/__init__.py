@@ -1,4 +1,4 @@
-"""Event stores, chosen by URL: ``sqlite:///path.db`` today; PostgreSQL and DynamoDB later."""
+"""Event stores, chosen by URL: ``sqlite:///path.db``, ``postgresql://...``, ``dynamodb://...``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,13 @@ from longline.stores.sqlite import SQLiteStore
 __all__ = ["SQLiteStore", "Store", "StoreError", "open_store"]
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, create_tables: bool = False) -> Store:
     """Build (not yet open) the store a URL names.
+
+    ``postgresql://user@host:port/db?schema=NAME`` (also ``postgres://``) and
+    ``dynamodb://PREFIX?region=...&endpoint_url=...`` load their driver only when named.
+    ``create_tables`` lets a DynamoDB store create missing tables (SQLite and PostgreSQL
+    always create and migrate their schema).
 
     ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` follow the SQLAlchemy
     convention (three slashes, then the path). ``?synchronous=FULL`` trades throughput for
@@ -19,8 +24,19 @@ def open_store(url: str) -> Store:
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    if scheme in ("postgresql", "postgres"):
+        from longline.stores.postgres import from_url
+
+        return from_url(url)
+    if scheme == "dynamodb":
+        from longline.stores.dynamodb import from_url as dynamodb_from_url
+
+        return dynamodb_from_url(url, create_tables=create_tables)
     if scheme != "sqlite":
-        raise StoreError(f"unsupported store URL scheme {scheme or '(none)'!r}; use sqlite:///")
+        raise StoreError(
+            f"unsupported store URL scheme {scheme or '(none)'!r};"
+            " use sqlite:///, postgresql:// or dynamodb://"
+        )
     if parts.netloc or not parts.path.startswith("/") or parts.fragment:
         raise StoreError("a SQLite store URL looks like sqlite:///path/to/file.db")
     path = unquote(parts.path[1:])

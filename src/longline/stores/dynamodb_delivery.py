@@ -1,0 +1,273 @@
+"""Delivery cursors, dead letters and leases for ``DynamoDBStore``.
+
+A mixin, as for SQLite: these coordinate processors and workers through small items and live
+apart from the capture path.
+- ``ack`` writes the dead letters and the conditional cursor update (``seq < new``) in one
+  transaction; a dead letter is one item per (processor, stream, seq), so failing again updates
+  it and keeps its id (ids come from a counter item).
+- A lease is a few attributes of the stream's item in ``streams``: the append's condition on
+  ``last_seq`` can then also say "no newer epoch", which fences a superseded owner for free.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from longline.core.model import DeadLetter, Lease, StoredEvent
+from longline.stores import dynamodb_items as di
+from longline.stores.base import StoreError
+from longline.stores.dynamodb_base import DynamoDBBase
+from longline.stores.dynamodb_items import Item, Tables, num_attr, str_attr
+
+__all__ = ["DeliveryMixin"]
+
+
+class DeliveryMixin(DynamoDBBase):
+    """The delivery and lease half of the Store protocol, for ``DynamoDBStore``."""
+
+    async def delivery_cursor(self, processor: str, stream: str) -> int:
+        """The highest ``seq`` of ``stream`` acknowledged by ``processor`` (0 when none)."""
+        item = await self._get("delivery", delivery_key(processor, stream))
+        return int(item["seq"]["N"]) if item else 0
+
+    async def ack(
+        self,
+        processor: str,
+        stream: str,
+        seq: int,
+        dead: Sequence[tuple[StoredEvent, str, int]] = (),
+    ) -> None:
+        """Advance the delivery cursor (never backwards) together with the dead letters."""
+        now = time.time()
+        updates: list[dict[str, Any]] = []
+        if dead:
+            first = await self._allocate("deadletters", DEAD_COUNTER, len(dead))
+            updates = [
+                dead_letter_update(self._t, first + i, processor, stream, ev, err, n, now)
+                for i, (ev, err, n) in enumerate(dead)
+            ]
+        while len(updates) > 99:  # only the last transaction can carry the cursor
+            await self._transact(updates[:99])
+            updates = updates[99:]
+        for _ in range(di.MAX_CONFLICTS):
+            items = list(updates)
+            if seq > await self.delivery_cursor(processor, stream):
+                items.append(advance_delivery(self._t, processor, stream, seq, now))
+            if not items:
+                return
+            try:
+                await self._transact(items)
+                return
+            except di.Cancelled:
+                continue  # another worker moved the cursor: re-read it
+        raise StoreError(f"DynamoDB ack of {processor!r}/{stream!r}: too many conflicts")
+
+    async def dead_letters(
+        self, processor: str | None = None, after_id: int = 0, limit: int = 1000
+    ) -> list[DeadLetter]:
+        """Dead letters in id order (of one processor: a query; of all: a scan)."""
+        if processor is None:
+            items = await self._scan("deadletters")
+        else:
+            items = await self._query_all(
+                TableName=self._t["deadletters"],
+                KeyConditionExpression="#p = :p",
+                ExpressionAttributeNames={"#p": "processor"},
+                ExpressionAttributeValues={":p": {"S": processor}},
+            )
+        letters = [dead_letter(i) for i in items if "seq" in i]
+        letters = sorted((d for d in letters if d.id > after_id), key=lambda d: d.id)
+        return letters[: max(limit, 0)]
+
+    async def drop_dead_letters(self, ids: Sequence[int]) -> None:
+        """Remove dead letters (after a successful re-delivery); finds them with a scan."""
+        wanted = set(ids)
+        if not wanted:
+            return
+        items = await self._scan(
+            "deadletters",
+            ProjectionExpression="#p, #r, #i",
+            ExpressionAttributeNames={"#p": "processor", "#r": "ref", "#i": "id"},
+        )
+        keys = [
+            {"processor": i["processor"], "ref": i["ref"]}
+            for i in items
+            if "id" in i and int(i["id"]["N"]) in wanted
+        ]
+        await self._batch_write("deadletters", [{"DeleteRequest": {"Key": k}} for k in keys])
+
+    # -- leases ------------------------------------------------------------------------------
+
+    async def get_lease(self, stream: str) -> Lease | None:
+        """The stream's lease (attributes of its ``streams`` item), or None."""
+        return di.lease(stream, await self._get("streams", {"stream": {"S": stream}}))
+
+    async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
+        """Take the lease unconditionally with the next epoch (see ``Store``)."""
+        lease = await self._take(stream, owner, ttl, force=True)
+        assert lease is not None
+        return lease
+
+    async def acquire_lease(self, stream: str, owner: str, ttl: float) -> Lease | None:
+        """Take the lease only when it is free or expired (see ``Store``)."""
+        return await self._take(stream, owner, ttl, force=False)
+
+    async def _take(self, stream: str, owner: str, ttl: float, force: bool) -> Lease | None:
+        for _ in range(di.MAX_CONFLICTS):
+            old = await self.get_lease(stream)
+            now = time.time()
+            if not force and old is not None and old.expires_at > now:
+                return None
+            update = take_lease_update(
+                self._t, stream, owner, old, now + ttl, None if force else now
+            )
+            try:
+                out = await self._write("update_item", **update)
+            except di.Cancelled:
+                continue  # someone else took it meanwhile: look again
+            return di.lease(stream, out["Attributes"])
+        raise StoreError(f"DynamoDB lease of {stream!r}: too many conflicts")
+
+    async def renew_lease(self, lease: Lease, ttl: float, live: bool = False) -> Lease:
+        """Extend a current lease; return the lease in force (see ``Store``)."""
+        expires = time.time() + ttl
+        update = renew_lease_update(self._t, lease, expires, live)
+        try:
+            out = await self._write("update_item", **update)
+        except di.Cancelled:
+            return await self.get_lease(lease.stream) or lease
+        renewed = di.lease(lease.stream, out["Attributes"])
+        return renewed or lease
+
+
+# -- items ------------------------------------------------------------------------------
+
+
+def delivery_key(processor: str, stream: str) -> Item:
+    return {"processor": str_attr(processor), "stream": str_attr(stream)}
+
+
+def advance_delivery(tables: Tables, processor: str, stream: str, seq: int, now: float) -> Item:
+    """A transaction action moving the delivery cursor forward only."""
+    return {
+        "Update": {
+            "TableName": tables["delivery"],
+            "Key": delivery_key(processor, stream),
+            "UpdateExpression": "SET #q = :q, #t = :t",
+            "ConditionExpression": "attribute_not_exists(#q) OR #q < :q",
+            "ExpressionAttributeNames": {"#q": "seq", "#t": "updated_at"},
+            "ExpressionAttributeValues": {":q": num_attr(seq), ":t": num_attr(now)},
+        }
+    }
+
+
+DEAD_COUNTER = {"processor": {"S": "\x00"}, "ref": {"S": "\x00"}}  # the id counter item
+
+
+def dead_letter_update(
+    tables: Tables,
+    ident: int,
+    processor: str,
+    stream: str,
+    ev: StoredEvent,
+    error: str,
+    attempts: int,
+    now: float,
+) -> Item:
+    """A transaction action recording a dead letter, one per (processor, stream, seq): failing
+    again updates the error and adds to the attempts, and the first id is kept."""
+    return {
+        "Update": {
+            "TableName": tables["deadletters"],
+            "Key": {
+                "processor": str_attr(processor),
+                "ref": str_attr(f"{stream}\x00{ev.seq:020d}"),
+            },
+            "UpdateExpression": "SET #i = if_not_exists(#i, :i), #s = :s, #q = :q, #k = :k,"
+            " #e = :e, #f = :f ADD #a :a",
+            "ExpressionAttributeNames": {
+                "#i": "id",
+                "#s": "stream",
+                "#q": "seq",
+                "#k": "key",
+                "#e": "error",
+                "#f": "failed_at",
+                "#a": "attempts",
+            },
+            "ExpressionAttributeValues": {
+                ":i": num_attr(ident),
+                ":s": str_attr(stream),
+                ":q": num_attr(ev.seq),
+                ":k": str_attr(ev.key),
+                ":e": str_attr(error[:10_000]),
+                ":f": num_attr(now),
+                ":a": num_attr(attempts),
+            },
+        }
+    }
+
+
+def dead_letter(item: Item) -> DeadLetter:
+    return DeadLetter(
+        id=int(item["id"]["N"]),
+        processor=item["processor"]["S"],
+        stream=item["stream"]["S"],
+        seq=int(item["seq"]["N"]),
+        key=item["key"]["S"],
+        error=item["error"]["S"],
+        attempts=int(item["attempts"]["N"]),
+        failed_at=float(item["failed_at"]["N"]),
+    )
+
+
+def take_lease_update(
+    tables: Tables, stream: str, owner: str, old: Lease | None, expires: float, now: float | None
+) -> Item:
+    """UpdateItem arguments taking the lease with the next epoch, provided it is still at
+    ``old``'s epoch and (when ``now`` is given) expired by then."""
+    names = {"#o": "lease_owner", "#e": "lease_epoch", "#x": "lease_expires", "#l": "lease_live"}
+    values: dict[str, Any] = {
+        ":o": str_attr(owner),
+        ":e": num_attr((old.epoch if old else 0) + 1),
+        ":x": num_attr(expires),
+        ":f": {"BOOL": False},
+    }
+    if old is None:
+        condition = "attribute_not_exists(#e)"
+    else:
+        condition = "#e = :old"
+        values[":old"] = num_attr(old.epoch)
+        if now is not None:
+            condition += " AND #x <= :now"
+            values[":now"] = num_attr(now)
+    return {
+        "TableName": tables["streams"],
+        "Key": {"stream": str_attr(stream)},
+        "UpdateExpression": "SET #o = :o, #e = :e, #x = :x, #l = :f",
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "ReturnValues": "ALL_NEW",
+    }
+
+
+def renew_lease_update(tables: Tables, current: Lease, expires: float, live: bool) -> Item:
+    """UpdateItem arguments extending ``current`` if its epoch is still the one in force
+    (and marking it live; a live lease never becomes not-live again)."""
+    names = {"#x": "lease_expires", "#e": "lease_epoch"}
+    values: dict[str, Any] = {":x": num_attr(expires), ":e": num_attr(current.epoch)}
+    update = "SET #x = :x"
+    if live:
+        names["#l"], values[":l"] = "lease_live", {"BOOL": True}
+        update += ", #l = :l"
+    return {
+        "TableName": tables["streams"],
+        "Key": {"stream": str_attr(current.stream)},
+        "UpdateExpression": update,
+        "ConditionExpression": "#e = :e",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "ReturnValues": "ALL_NEW",
+    }

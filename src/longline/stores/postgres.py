@@ -1,0 +1,401 @@
+"""PostgreSQL store (asyncpg): for servers and for several workers sharing one database.
+
+Why it is shaped this way:
+- ``append`` COPYs the batch into a per-connection temp table *before* taking any lock, then
+  locks the stream's row in ``streams`` (``SELECT ... FOR UPDATE``) and runs one
+  ``INSERT ... SELECT`` that drops known keys (an index probe per staged row) and numbers the
+  rest ``last_seq + row_number()``. Concurrent appenders to one stream serialize on that row
+  only for the insert itself, so seq stays gapless; other streams never wait.
+- No ``ON CONFLICT DO NOTHING``: under the row lock a conflict cannot happen, and if something
+  bypassed the lock, silently skipping a row would leave a seq gap. The unique ``(stream, key)``
+  index makes such an insert fail (and roll back) instead; measured ~25% faster too.
+- The checkpoint lives in the same ``streams`` row and is written in the same transaction.
+- ``NOTIFY`` is transactional, so a dispatcher woken by ``LISTEN`` never sees a wake-up for
+  events that did not commit; ``wait_for_events`` listens on a dedicated connection.
+- The schema is versioned SQL under ``stores/migrations/postgres``, applied under an advisory
+  lock so several processes starting at once migrate exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from longline.core.model import (
+    AppendResult,
+    Event,
+    Quarantined,
+    StoredEvent,
+    StoredQuarantine,
+)
+from longline.stores import migrations
+from longline.stores.base import StoreError
+from longline.stores.postgres_delivery import ADD_STREAM, LOCK_STREAM, DeliveryMixin
+
+__all__ = ["PostgresStore"]
+
+log = logging.getLogger(__name__)
+
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+_MIGRATE_LOCK = 0x6C6F6E67  # "long": pg_advisory_xact_lock key shared by every longline
+_STAGING = "longline_staging"
+_STAGING_COLUMNS = ("ord", "key", "cursor", "received_at", "event", "payload")
+_CREATE_STAGING = f"""CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
+    ord int4 NOT NULL, key text NOT NULL, cursor text, received_at float8 NOT NULL,
+    event text, payload text NOT NULL) ON COMMIT DELETE ROWS"""
+# Known keys and repeats within the batch are dropped; the rest are numbered in batch order.
+# The probe is a LATERAL subquery with LIMIT on purpose: that cannot be flattened, so it stays
+# one index lookup per staged row. NOT EXISTS (or EXISTS in the select list) lets the planner
+# pick a hash anti-join / hashed subplan that reads every stored key of the stream per append.
+_INSERT = f"""
+WITH fresh AS (
+    SELECT DISTINCT ON (s.key) s.ord, s.key, s.cursor, s.received_at, s.event, s.payload
+    FROM pg_temp.{_STAGING} s
+    LEFT JOIN LATERAL (
+        SELECT 1 AS hit FROM events e WHERE e.stream = $1 AND e.key = s.key LIMIT 1
+    ) known ON true
+    WHERE known.hit IS NULL
+    ORDER BY s.key, s.ord
+), ins AS (
+    INSERT INTO events (stream, seq, key, cursor, received_at, event, payload)
+    SELECT $1, $2::bigint + row_number() OVER (ORDER BY ord), key, cursor, received_at,
+           event, payload
+    FROM fresh ORDER BY ord
+    RETURNING seq, cursor
+)
+SELECT count(*) AS n, max(seq) AS last,
+       (array_agg(cursor ORDER BY seq DESC) FILTER (WHERE cursor IS NOT NULL))[1] AS cursor
+FROM ins"""
+_READ = """SELECT seq, key, cursor, received_at, payload, event FROM events
+    WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3"""
+
+
+class PostgresStore(DeliveryMixin):
+    """A :class:`~longline.stores.base.Store` in a PostgreSQL schema.
+
+    ``dsn`` is passed to asyncpg (``postgresql://user@host:port/db``, libpq query options such
+    as ``sslmode`` included; the password may also come from ``PGPASSWORD`` or ``.pgpass``).
+    """
+
+    def __init__(self, dsn: str, *, schema: str = "public", pool_size: int = 8) -> None:
+        if not schema or len(schema) > 40:
+            raise StoreError("the PostgreSQL schema name must have 1 to 40 characters")
+        if pool_size < 1:
+            raise StoreError("pool_size must be >= 1")
+        self._dsn = dsn
+        self.schema = schema
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+        self._channel = f"longline_events:{schema}"
+        self._listener: asyncpg.Connection | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def where(self) -> str:
+        """``host:port/db`` of the DSN, for messages (never the user's password)."""
+        parts = urlsplit(self._dsn)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, then create or migrate the schema (idempotent, safe to race)."""
+        async with self._lock:
+            if self._pool is not None:
+                return
+            try:
+                pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    init=self._init_connection,
+                    server_settings=self._settings(),
+                )
+            except _ERRORS as exc:
+                raise self._error("connect to", exc) from exc
+            try:
+                async with pool.acquire() as conn:
+                    await self._migrate(conn)
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool = pool
+
+    async def close(self) -> None:
+        """Close the listener and the pool. Safe to call twice."""
+        async with self._lock:
+            listener, self._listener = self._listener, None
+            pool, self._pool = self._pool, None
+            try:
+                if listener is not None and not listener.is_closed():
+                    await listener.close()
+                if pool is not None:
+                    await pool.close()
+            except _ERRORS as exc:
+                raise self._error("close", exc) from exc
+
+    def _settings(self) -> dict[str, str]:
+        return {"search_path": _ident(self.schema), "application_name": "longline"}
+
+    async def _init_connection(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(_CREATE_STAGING)
+
+    async def _migrate(self, conn: asyncpg.Connection) -> None:
+        steps = migrations.load("postgres")
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATE_LOCK)
+                exists = await conn.fetchval(
+                    "SELECT 1 FROM pg_namespace WHERE nspname = $1", self.schema
+                )
+                if not exists:
+                    await conn.execute(f"CREATE SCHEMA {_ident(self.schema)}")
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS longline_migrations (version integer PRIMARY KEY,"
+                    " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                done = await conn.fetchval("SELECT max(version) FROM longline_migrations") or 0
+                if done > len(steps):
+                    raise StoreError(
+                        f"PostgreSQL schema {self.schema!r} is at version {done}; this longline"
+                        f" knows up to {len(steps)}"
+                    )
+                for step in steps[done:]:
+                    await conn.execute(step.sql)
+                    await conn.execute(
+                        "INSERT INTO longline_migrations (version, name) VALUES ($1, $2)",
+                        step.version,
+                        step.name,
+                    )
+                    log.info(
+                        "PostgreSQL schema %s migrated to version %d", self.schema, step.version
+                    )
+        except _ERRORS as exc:
+            raise self._error("migrate", exc) from exc
+
+    async def schema_version(self) -> int:
+        """The migration version the schema is at."""
+        async with self._conn("read the schema version of") as conn:
+            return int(await conn.fetchval("SELECT max(version) FROM longline_migrations"))
+
+    # -- append ----------------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[Event],
+        checkpoint: str | None = None,
+        epoch: int | None = None,
+    ) -> AppendResult:
+        """Insert new events and save the checkpoint in one transaction (see ``Store``)."""
+        now = time.time()
+        records = [
+            (i, e.key, e.cursor, e.received_at, e.event, e.payload) for i, e in enumerate(events)
+        ]
+        async with self._conn("append to") as conn, conn.transaction():
+            if records:
+                await conn.copy_records_to_table(
+                    _STAGING, records=records, columns=_STAGING_COLUMNS
+                )
+            await conn.execute(ADD_STREAM, stream, now)
+            base = int(await conn.fetchval(LOCK_STREAM, stream))
+            fenced = False
+            if epoch is not None:
+                current = await conn.fetchval("SELECT epoch FROM leases WHERE stream = $1", stream)
+                fenced = current is not None and current > epoch
+            n, last, cursor = 0, base, None
+            if records:
+                row = await conn.fetchrow(_INSERT, stream, base)
+                n, cursor = int(row["n"]), row["cursor"]
+                last = base + n
+            saved = None if fenced else checkpoint if checkpoint is not None else cursor
+            if n or saved is not None:
+                await conn.execute(
+                    "UPDATE streams SET last_seq = $2, cursor = COALESCE($3, cursor),"
+                    " updated_at = $4 WHERE stream = $1",
+                    stream,
+                    last,
+                    saved,
+                    now,
+                )
+            if n:
+                await conn.execute("SELECT pg_notify($1, $2)", self._channel, stream)
+        return AppendResult(new=n, duplicates=len(events) - n, last_seq=last, fenced=fenced)
+
+    # -- reads and the rest of the protocol ------------------------------------------------
+
+    async def checkpoint(self, stream: str) -> str | None:
+        """The last committed cursor of ``stream``, or None."""
+        async with self._conn("read the checkpoint from") as conn:
+            value: str | None = await conn.fetchval(
+                "SELECT cursor FROM streams WHERE stream = $1", stream
+            )
+            return value
+
+    async def read(self, stream: str, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Stored events with ``seq > after_seq``, in ``seq`` order, at most ``limit``."""
+        if limit <= 0:
+            return []
+        async with self._conn("read from") as conn:
+            rows = await conn.fetch(_READ, stream, after_seq, limit)
+        return [StoredEvent(*row) for row in rows]
+
+    async def quarantine(self, stream: str, items: Sequence[Quarantined]) -> None:
+        """Keep items that could not be stored as events, with their reasons."""
+        rows = [(stream, i.reason, bytes(i.raw), i.received_at) for i in items]
+        if not rows:
+            return
+        async with self._conn("quarantine in") as conn:
+            await conn.executemany(
+                "INSERT INTO quarantine (stream, reason, raw, received_at) VALUES ($1, $2, $3, $4)",
+                rows,
+            )
+
+    async def read_quarantine(
+        self, stream: str, after_id: int = 0, limit: int = 1000
+    ) -> list[StoredQuarantine]:
+        """Quarantined items of ``stream`` in arrival order."""
+        if limit <= 0:
+            return []
+        async with self._conn("read quarantine from") as conn:
+            rows = await conn.fetch(
+                "SELECT id, reason, raw, received_at FROM quarantine"
+                " WHERE stream = $1 AND id > $2 ORDER BY id LIMIT $3",
+                stream,
+                after_id,
+                limit,
+            )
+        return [StoredQuarantine(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
+
+    async def put_status(self, stream: str, status: dict[str, Any]) -> None:
+        """Save the runtime status of a stream (what ``longline status`` shows)."""
+        data = _json(stream, status)
+        async with self._conn("save status in") as conn:
+            await conn.execute(
+                "INSERT INTO status (stream, data, updated_at) VALUES ($1, $2::jsonb, $3)"
+                " ON CONFLICT (stream) DO UPDATE SET data = excluded.data,"
+                " updated_at = excluded.updated_at",
+                stream,
+                data,
+                time.time(),
+            )
+
+    async def get_status(self) -> dict[str, dict[str, Any]]:
+        """The last saved status of every stream."""
+        async with self._conn("read status from") as conn:
+            rows = await conn.fetch("SELECT stream, data::text FROM status ORDER BY stream")
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    async def streams(self) -> list[str]:
+        """Every stream with events, a checkpoint, quarantined items or a status, sorted."""
+        async with self._conn("list streams of") as conn:
+            rows = await conn.fetch(
+                "SELECT stream FROM streams UNION SELECT DISTINCT stream FROM quarantine"
+                " UNION SELECT stream FROM status ORDER BY 1"
+            )
+        return [r[0] for r in rows]
+
+    async def last_seq(self, stream: str) -> int:
+        """The highest ``seq`` of ``stream``, 0 when it has no events."""
+        async with self._conn("read from") as conn:
+            value = await conn.fetchval("SELECT last_seq FROM streams WHERE stream = $1", stream)
+        return int(value or 0)
+
+    async def read_keys(self, stream: str, seqs: Sequence[int]) -> list[StoredEvent]:
+        """Stored events of ``stream`` with the given seqs, in seq order."""
+        if not seqs:
+            return []
+        async with self._conn("read from") as conn:
+            rows = await conn.fetch(
+                "SELECT seq, key, cursor, received_at, payload, event FROM events"
+                " WHERE stream = $1 AND seq = ANY($2::bigint[]) ORDER BY seq",
+                stream,
+                list(seqs),
+            )
+        return [StoredEvent(*row) for row in rows]
+
+    # -- notifications -------------------------------------------------------------------
+
+    async def wait_for_events(self, timeout: float) -> None:
+        """Return as soon as an append commits (``LISTEN``), or after ``timeout`` seconds.
+
+        The first call (and the first after the listening connection was lost) returns at once:
+        events appended before we listened would otherwise be missed until the next append.
+        """
+        if self._listener is None or self._listener.is_closed():
+            await self._listen()
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            return
+        finally:
+            self._wake.clear()
+
+    async def _listen(self) -> None:
+        if self._pool is None:
+            raise StoreError(f"PostgreSQL store {self.where} is not open")
+        try:
+            conn = await asyncpg.connect(self._dsn, server_settings=self._settings())
+            await conn.add_listener(self._channel, self._notified)
+        except _ERRORS as exc:
+            raise self._error("listen on", exc) from exc
+        self._listener = conn
+
+    def _notified(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        self._wake.set()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _conn(self, doing: str) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; asyncpg and socket errors become :class:`StoreError`."""
+        if self._pool is None:
+            raise StoreError(f"PostgreSQL store {self.where} is not open")
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except _ERRORS as exc:
+            raise self._error(doing, exc) from exc
+
+    def _error(self, doing: str, exc: BaseException) -> StoreError:
+        kind = type(exc).__name__
+        return StoreError(f"PostgreSQL: could not {doing} {self.where}: {kind}: {exc}")
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _json(stream: str, status: dict[str, Any]) -> str:
+    try:
+        return json.dumps(status, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"status of {stream!r} is not JSON-serialisable: {exc}") from exc
+
+
+def from_url(url: str) -> PostgresStore:
+    """Build a store from ``postgresql://user@host:port/db?schema=NAME&pool_size=N``.
+
+    ``schema`` and ``pool_size`` are longline's own options; every other query option is left
+    for asyncpg/libpq (``sslmode``, ``connect_timeout``, ...).
+    """
+    parts = urlsplit(url)
+    options = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in options if k in ("schema", "pool_size")}
+    rest = [(k, v) for k, v in options if k not in ours]
+    try:
+        pool_size = int(ours.get("pool_size", "8"))
+    except ValueError as exc:
+        raise StoreError("pool_size in the PostgreSQL URL must be an integer") from exc
+    dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), ""))
+    return PostgresStore(dsn, schema=ours.get("schema", "public"), pool_size=pool_size)

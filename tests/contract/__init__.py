@@ -1,0 +1,1 @@
+"""The store contract suite: one set of promises, every backend."""

@@ -1,0 +1,162 @@
+"""PostgresStore specifics: migrations, a connection killed mid-transaction, LISTEN/NOTIFY, URLs.
+
+The shared promises (append, checkpoint, delivery, leases, SIGKILL) are in tests/contract/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from longline.core.model import AppendResult, Event
+from longline.stores import StoreError, open_store
+from longline.stores.postgres import PostgresStore, from_url
+
+from ..contract.conftest import pg_server, pg_url  # noqa: F401  (fixtures)
+
+asyncpg = pytest.importorskip("asyncpg")
+
+
+def ev(key: str, cursor: str | None = None) -> Event:
+    return Event(key=key, payload=f'{{"k":"{key}"}}', cursor=cursor, received_at=1.0)
+
+
+def schema_of(url: str) -> str:
+    return dict(parse_qsl(urlsplit(url).query))["schema"]
+
+
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[PostgresStore]:  # noqa: F811
+    s = from_url(pg_url)
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def admin(pg_server: str) -> AsyncIterator[asyncpg.Connection]:  # noqa: F811
+    conn = await asyncpg.connect(pg_server)
+    yield conn
+    await conn.close()
+
+
+async def test_migrations_are_versioned_idempotent_and_safe_to_race(
+    pg_url: str,  # noqa: F811
+    admin: asyncpg.Connection,
+) -> None:
+    stores = [from_url(pg_url) for _ in range(3)]
+    await asyncio.gather(*(s.open() for s in stores))  # three processes starting at once
+    await stores[0].close()
+    await stores[0].open()  # and again: nothing left to do
+    rows = await admin.fetch(
+        f"SELECT version, name FROM {schema_of(pg_url)}.longline_migrations ORDER BY version"
+    )
+    assert [tuple(r) for r in rows] == [(1, "initial"), (2, "leases")]
+    assert await stores[1].schema_version() == 2
+    for s in stores:
+        await s.close()
+
+
+async def test_a_newer_schema_is_refused(
+    pg_url: str,  # noqa: F811
+    admin: asyncpg.Connection,
+) -> None:
+    first = from_url(pg_url)
+    await first.open()
+    await first.close()
+    await admin.execute(
+        f"INSERT INTO {schema_of(pg_url)}.longline_migrations (version, name) VALUES (9, 'x')"
+    )
+    with pytest.raises(StoreError, match="is at version 9; this longline knows up to 2"):
+        await from_url(pg_url).open()
+
+
+async def test_connection_killed_mid_transaction_raises_and_a_retry_leaves_no_gap(
+    store: PostgresStore,
+    pg_url: str,  # noqa: F811
+    admin: asyncpg.Connection,
+) -> None:
+    await store.append("s", [ev("a", "c-a")])
+    blocker = await asyncpg.connect(urlsplit(pg_url)._replace(query="").geturl())
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute(f"SELECT 1 FROM {store.schema}.streams WHERE stream = 's' FOR UPDATE")
+    append = asyncio.create_task(store.append("s", [ev("b", "c-b"), ev("c", "c-c")]))
+    blocked: int | None = None
+    for _ in range(200):  # the append has staged its rows and now waits for the stream lock
+        blocked = await admin.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            blocker.get_server_pid(),
+        )
+        if blocked:
+            break
+        await asyncio.sleep(0.02)
+    assert blocked is not None
+    assert await admin.fetchval("SELECT pg_terminate_backend($1)", blocked)
+    with pytest.raises(StoreError, match="could not append to"):
+        await append
+    await tx.rollback()
+    await blocker.close()
+    assert [e.key for e in await store.read("s")] == ["a"]
+    assert await store.checkpoint("s") == "c-a"
+    retry = await store.append("s", [ev("b", "c-b"), ev("c", "c-c")])
+    assert retry == AppendResult(new=2, duplicates=0, last_seq=3)
+    assert [(e.seq, e.key) for e in await store.read("s")] == [(1, "a"), (2, "b"), (3, "c")]
+    assert await store.checkpoint("s") == "c-c"
+
+
+async def test_notify_wakes_a_waiting_dispatcher_at_once(store: PostgresStore, pg_url: str) -> None:  # noqa: F811
+    await store.wait_for_events(30)  # first call: starts listening and returns at once
+    waiter = asyncio.create_task(store.wait_for_events(60))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    other = from_url(pg_url)
+    await other.open()
+    await other.append("s", [ev("a")])  # another process's commit
+    await asyncio.wait_for(waiter, 10)  # far less than its 60 s timeout
+    await other.append("s", [ev("a")])  # nothing new: no notification
+    assert await asyncio.wait_for(store.wait_for_events(0.1), 10) is None
+    await other.close()
+
+
+async def test_a_lost_listener_reconnects_and_returns_at_once(
+    store: PostgresStore, admin: asyncpg.Connection
+) -> None:
+    await store.wait_for_events(1)
+    assert store._listener is not None
+    assert await admin.fetchval("SELECT pg_terminate_backend($1)", store._listener.get_server_pid())
+    for _ in range(100):
+        if store._listener.is_closed():
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.wait_for(store.wait_for_events(60), 10)  # re-listens, may have missed some
+    waiter = asyncio.create_task(store.wait_for_events(60))
+    await store.append("s", [ev("x")])
+    await asyncio.wait_for(waiter, 10)
+
+
+def test_url_options_are_ours_or_passed_to_asyncpg() -> None:
+    s = from_url("postgresql://u@db.example:5433/events?schema=ll&pool_size=3&sslmode=disable")
+    assert (s.schema, s.where) == ("ll", "db.example:5433/events")
+    assert s._pool_size == 3
+    assert s._dsn == "postgresql://u@db.example:5433/events?sslmode=disable"
+    assert isinstance(open_store("postgres://u@h/db"), PostgresStore)
+    assert from_url("postgresql://u@h/db").schema == "public"
+    with pytest.raises(StoreError, match="pool_size"):
+        from_url("postgresql://u@h/db?pool_size=many")
+    with pytest.raises(StoreError, match="schema name"):
+        PostgresStore("postgresql://u@h/db", schema="")
+
+
+async def test_unreachable_server_raises_store_error_without_the_password() -> None:
+    s = open_store("postgresql://user:s3cr3t@127.0.0.1:1/db")
+    with pytest.raises(StoreError, match=re.escape("could not connect to 127.0.0.1:1/db")) as info:
+        await s.open()
+    assert "s3cr3t" not in str(info.value)
+    with pytest.raises(StoreError, match="not open"):
+        await s.read("s")
+    await s.close()
