@@ -39,6 +39,7 @@ from pydantic_core import PydanticCustomError
 from longline.core.keys import parse_json_path
 from longline.core.units import parse_duration, parse_size
 from longline.ops.logging import redact
+from longline.processors.registry import ProcessorSettings, kinds, processor_union
 
 __all__ = [
     "SENSITIVE_HEADERS",
@@ -281,12 +282,19 @@ def _check_store(url: str) -> str:
     return url
 
 
+if typing.TYPE_CHECKING:
+    ProcessorEntry = ProcessorSettings
+else:  # the kind models of processors/registry.py, tagged by ``kind``
+    ProcessorEntry = processor_union()
+
+
 class Config(_Model):
     """A whole config file. ``secrets`` holds every value that must never be shown."""
 
     store: str = DEFAULT_STORE
     writer: WriterConfig = Field(default_factory=lambda: WriterConfig())
     streams: list[StreamConfig]
+    processors: list[ProcessorEntry] = Field(default_factory=list)
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @property
@@ -313,11 +321,14 @@ class Config(_Model):
             if stream.name in first:
                 p.add(f"streams[{i}].name", f"duplicate name (also streams[{first[stream.name]}])")
             first.setdefault(stream.name, i)
+        _check_processors(self.processors, list(first), p)
         p.raise_any()
         given = (info.context or {}).get("secrets", ())
         found = set(given) | _url_secrets(self.store)
         for stream in self.streams:
             found |= _header_secrets(stream.headers) | _url_secrets(stream.url)
+        for proc in self.processors:
+            found |= proc.secret_values()
         self._secrets = frozenset(s for s in found if s)
         return self
 
@@ -325,6 +336,21 @@ class Config(_Model):
         """A JSON-ready dump for display, every secret replaced by ``***``."""
         dump: dict[str, Any] = _redact_tree(self.model_dump(mode="json"), self._secrets)
         return dump
+
+
+def _check_processors(procs: list[ProcessorSettings], streams: list[str], p: _Problems) -> None:
+    """Processor names are unique and name only streams of this config."""
+    first: dict[str, int] = {}
+    for i, proc in enumerate(procs):
+        if proc.name in first:
+            p.add(f"processors[{i}].name", f"duplicate name (also processors[{first[proc.name]}])")
+        first.setdefault(proc.name, i)
+        for j, name in enumerate(proc.streams or ()):
+            if name not in streams:
+                p.add(
+                    f"processors[{i}].streams[{j}]",
+                    f"no stream named {name!r} (streams: {', '.join(streams)})",
+                )
 
 
 def _header_secrets(headers: Mapping[str, object]) -> set[str]:
@@ -400,7 +426,18 @@ class _Interpolator:
         streams = out.get("streams")
         if isinstance(streams, list):
             out["streams"] = [self.stream(s, f"streams[{i}]") for i, s in enumerate(streams)]
+        procs = out.get("processors")
+        if isinstance(procs, list):
+            out["processors"] = [self.tree(x, f"processors[{i}]") for i, x in enumerate(procs)]
         return out
+
+    def tree(self, node: object, path: str) -> object:
+        """Every string in a processor entry may carry a credential (URLs, secrets, headers)."""
+        if isinstance(node, Mapping):
+            return {k: self.tree(v, f"{path}.{k}") for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.tree(v, f"{path}[{j}]") for j, v in enumerate(node)]
+        return self.text(node, path)
 
     def stream(self, raw: object, path: str) -> object:
         if not isinstance(raw, Mapping):
@@ -448,9 +485,18 @@ def _path(loc: Iterable[int | str], field: str = "") -> str:
     return text or "(root)"
 
 
+def _untag(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Drop the ``kind`` tag pydantic puts after ``processors[i]`` in error locations."""
+    if len(loc) > 2 and loc[0] == "processors" and loc[2] in kinds():
+        return loc[:2] + loc[3:]
+    return loc
+
+
 def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     """The model whose keys live at ``loc`` (to suggest the right spelling of an unknown key)."""
     model: type[BaseModel] = Config
+    if len(loc) > 2 and loc[0] == "processors" and loc[2] in kinds():
+        model, loc = kinds()[str(loc[2])].model, loc[3:]  # a tagged location, see _untag
     for part in loc:
         if isinstance(part, int):
             continue
@@ -476,12 +522,16 @@ def _messages(error: ValidationError) -> list[str]:
     """``path: message`` lines built from location and message only, never the input value."""
     out: list[str] = []
     for e in error.errors(include_url=False, include_input=False):
-        loc: tuple[int | str, ...] = tuple(e["loc"])
+        tagged: tuple[int | str, ...] = tuple(e["loc"])
+        loc = _untag(tagged)
+        if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            out.append(f"{_path(loc, 'kind')}: must be one of {', '.join(kinds())}")
+            continue
         if e["type"] == "longline_config":
             out.extend(f"{_path(loc, f)}: {m}" for f, m in e["ctx"]["problems"])
             continue
         if e["type"] == "extra_forbidden":
-            model = _model_at(loc[:-1])
+            model = _model_at(tagged[:-1])
             allowed = sorted(model.model_fields) if model else []
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f" (did you mean {close[0]}?)" if close else f"; allowed: {', '.join(allowed)}"

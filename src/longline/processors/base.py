@@ -10,17 +10,26 @@ and a ``build(config) -> Processor`` function, registered in ``processors/regist
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from longline.core.model import StoredEvent
 
 
 class ProcessorError(Exception):
-    """A delivery failed. ``permanent`` failures are not retried."""
+    """A delivery failed. ``permanent`` failures are not retried.
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    ``retry_after`` (seconds) is a lower bound for the next attempt's delay, when the far end
+    said when to come back (an HTTP 429 ``Retry-After``, a throttling response).
+    """
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.retry_after = retry_after
 
 
 class Processor(Protocol):
@@ -34,3 +43,30 @@ class Processor(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+def event_dict(stream: str, event: StoredEvent) -> dict[str, Any]:
+    """The shape every kind delivers an event in (the same as ``longline events`` prints, plus
+    ``stream``): consumers deduplicate on ``(stream, seq)`` or ``key``."""
+    return {
+        "stream": stream,
+        "seq": event.seq,
+        "key": event.key,
+        "cursor": event.cursor,
+        "received_at": event.received_at,
+        "payload": parse_payload(event.payload),
+        "event": event.event,
+    }
+
+
+def event_dicts(stream: str, events: Sequence[StoredEvent]) -> list[dict[str, Any]]:
+    """``event_dict`` of each event, in order."""
+    return [event_dict(stream, ev) for ev in events]
+
+
+def parse_payload(text: str) -> Any:
+    """The parsed JSON value when the stored text is JSON, else the text itself."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text

@@ -1,0 +1,165 @@
+"""``longline dispatch``, ``longline deadletters`` and ``longline replay``.
+
+Kept out of ``cli.py`` (registered there like ``cost`` and ``provider``) so the delivery
+commands live next to the code they drive. Machine-readable results go to stdout as NDJSON;
+summaries go to stderr; exit 1 when something could not be delivered, 2 for a bad request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from longline.config import Config
+from longline.engine.dispatcher import Dispatcher, run_dispatch
+from longline.engine.redeliver import (
+    Redelivered,
+    RedeliveryError,
+    all_dead_letters,
+    replay,
+    retry_dead_letters,
+    settings_of,
+)
+from longline.ops.logging import setup_logging
+from longline.stores import open_store
+from longline.stores.base import Store, StoreError
+
+__all__ = ["deadletters_command", "dispatch_command", "replay_command"]
+
+T = TypeVar("T")
+_CONFIG = click.argument("config", type=click.Path(dir_okay=False))
+
+
+def _setup(ctx: click.Context, path: str) -> Config:
+    from longline.cli import _fail, _load  # cli imports this module; import at call time
+
+    cfg = _load(path)
+    setup_logging((ctx.obj or {}).get("log_level", "INFO"), secrets=cfg.secrets)
+    if not cfg.processors:
+        _fail(f"{path}: no processors configured", 2)
+    return cfg
+
+
+def _with_store(cfg: Config, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store, run ``work``, close; request errors exit 2, store errors exit 1."""
+    from longline.cli import _fail
+
+    async def go() -> T:
+        store = open_store(cfg.store)
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(go())
+    except RedeliveryError as e:
+        _fail(str(e), 2)
+    except StoreError as e:
+        _fail(f"store error: {e}", 1)
+
+
+def _report(result: Redelivered, what: str) -> None:
+    out = sys.stdout.buffer
+    for processor, stream, seq, error in result.failed:
+        row = {"processor": processor, "stream": stream, "seq": seq, "error": error}
+        out.write(orjson.dumps(row) + b"\n")
+    out.flush()
+    click.echo(f"{what}: {result.delivered} delivered, {len(result.failed)} failed", err=True)
+    sys.exit(1 if result.failed else 0)
+
+
+def _known(cfg: Config, processor: str) -> None:
+    from longline.cli import _fail
+
+    try:
+        settings_of(cfg, processor)
+    except RedeliveryError as e:
+        _fail(str(e), 2)
+
+
+@click.command()
+@_CONFIG
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.pass_context
+def dispatch_command(ctx: click.Context, config: str, duration: float | None) -> None:
+    """Deliver stored events to the processors of CONFIG, without capturing.
+
+    Runs beside `longline run` (or on another machine sharing the store) until SIGINT/SIGTERM.
+    """
+    cfg = _setup(ctx, config)
+
+    def wire(dispatcher: Dispatcher) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, dispatcher.stop)
+
+    stats = asyncio.run(run_dispatch(cfg, duration, on_start=wire))
+    failed = sorted({p for (p, _), s in stats.items() if s.state == "failed"})
+    if failed:
+        click.echo(f"processor(s) could not start: {', '.join(failed)}", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@_CONFIG
+@click.option("--processor", "processor", default=None, help="Only this processor's.")
+@click.option("--retry", "retry", is_flag=True, help="Re-deliver; drop those delivered.")
+@click.pass_context
+def deadletters_command(
+    ctx: click.Context, config: str, processor: str | None, retry: bool
+) -> None:
+    """List the dead letters as NDJSON, or re-deliver them with --retry."""
+    cfg = _setup(ctx, config)
+    if processor is not None:
+        _known(cfg, processor)
+    if retry:
+        _report(_with_store(cfg, lambda s: retry_dead_letters(cfg, s, processor)), "dead letters")
+
+    async def listing(store: Store) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": d.id,
+                "processor": d.processor,
+                "stream": d.stream,
+                "seq": d.seq,
+                "key": d.key,
+                "error": d.error,
+                "attempts": d.attempts,
+                "failed_at": d.failed_at,
+            }
+            for d in await all_dead_letters(store, processor)
+        ]
+
+    out = sys.stdout.buffer
+    for row in _with_store(cfg, listing):
+        out.write(orjson.dumps(row) + b"\n")
+    out.flush()
+
+
+@click.command()
+@_CONFIG
+@click.option("--processor", "processor", required=True, help="Processor name.")
+@click.option("--stream", "stream", required=True, help="Stream name.")
+@click.option("--from-seq", "from_seq", type=click.IntRange(min=1), required=True)
+@click.option("--to-seq", "to_seq", type=click.IntRange(min=1), default=None)
+@click.pass_context
+def replay_command(
+    ctx: click.Context,
+    config: str,
+    processor: str,
+    stream: str,
+    from_seq: int,
+    to_seq: int | None,
+) -> None:
+    """Re-deliver stored events FROM..TO of a stream to a processor (its cursor stays put)."""
+    cfg = _setup(ctx, config)
+    result = _with_store(cfg, lambda s: replay(cfg, s, processor, stream, from_seq, to_seq))
+    _report(result, f"replay of {stream} to {processor}")

@@ -1,0 +1,262 @@
+"""Deliver stored events to processors: the store is the outbox, one cursor per lane.
+
+A lane is one (processor, stream) pair. It reads up to ``batch`` events after its delivery
+cursor, delivers them, and acknowledges the last seq in one store transaction together with
+any dead letters. Nothing is acknowledged before it was delivered (at-least-once: a crash
+re-delivers at most the unacknowledged batch) and a lane never skips an event (per-stream
+order). Capture never waits for delivery: the dispatcher only reads events, and its one write
+per batch (the ack) is a small transaction.
+
+Failures retry with full-jitter backoff (``retry.initial`` doubling up to ``retry.max``; a
+``Retry-After`` is honoured up to ``retry.max``), ``retry.max_attempts`` attempts in all. A
+permanent failure of a batch of several events is bisected: each half is delivered on its own
+(with retries), so only the event(s) that fail alone become dead letters. A batch that keeps
+failing after its attempts is dead-lettered whole: the cause was transient, not one event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from longline.config import Config
+from longline.core.backoff import Backoff
+from longline.core.model import StoredEvent
+from longline.processors.base import Processor, ProcessorError
+from longline.processors.registry import ProcessorSettings, RetrySettings, build_processor
+from longline.stores import open_store
+from longline.stores.base import Store
+
+__all__ = ["DeliveryStats", "Dispatcher", "deliver_batch", "run_dispatch"]
+
+log = logging.getLogger(__name__)
+Dead = tuple[StoredEvent, str, int]  # (event, last error, attempts)
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    """Counters of one lane, for logs, tests and status."""
+
+    cursor: int = 0
+    delivered: int = 0  # events acknowledged as delivered
+    dead: int = 0  # events moved to the dead letters
+    retries: int = 0
+    state: str = "starting"  # starting | delivering | idle | failed | stopped
+    last_error: str | None = None
+
+
+async def deliver_batch(
+    processor: Processor,
+    stream: str,
+    events: Sequence[StoredEvent],
+    retry: RetrySettings,
+    *,
+    stop: asyncio.Event | None = None,
+    stats: DeliveryStats | None = None,
+    rng: random.Random | None = None,
+    name: str = "processor",
+) -> list[Dead] | None:
+    """Deliver ``events`` with retries; the dead ones (empty when all went), None if stopped."""
+    stats = stats if stats is not None else DeliveryStats()
+    backoff = Backoff(retry.initial, retry.max, rng)
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            await processor.deliver(stream, events)
+            return []
+        except ProcessorError as exc:
+            err = exc
+        except Exception as exc:  # a processor bug must not kill the lane
+            err = ProcessorError(f"{type(exc).__name__}: {exc}")
+        stats.last_error = str(err)
+        if err.permanent and len(events) > 1:
+            mid = len(events) // 2
+            left = await deliver_batch(
+                processor, stream, events[:mid], retry, stop=stop, stats=stats, rng=rng, name=name
+            )
+            if left is None:
+                return None
+            right = await deliver_batch(
+                processor, stream, events[mid:], retry, stop=stop, stats=stats, rng=rng, name=name
+            )
+            return None if right is None else left + right
+        if err.permanent or attempts >= retry.max_attempts:
+            return [(ev, str(err), attempts) for ev in events]
+        delay = backoff.next_delay()
+        if err.retry_after is not None:
+            delay = max(delay, min(err.retry_after, retry.max))
+        stats.retries += 1
+        log.warning(
+            "%s: delivery of %s seq %d..%d failed (attempt %d/%d, retry in %.2fs): %s",
+            name, stream, events[0].seq, events[-1].seq, attempts, retry.max_attempts, delay, err,
+        )  # fmt: skip
+        if await _stopped_within(stop, delay):
+            return None
+
+
+async def _stopped_within(stop: asyncio.Event | None, seconds: float) -> bool:
+    """Sleep ``seconds``; True (at once) when ``stop`` is set meanwhile."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return False
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
+
+
+def lane_streams(config: Config, settings: ProcessorSettings) -> list[str]:
+    """The streams a processor reads: its ``streams`` list, else every stream of the config."""
+    return list(settings.streams) if settings.streams else [s.name for s in config.streams]
+
+
+class Dispatcher:
+    """Runs every lane of ``config.processors`` against an open store until ``stop()``."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        poll: float = 0.2,
+        drain_timeout: float = 5.0,
+        processors: dict[str, Processor] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.poll = poll
+        self.drain_timeout = drain_timeout
+        self.processors: dict[str, Processor] = dict(processors or {})
+        for settings in config.processors:
+            if settings.name not in self.processors:
+                self.processors[settings.name] = build_processor(settings)
+        self.stats: dict[tuple[str, str], DeliveryStats] = {
+            (p.name, s): DeliveryStats() for p in config.processors for s in lane_streams(config, p)
+        }
+        self._rng = rng
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask every lane to finish its in-flight batch and end (safe from a signal handler)."""
+        self._stop.set()
+
+    async def run(self, duration: float | None = None) -> dict[tuple[str, str], DeliveryStats]:
+        """Deliver until ``stop()`` or ``duration``; the store must already be open."""
+        tasks = [
+            asyncio.create_task(self._run_processor(s), name=f"processor:{s.name}")
+            for s in self.config.processors
+        ]
+        stopper = asyncio.ensure_future(self._stop.wait())
+        # Ends by itself only when no processor could start (each failure is logged).
+        ended = asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            waits: list[asyncio.Future[Any]] = [stopper, ended]
+            await asyncio.wait(waits, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+            self._stop.set()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=self.drain_timeout)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            stopper.cancel()
+            ended.cancel()
+            for name, processor in self.processors.items():
+                try:
+                    await processor.close()
+                except Exception as exc:
+                    log.warning("closing processor %s failed: %s", name, exc)
+        return self.stats
+
+    async def _run_processor(self, settings: ProcessorSettings) -> None:
+        processor = self.processors[settings.name]
+        lanes = lane_streams(self.config, settings)
+        if not await self._start(settings, processor):
+            for stream in lanes:  # stopped while starting is not a failure
+                self.stats[settings.name, stream].state = (
+                    "stopped" if self._stop.is_set() else "failed"
+                )
+            return
+        await asyncio.gather(*(self._lane(settings, processor, s) for s in lanes))
+
+    async def _start(self, settings: ProcessorSettings, processor: Processor) -> bool:
+        """Start ``processor``, retrying transient failures; False when it cannot start."""
+        backoff = Backoff(settings.retry.initial, settings.retry.max, self._rng)
+        while not self._stop.is_set():
+            try:
+                await processor.start()
+                return True
+            except Exception as exc:
+                permanent = isinstance(exc, ProcessorError) and exc.permanent
+                log.error("processor %s cannot start: %s", settings.name, exc)
+                for key, stats in self.stats.items():
+                    if key[0] == settings.name:
+                        stats.last_error = str(exc)
+                if permanent:
+                    return False
+            await _stopped_within(self._stop, backoff.next_delay())
+        return False
+
+    async def _lane(self, settings: ProcessorSettings, processor: Processor, stream: str) -> None:
+        name = settings.name
+        stats = self.stats[name, stream]
+        backoff = Backoff(self.poll or 0.1, max(settings.retry.max, self.poll or 0.1), self._rng)
+        cursor: int | None = None
+        while not self._stop.is_set():
+            try:
+                if cursor is None:
+                    cursor = stats.cursor = await self.store.delivery_cursor(name, stream)
+                events = await self.store.read(stream, cursor, settings.batch)
+                if not events:
+                    stats.state = "idle"
+                    await self.store.wait_for_events(self.poll)
+                    continue
+                stats.state = "delivering"
+                dead = await deliver_batch(
+                    processor, stream, events, settings.retry, stop=self._stop, stats=stats,
+                    rng=self._rng, name=name,
+                )  # fmt: skip
+                if dead is None:
+                    break
+                await self.store.ack(name, stream, events[-1].seq, dead)
+                for ev, err, attempts in dead:
+                    log.error(
+                        "processor %s gave up on %s seq %d after %d attempt(s): %s",
+                        name, stream, ev.seq, attempts, err,
+                    )  # fmt: skip
+                cursor = stats.cursor = events[-1].seq
+                stats.delivered += len(events) - len(dead)
+                stats.dead += len(dead)
+                backoff.reset()
+            except Exception as exc:  # the store failed: keep the cursor, try again later
+                stats.last_error = str(exc)
+                log.warning("delivery lane %s/%s: %s", name, stream, exc)
+                await _stopped_within(self._stop, backoff.next_delay())
+        stats.state = "stopped"
+
+
+async def run_dispatch(
+    config: Config,
+    duration: float | None = None,
+    *,
+    on_start: Callable[[Dispatcher], None] | None = None,
+) -> dict[tuple[str, str], DeliveryStats]:
+    """Open the store and deliver until ``duration`` or ``stop()`` (``longline dispatch``).
+
+    ``on_start`` receives the dispatcher before it runs (the CLI wires signals to ``stop``).
+    """
+    store = open_store(config.store)
+    await store.open()
+    try:
+        dispatcher = Dispatcher(config, store)
+        if on_start is not None:
+            on_start(dispatcher)
+        return await dispatcher.run(duration)
+    finally:
+        await store.close()
