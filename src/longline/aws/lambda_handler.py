@@ -8,7 +8,7 @@ checkpoint writes from then on (epoch fencing) but still inserts its events, whi
 deduplicates. This invocation stops once the successor has committed events, or a bounded
 overlap passed, and flushes before the platform would kill it.
 
-Settings come from the environment: ``LONGLINE_CONFIG`` (a path, or the YAML itself),
+Settings come from the environment: ``LONGLINE_CONFIG`` (a path, or the YAML or JSON itself),
 ``LONGLINE_MODE`` (``self`` | ``stepfunctions``), ``LONGLINE_MARGIN`` (seconds, default 60),
 ``LONGLINE_LEASE_TTL`` (seconds, default 30), ``LONGLINE_MAX_OVERLAP`` (default 20).
 """
@@ -74,7 +74,7 @@ class Settings:
 def load_from_env() -> Config:
     """The config named (or held) by ``LONGLINE_CONFIG``."""
     value = os.environ.get("LONGLINE_CONFIG", "longline.yaml")
-    if "\n" in value or value.lstrip().startswith(("store:", "streams:")):
+    if "\n" in value or value.lstrip().startswith(("store:", "streams:", "{")):
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             f.write(value)
         try:
