@@ -119,6 +119,9 @@ async def run_invocation(
     epochs = {name: lease.epoch for name, lease in leases.items()}
     log.info("invocation %s took leases %s", owner, epochs)
     runner = Runner(cfg, store=store, epochs=epochs)
+    # Processing belongs to the function on the events table's stream (stream_processor):
+    # overlapping invocations must not deliver the same events a second time.
+    runner.dispatcher = None
     task = asyncio.create_task(runner.run())
     while not runner.writers and not task.done():
         await asyncio.sleep(0.01)
