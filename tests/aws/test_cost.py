@@ -15,6 +15,9 @@ import pytest
 
 from longline.aws import cost
 from longline.aws.cost import CostError, LineItem, OptionCost, Workload, compare
+from longline.aws.cost_options import stream_steps
+from longline.core.model import Event
+from longline.stores import dynamodb_items as di
 
 BOOK = cost.load_prices()
 T = D(2_592_000)  # seconds in 30 days
@@ -50,7 +53,12 @@ CYCLES = 3086  # ceil(2_592_000 / 840)
 EVENTS = D(5_184_000)  # 2/s x 30 days
 DYNAMO = [
     ("store writes", EVENTS * 2, D("6.48")),  # 1 KB item, transactional: 2 WRU each
-    ("store writes", EVENTS * 2, D("6.48")),  # 1 event/s per stream < 10 flushes/s: 1 tx each
+    # key item: 2 x 40 B key + 100 B = 180 B -> 1 KB, transactional: 2 WRU each;
+    # 5 184 000 x 2 = 10 368 000 WRU x $0.000000625 = $6.48
+    ("store writes", EVENTS * 2, D("6.48")),
+    # stream item: 1 event/s per stream < 10 flushes/s -> 1 transaction of 1 event each, which is
+    # 1 part (<= 49 events): 5 184 000 parts x 2 WRU = 10 368 000 WRU = $6.48, as before
+    ("store writes", EVENTS * 2, D("6.48")),
     # (400 B + 100 B storage overhead) x 2/s x T / 2 mean bytes, in GiB, x $0.25
     ("storage", D(1_296_000_000) / GIB, D(1_296_000_000) / GIB * D("0.25")),
 ]
@@ -143,21 +151,104 @@ def test_auto_picks_the_cheapest_instance_that_fits() -> None:
     assert by_label(option, "3 x t4g.small").cost == 3 * 720 * D("0.0168")
 
 
-def test_batching_caps_checkpoint_writes() -> None:
-    def checkpoints(eps: int) -> D:
+def test_batching_caps_stream_item_writes() -> None:
+    def stream_items(eps: int) -> D:
         w = replace(BUSY, streams=1, events_per_second=D(eps))
-        return by_label(compare(w, BOOK).option("lambda"), "checkpoint writes").quantity
+        return by_label(compare(w, BOOK).option("lambda"), "stream-item writes").quantity
 
-    assert checkpoints(5) == 5 * T * 2  # below 10 flushes/s: one transaction per event
-    assert checkpoints(50) == 10 * T * 2  # one flush per 100 ms window
-    assert checkpoints(2000) == D(2000) / 99 * T * 2  # full batches of 99
+    assert stream_items(5) == 5 * T * 2  # below 10 flushes/s: one transaction per event
+    assert stream_items(50) == 10 * T * 2  # one flush per 100 ms window, 5 events: one part
+    # 700/s: one flush per window of 70 events, split into 2 parts (49 + 21): 20 parts/s
+    assert stream_items(700) == 20 * T * 2
+    # 1 980/s > 99 / 0.1 s: full batches of 99, 1 980 / 99 = 20 a second, each 3 parts
+    # (49 + 49 + 1): 60 parts/s x 2 WRU (was 20 transactions/s before parts were counted)
+    assert stream_items(1980) == 60 * T * 2
 
 
 def test_standard_writes_cost_one_unit_per_kb() -> None:
     w = replace(BUSY, dynamodb_writes="standard", event_size=1500)  # 1 600 B -> 2 KB
     option = compare(w, BOOK).option("ec2_hybrid")
     assert by_label(option, "event writes").quantity == EVENTS * 2
-    assert by_label(option, "checkpoint writes").quantity == EVENTS
+    assert by_label(option, "key writes").quantity == EVENTS  # 180 B -> 1 KB x 1 WRU
+    assert by_label(option, "stream-item writes").quantity == EVENTS  # 1 part per event x 1
+
+
+def _store_units(batch: int) -> int:
+    """WRU the DynamoDB store's own transactions spend on 1 000 events of 200 B, 40 B keys."""
+    tables = {"events": "events", "keys": "keys", "streams": "streams"}
+    events = [Event(f"key-{i:036d}", "x" * 200, f"c{i}", 0.0) for i in range(1000)]
+    units, base = 0, 0
+    for start in range(0, 1000, batch):  # the writer's batches
+        pending = [(e, di.event_size("s", e)) for e in events[start : start + batch]]
+        while pending:  # as DynamoDBStore.append splits a batch into parts
+            part = di.take_part("s", pending)
+            evs = [e for e, _ in part]
+            units += di.transact_units(di.append_items(tables, "s", base, evs, "c", 0.0))
+            base, pending = base + len(part), pending[len(part) :]
+    return units
+
+
+@pytest.mark.parametrize(
+    ("batch", "parts", "per_1000"),
+    # docs/stores.md measures 4,042 / 4,060 / 4,200 WRU per 1,000 ~200-byte events
+    [(1000, 21, 4042), (100, 3, 4060), (10, 1, 4200)],
+)
+def test_store_writes_match_the_dynamodb_stores_own_count(
+    batch: int, parts: int, per_1000: int
+) -> None:
+    # One transaction a second of `batch` events (window 1 s, at most `batch`), for one day.
+    w = replace(
+        BUSY,
+        streams=1,
+        events_per_second=D(batch),
+        event_size=200,
+        batch_window=D(1),
+        batch_max=batch,
+        days=D(1),
+    )
+    option = compare(w, BOOK).option("ec2_hybrid")
+    writes = [i for i in option.items if i.category == "store writes"]
+    events = D(batch) * 86_400
+    # event item 200 + 100 B, key item 2 x 40 + 100 B: each 1 KB x 2 (transactional) = 4 WRU;
+    # each transaction is ceil(batch / 49) parts writing the stream's item (2 WRU):
+    # 1 000 -> 21, 100 -> 3, 10 -> 1
+    assert [i.quantity for i in writes] == [events * 2, events * 2, D(86_400) * parts * 2]
+    total = sum((i.quantity for i in writes), D(0))
+    assert total / events * 1000 == per_1000 == 4000 + 1000 // batch * parts * 2
+    assert _store_units(batch) == per_1000  # what the store itself counts
+
+
+def test_key_size_sets_the_key_items_write_units() -> None:
+    # 2 x 500 B key + 100 B = 1 100 B -> 2 KB x 2 WRU (transactional) = 4 WRU an event
+    w = replace(BUSY, key_size=500)
+    line = by_label(compare(w, BOOK).option("ec2_hybrid"), "key writes")
+    assert (line.quantity, line.cost) == (EVENTS * 4, EVENTS * 4 * WRU)
+    assert line.label == "key writes: 5,184,000 x 4 WRU (1,100 B uniqueness item)"
+    # 2 x 204 750 B + 100 B = 409 600 B fits; one byte more per key does not
+    assert compare(replace(BUSY, key_size=204_750), BOOK).option("lambda").error is None
+    error = compare(replace(BUSY, key_size=204_751), BOOK).option("lambda").error
+    assert error == (
+        "a key item of 409,602 B (2 x --key-size + --item-overhead) exceeds DynamoDB's "
+        "409,600 B item limit"
+    )
+
+
+def test_parts_step_along_streams_and_the_sweep_prices_every_step() -> None:
+    # 4 950 events/s x 0.1 s = 495 events a window over all streams; batches of at most 99.
+    w = replace(BUSY, events_per_second=D(4950), instance_type="t4g.small")
+
+    def parts(streams: int) -> D:
+        option = compare(replace(w, streams=streams), BOOK).option("ec2_hybrid")
+        return by_label(option, "stream-item writes").quantity / 2
+
+    # 123.75 a window > 99: full batches, 1 237.5 / 99 = 12.5 a second per stream, 3 parts each
+    assert parts(4) == D("12.5") * 3 * 4 * T
+    assert parts(5) == 10 * 3 * 5 * T  # 99 a window: one transaction a window, 49 + 49 + 1
+    assert parts(6) == 10 * 2 * 6 * T  # 82.5 a window: 2 parts
+    assert parts(10) == 10 * 2 * 10 * T  # 49.5 a window: still 2 parts
+    assert parts(11) == 10 * 1 * 11 * T  # 45 a window: 1 part
+    # where that happens: 495 / 99 = 5, 495 / 98 = 5.05, 495 / 49 = 10.1, 495 (1 a window)
+    assert {5, 6, 10, 11, 495, 496} <= stream_steps(w, BOOK, 10_000)
 
 
 def test_storage_mean_with_and_without_retention() -> None:
@@ -181,7 +272,7 @@ def test_free_tier_credits_once_per_option_and_prorates() -> None:
     assert credits == [
         ("Lambda: 400,000 GB-s a month free", D(-400_000), D("-6.66668")),
         ("Lambda: 1,000,000 requests a month free", D(-58_012), D("-0.0116024")),
-        ("DynamoDB storage: 25 GB a month free", -DYNAMO[2][1], -DYNAMO[2][2]),
+        ("DynamoDB storage: 25 GB a month free", -DYNAMO[-1][1], -DYNAMO[-1][2]),
     ]
     half = compare(replace(BUSY, free_tier=True, days=D(15)), BOOK).option("lambda")
     assert by_label(half, "Lambda: 400,000").quantity == D(-200_000)
@@ -218,8 +309,9 @@ def test_oversized_items_refuse_dynamodb_options_only() -> None:
         "ec2_hybrid",
         "fargate_hybrid",
     ]
-    assert str(cmp.option("lambda").error).startswith(
-        "an item of 409,700 B (--event-size + --item-overhead) exceeds DynamoDB's 409,600 B"
+    assert str(cmp.option("lambda").error) == (
+        "an item of 409,700 B (--event-size + --item-overhead) exceeds DynamoDB's 409,600 B "
+        "item limit"
     )
     assert cmp.cheapest == ["ec2_all"]
 
@@ -250,7 +342,8 @@ def test_uncertain_prices_are_flagged() -> None:
         ({"arch": "sparc"}, "arch", "--arch must be one of x86_64, arm64"),
         ({"fargate_vcpu": D(3)}, "fargate_vcpu", "--fargate-vcpu must be one of"),
         ({"fargate_memory": D(4)}, "fargate_memory", "--fargate-memory must be 0.5..2 GB"),
-        ({"batch_max": 100}, "batch_max", "--batch-max must be 1..99"),
+        ({"batch_max": 0}, "batch_max", "--batch-max must be at least 1"),
+        ({"key_size": -1}, "key_size", "--key-size must be >= 0"),
         ({"processor_batch": 0}, "processor_batch", "--processor-batch must be 1..10,000"),
         ({"cycles_per_execution": 3000}, "cycles_per_execution", "history under 25,000"),
         ({"days": D(0)}, "days", "--days must be > 0"),
@@ -371,14 +464,16 @@ def test_crossover_along_events_is_where_the_totals_meet() -> None:
     found, text = cost.in_words(w, BOOK, "events_per_second")
     first = found[0]
     assert (first.before, first.after) == (("lambda",), ("ec2_all",))
-    # Lambda: $4.3281576 + eps x (6.48 writes + 0.2112 storage + 0.0095 processing) per 30 days;
-    # EC2 all: $7.264 + one 1 GB data volume ($0.08)
-    slope = T * 4 * WRU + D(700) * T / 2 / GIB * D("0.25") + T / 100 * (D("0.0125") * GBS_ARM + REQ)
+    # Lambda: $4.3281576 + eps x (9.72 writes + 0.2112 storage + 0.0095 processing) per 30 days,
+    # the writes being 2 WRU event + 2 WRU key + 2 WRU stream item (1 part per event below
+    # 10 events/s) per event; EC2 all: $7.264 + one 1 GB data volume ($0.08)
+    slope = T * 6 * WRU + D(700) * T / 2 / GIB * D("0.25") + T / 100 * (D("0.0125") * GBS_ARM + REQ)
     assert abs(first.at - (D("7.344") - D("4.3281576")) / slope) < D("1e-9")
+    assert round(first.at, 4) == D("0.3034")  # 3.0158424 / 9.9406...; 0.45 before key writes
     assert text == (
         "Cheapest by events/s, with 1 stream(s):\n"
-        "  0.01 to 0.45 events/s     1. Lambda (self-chained handoffs)\n"
-        "  0.45 to 100,000 events/s  4. EC2 does all processing"
+        "  0.01 to 0.303 events/s     1. Lambda (self-chained handoffs)\n"
+        "  0.303 to 100,000 events/s  4. EC2 does all processing"
     )
 
 

@@ -17,6 +17,8 @@ from longline.aws import cost
 from longline.aws.cost import CheapestRange, compare, merge_ranges
 
 BOOK = cost.load_prices()
+T = D(2_592_000)  # seconds in 30 days
+GIB = D(2**30)
 L, S, E, F, A = "lambda", "lambda_sfn", "ec2_hybrid", "fargate_hybrid", "ec2_all"
 
 
@@ -117,10 +119,20 @@ def test_streams_changes_match_every_count_priced_one_by_one() -> None:
 
 def test_seed_words() -> None:
     words = {axis: cost.summary(cost.seed_workload(), BOOK, axis).text for axis in cost.AXES}
+    # Sydney, x86: Lambda $5.409135648 + eps x slope against EC2 all $8.184 + a 1 GB data
+    # volume ($0.096). Per event: 2 WRU event + 2 WRU key + 2 WRU stream item (one part per
+    # event below 10 events/s) at $0.70675 per million, 700 B stored half the period at $0.285
+    # per GB-month, 1/100 processor batch of 0.0125 GB-s plus a request. 0.379 before key writes.
+    slope = T * 6 * D("0.00000070675") + D(700) * T / 2 / GIB * D("0.285")
+    slope += T / 100 * (D("0.0125") * D("0.0000166667") + D("0.0000002"))
+    at = (D("8.28") - D("5.409135648")) / slope
+    assert round(at, 3) == D("0.255")
+    found = cost.crossovers(cost.seed_workload(), BOOK, "events_per_second")
+    assert abs(found[0].at - at) < D("1e-9")
     assert words["events_per_second"] == (
         "Cheapest by events/s, with 1 stream(s):\n"
-        "  0.01 to 0.379 events/s     1. Lambda (self-chained handoffs)\n"
-        "  0.379 to 100,000 events/s  4. EC2 does all processing"
+        "  0.01 to 0.255 events/s     1. Lambda (self-chained handoffs)\n"
+        "  0.255 to 100,000 events/s  4. EC2 does all processing"
     )
     assert words["streams"] == (
         "Cheapest by streams, with 0 events/s in total:\n"

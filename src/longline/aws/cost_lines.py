@@ -20,27 +20,77 @@ __all__ = [
     "finish",
     "free_tier",
     "ipv4",
+    "part_events",
     "processor",
+    "store_bends",
+    "store_parts",
 ]
 
 WRITE = ("dynamodb", "write_per_million")
 LAMBDA_REQUESTS = ("lambda", "requests_per_million")
 
 
-def dynamodb(c: Ctx) -> Items:
-    """Event writes, checkpoint writes (one per store transaction) and storage in DynamoDB."""
+def part_events(c: Ctx) -> int:
+    """Events one transaction part holds: two items each (event, key) and the stream's item."""
+    return int((c.n("limits", "dynamodb_transaction_max_actions") - 1) // 2)
+
+
+def store_parts(c: Ctx) -> Decimal:
+    """Transaction parts over the period; each writes the stream's item (last_seq, checkpoint).
+
+    Per stream, one transaction per event while they arrive slower than the batch window, one
+    per window, then full batches of ``batch_max``; the store splits each transaction into
+    ``ceil(events in it / part_events)`` parts (docs/stores.md, "Cost").
+    """
     w = c.w
-    item = Decimal(w.event_size + w.item_overhead)
+    rate = w.events_per_second / w.streams
+    if not rate:
+        return Decimal(0)
+    tx_rate = min(rate, max(1 / w.batch_window, rate / w.batch_max))
+    # events per transaction; E x window / N is exact whenever it is a whole number
+    per_window = w.events_per_second * w.batch_window / w.streams
+    batch = max(Decimal(1), min(per_window, Decimal(w.batch_max)))
+    return tx_rate * ceil(batch / part_events(c)) * w.streams * c.seconds
+
+
+def store_bends(c: Ctx, top: int) -> list[Decimal]:
+    """Stream counts (not whole) where ``store_parts`` bends or steps as streams are added.
+
+    Batching sets in at ``E x window / batch_max`` and ``E x window`` streams, and a transaction
+    needs ``k + 1`` parts, not ``k``, below ``E x window / (part_events x k)`` streams; between
+    two of these the parts are a straight line in the number of streams. Should more steps than
+    ``top`` lie in 1..``top``, every count up to ``top`` is returned.
+    """
+    w = c.w
+    per_window = w.events_per_second * w.batch_window
+    part = part_events(c)
+    first = max(1, int(per_window / (part * (top + 1))))
+    last = min(ceil(Decimal(w.batch_max) / part) - 1, int(per_window / part))
+    if last - first >= top:
+        return [Decimal(n) for n in range(1, top + 1)]
+    steps = [per_window / (part * k) for k in range(first, last + 1)]
+    return [per_window / w.batch_max, per_window, *steps]
+
+
+def _units(c: Ctx, item: Decimal, what: str, flags: str) -> int:
+    """WRU to write one item of ``item`` bytes; refuses an item DynamoDB cannot hold."""
     limit = c.n("limits", "dynamodb_max_item_bytes")
     if item > limit:
         raise Unpriceable(
-            f"an item of {num(item)} B (--event-size + --item-overhead) exceeds DynamoDB's "
-            f"{num(limit)} B item limit"
+            f"{what} of {num(item)} B ({flags}) exceeds DynamoDB's {num(limit)} B item limit"
         )
-    units = ceil(item / c.n("limits", "dynamodb_write_unit_bytes")) * c.write_mult
-    rate = w.events_per_second / w.streams
-    tx_rate = min(rate, max(1 / w.batch_window, rate / w.batch_max)) if rate else Decimal(0)
-    tx = tx_rate * w.streams * c.seconds
+    return ceil(item / c.n("limits", "dynamodb_write_unit_bytes")) * c.write_mult
+
+
+def dynamodb(c: Ctx) -> Items:
+    """Event and key writes (two items per event), stream-item writes (one per transaction
+    part) and storage in DynamoDB, as longline's DynamoDB store writes them."""
+    w = c.w
+    item = Decimal(w.event_size + w.item_overhead)
+    units = _units(c, item, "an item", "--event-size + --item-overhead")
+    key_item = Decimal(2 * w.key_size + w.item_overhead)  # the key as sort key and as itself
+    key_units = _units(c, key_item, "a key item", "2 x --key-size + --item-overhead")
+    parts = store_parts(c)
     stored = item + c.n("limits", "dynamodb_storage_overhead_bytes")
     mean_gb = c.avg_stored(stored) / GIB
     return [
@@ -54,8 +104,17 @@ def dynamodb(c: Ctx) -> Items:
         ),
         c.item(
             "store writes",
-            f"checkpoint writes: {num(tx)} store transactions x {c.write_mult} WRU",
-            tx * c.write_mult,
+            f"key writes: {num(c.events)} x {key_units} WRU ({num(key_item)} B uniqueness item)",
+            c.events * key_units,
+            "WRU",
+            WRITE,
+            per=1_000_000,
+        ),
+        c.item(
+            "store writes",
+            f"stream-item writes: {num(parts)} transaction parts x {c.write_mult} WRU "
+            f"(last_seq, checkpoint; at most {part_events(c)} events a part)",
+            parts * c.write_mult,
             "WRU",
             WRITE,
             per=1_000_000,

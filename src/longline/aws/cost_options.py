@@ -20,6 +20,7 @@ from longline.aws.cost_lines import (
     finish,
     ipv4,
     processor,
+    store_bends,
 )
 from longline.aws.cost_numbers import GIB, ceil, num
 from longline.aws.cost_prices import PriceBook, UnknownPrice
@@ -281,8 +282,8 @@ def compare(w: Workload, book: PriceBook) -> Comparison:
 def stream_steps(w: Workload, book: PriceBook, top: int) -> set[int]:
     """Stream counts up to ``top`` where options 3, 3b and 4 change shape, with the count before.
 
-    An instance or task is added after every multiple of what one holds, and the checkpoint
-    rate bends where batching sets in (``cost_lines.dynamodb``); between two of these counts the
+    An instance or task is added after every multiple of what one holds, and the store's
+    transaction parts bend or step (``cost_lines.store_bends``); between two of these counts the
     totals of those options are straight lines in the number of streams, so pricing these counts
     finds every time their staircases trade places.
     """
@@ -291,8 +292,7 @@ def stream_steps(w: Workload, book: PriceBook, top: int) -> set[int]:
     rooms = [_task_room(c), *(_server_room(c, book.instance(t)) for t in types)]
     sizes = {int(r.to_integral_value(ROUND_FLOOR)) for r in rooms if r >= 1}
     steps = {n for size in sizes for k in range(size, top + 1, size) for n in (k, k + 1)}
-    eps = w.events_per_second
-    for bend in (eps * w.batch_window / w.batch_max, eps * w.batch_window):
+    for bend in store_bends(c, top):
         whole = int(bend.to_integral_value(ROUND_FLOOR))
         steps |= {whole, whole + 1}
     return {n for n in steps if 1 <= n <= top}
