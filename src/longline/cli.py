@@ -47,22 +47,100 @@ def main(ctx: click.Context, log_level: str) -> None:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option(
+    "--create-tables",
+    is_flag=True,
+    help="Create missing DynamoDB tables instead of refusing to start.",
+)
+@click.option(
+    "--worker",
+    is_flag=True,
+    help="Share the store with other workers: capture only the streams whose lease this holds.",
+)
+@click.option("--worker-id", default=None, help="With --worker: its name (default HOST:PID).")
+@click.option(
+    "--max-streams",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --worker: hold at most this many streams (default: no cap).",
+)
+@click.option(
+    "--lease-ttl",
+    default=None,
+    help="With --worker: how long a lease outlives a dead worker (default 15s).",
+)
 @click.pass_context
-def run(ctx: click.Context, config: str, duration: float | None) -> None:
-    """Capture every stream of CONFIG until SIGINT/SIGTERM (or --duration)."""
+def run(
+    ctx: click.Context,
+    config: str,
+    duration: float | None,
+    create_tables: bool,
+    worker: bool,
+    worker_id: str | None,
+    max_streams: int | None,
+    lease_ttl: str | None,
+) -> None:
+    """Capture every stream of CONFIG (with --worker: the streams it leases) until
+    SIGINT/SIGTERM (or --duration)."""
     from longline.engine.runner import Runner
+    from longline.engine.workers import DEFAULT_LEASE_TTL, Worker
+    from longline.stores import StoreError, open_store
 
+    if not worker and (worker_id, max_streams, lease_ttl) != (None, None, None):
+        raise click.UsageError("--worker-id, --max-streams and --lease-ttl need --worker")
+    ttl = DEFAULT_LEASE_TTL if lease_ttl is None else _lease_ttl(lease_ttl)
     cfg = _load(config)
     setup_logging(ctx.obj["log_level"], secrets=cfg.secrets)
 
     async def go() -> None:
-        runner = Runner(cfg)
+        store = open_store(cfg.store, create_tables=create_tables)
+        proc: Runner | Worker = (
+            Worker(cfg, store=store, worker_id=worker_id, max_streams=max_streams, lease_ttl=ttl)
+            if worker
+            else Runner(cfg, store=store)
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, runner.stop)
-        await runner.run(duration=duration)
+            loop.add_signal_handler(sig, proc.stop)
+        await proc.run(duration=duration)
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except StoreError as e:
+        _fail(f"{config}: store: {e}", 1)
+
+
+def _lease_ttl(text: str) -> float:
+    from longline.core.units import parse_duration
+
+    try:
+        ttl = parse_duration(text)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--lease-ttl") from None
+    if ttl < 0.3:
+        raise click.BadParameter("must be at least 300ms", param_hint="--lease-ttl")
+    return ttl
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+def init(config: str) -> None:
+    """Create or migrate the store of CONFIG (DynamoDB tables, PostgreSQL schema), then exit."""
+    from longline.stores import StoreError, open_store
+
+    cfg = _load(config)
+
+    async def go() -> str:
+        store = open_store(cfg.store, create_tables=True)
+        await store.open()
+        await store.close()
+        created = getattr(store, "created", None)
+        return f"created tables {', '.join(created)}" if created else "up to date"
+
+    try:
+        click.echo(f"{config}: store ready: {asyncio.run(go())}")
+    except StoreError as e:
+        _fail(f"{config}: store: {e}", 1)
 
 
 @main.command()
@@ -201,6 +279,17 @@ def _register_optional() -> None:
 
     main.add_command(provider_command, "provider")
     main.add_command(cost_command, "cost")
+    from longline.aws.lambda_sim import lambda_sim_command
+
+    main.add_command(lambda_sim_command(), "lambda-sim")
+    from longline.aws.deploy import deploy_command
+
+    main.add_command(deploy_command, "deploy")
+    from longline.engine import dispatch_cli
+
+    main.add_command(dispatch_cli.dispatch_command, "dispatch")
+    main.add_command(dispatch_cli.deadletters_command, "deadletters")
+    main.add_command(dispatch_cli.replay_command, "replay")
 
 
 _register_optional()

@@ -46,7 +46,9 @@ class Verdict:
 
 def demo_config(provider: Provider, db: Path, total: int) -> Config:
     """Three streams, one per transport, each with its own set of faults."""
-    common = {"rate": RATE, "total": total}
+    # since=0: a feed's first connection starts at event 1 even if a refused or cut attempt
+    # already started the provider's clock; later connections resume from the checkpoint.
+    common = {"rate": RATE, "total": total, "since": 0}
     data: dict[str, Any] = {
         "store": f"sqlite:///{db}",
         "writer": {"batch_max": 500, "batch_window": "20ms"},

@@ -32,7 +32,7 @@ def write_config(tmp_path: Path, provider: Provider) -> Path:
         "writer": {"batch_max": 200, "batch_window": "20ms"},
         "streams": [
             {"name": "resumable", "transport": "sse", "key": "$.id",
-             "url": provider.url("sse", "resumable", rate=150)},
+             "url": provider.url("sse", "resumable", rate=150, since=0)},
             {"name": "live", "transport": "ws", "key": "$.id", "cursor": "$.id",
              "url": provider.url("ws", "live", rate=150, resumable=0)},
         ],
@@ -83,8 +83,8 @@ def assert_contiguous(ids: list[int], *, from_one: bool) -> None:
 
 async def test_self_chained_handoffs_lose_and_double_nothing(provider: Provider,
                                                              tmp_path: Path) -> None:
-    report, rows = await simulate(tmp_path, provider, mode="self", timeout=5.0, margin=2.5,
-                                  duration=36.0, watchdog_every=30.0)
+    report, rows = await simulate(tmp_path, provider, mode="self", timeout=6.0, margin=3.5,
+                                  duration=38.0, watchdog_every=30.0)
     summary = report.summary()
     assert summary["errors"] == []
     assert report.handoffs >= 10, summary
@@ -140,3 +140,16 @@ async def test_stale_epoch_is_refused_and_the_invocation_exits(provider: Provide
             assert await store.checkpoint(s.name) == "999999"
     finally:
         await store.close()
+
+
+async def test_step_functions_loop_hands_over_without_loss(provider: Provider,
+                                                          tmp_path: Path) -> None:
+    """The interpreter runs the definition `deploy --option 2` emits; Wait = timeout - margin."""
+    report, rows = await simulate(tmp_path, provider, mode="stepfunctions", timeout=6.0,
+                                  margin=3.0, duration=20.0)
+    summary = report.summary()
+    assert summary["errors"] == []
+    assert len(report.invocations) >= 6
+    assert report.handoffs >= 5, summary
+    assert_contiguous(rows["resumable"], from_one=True)
+    assert_contiguous(rows["live"], from_one=False)

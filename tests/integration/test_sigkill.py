@@ -40,7 +40,9 @@ async def test_sigkill_and_restart_store_exact_set(
         "name": feed,
         "transport": transport,
         "key": "$.id",
-        "url": provider.url(transport, feed, total=TOTAL, rate=1000),
+        # since=0: the first connection starts at event 1 even when the feed's clock already
+        # ran (a process killed before its first commit); resume replaces it afterwards.
+        "url": provider.url(transport, feed, total=TOTAL, rate=1000, since=0),
     }
     if transport != "sse":
         s.update(cursor="$.id", resume={"query": "since"})
@@ -49,9 +51,12 @@ async def test_sigkill_and_restart_store_exact_set(
     cfg_file.write_text(yaml.safe_dump({"store": f"sqlite:///{db}", "streams": [s]}))
     cfg = make_config(db, s)
     rng = random.Random(transport)
-    for _ in range(4):
+    for round_ in range(4):
         proc = await start_run(cfg_file)
-        await asyncio.sleep(rng.uniform(0.4, 0.9))
+        # Kill mid-capture: once this process is connected, at a random moment.
+        while feed not in provider.stats or provider.stats[feed].connections <= round_:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(rng.uniform(0.05, 0.6))
         proc.send_signal(signal.SIGKILL)
         assert await proc.wait() == -signal.SIGKILL
     proc = await start_run(cfg_file)

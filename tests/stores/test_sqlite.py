@@ -365,7 +365,7 @@ def test_open_store_maps_sqlite_urls(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://u:secret@h/db", "unsupported store URL scheme 'postgresql'"),
+        ("mysql://u:secret@h/db", "unsupported store URL scheme 'mysql'"),
         ("events.db", "unsupported store URL scheme"),
         ("sqlite://host/x.db", "looks like sqlite:///"),
         ("sqlite:///x.db?journal=off", "unknown SQLite store option"),

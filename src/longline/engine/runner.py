@@ -4,6 +4,10 @@
 to the store about once a second so ``longline status`` works from another process, and on
 stop it closes connections first, then flushes every writer, so that what was received is
 committed with its checkpoint before the process exits.
+
+``run`` starts every configured stream. Worker mode (``engine/workers.py``) instead opens the
+runner with ``opened()`` and starts and stops single streams (``start_stream``,
+``stop_stream``) as it gains and loses their leases.
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 
-from longline.config import Config
+from longline.config import Config, StreamConfig
 from longline.core.keys import Keyer
+from longline.engine.dispatcher import Dispatcher
 from longline.engine.stats import StreamStats
 from longline.engine.supervisor import Supervisor
 from longline.engine.writer import StreamWriter
@@ -33,88 +38,175 @@ class Runner:
     """Captures every stream of ``config`` until ``stop()`` (or ``duration``)."""
 
     def __init__(
-        self, config: Config, *, store: Store | None = None, status_interval: float = 1.0
+        self,
+        config: Config,
+        *,
+        store: Store | None = None,
+        status_interval: float = 1.0,
+        epochs: dict[str, int] | None = None,
+        worker: str | None = None,
     ) -> None:
         self.config = config
         self.store = store or open_store(config.store)
         self.status_interval = status_interval
-        self.stats: dict[str, StreamStats] = {}
-        self.supervisors: dict[str, Supervisor] = {}
+        self.epochs = dict(epochs or {})
+        # Worker mode: this worker's id goes into every saved status, with the lease epoch.
+        self.worker = worker
+        self.stats: dict[str, StreamStats] = {}  # kept after a stream stops (final numbers)
+        self.supervisors: dict[str, Supervisor] = {}  # the streams running now
         self.writers: dict[str, StreamWriter] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._status_task: asyncio.Task[None] | None = None
+        self._on_tick: Callable[[Runner], None] | None = None
+        self._down = False
+        # Processors run in this process when the config has any (option "all on one
+        # server"); set ``dispatcher = None`` before ``run`` to leave them to `longline dispatch`.
+        self.dispatcher: Dispatcher | None = (
+            Dispatcher(config, self.store) if config.processors else None
+        )
 
     def stop(self) -> None:
         """Ask the run to end (safe from a signal handler)."""
         self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """``stop()`` was called."""
+        return self._stop.is_set()
+
+    async def wait_stop(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, returning early (True) once ``stop()`` is called."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout)
+        return self._stop.is_set()
 
     async def run(
         self,
         duration: float | None = None,
         on_tick: Callable[[Runner], None] | None = None,
     ) -> dict[str, StreamStats]:
-        """Run until stopped; returns the final stats per stream."""
-        await self.store.open()
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-        session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None),
-            auto_decompress=True,
-        )
-        try:
-            tasks = self._start_streams(session)
-            status = asyncio.create_task(self._status_loop(on_tick))
+        """Run every stream until stopped (or all of them ended); returns the final stats."""
+        async with self.opened(on_tick):
+            tasks = [self.start_stream(c, self.epochs.get(c.name)) for c in self.config.streams]
             stopper: asyncio.Future[bool] = asyncio.ensure_future(self._stop.wait())
             ended = asyncio.gather(*tasks, return_exceptions=True)
             waits: list[asyncio.Future[Any]] = [stopper, ended]
             await asyncio.wait(waits, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
-            await self._shutdown(ended)
-            status.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await status
-            await self._save_status(final=True)
-            if on_tick is not None:
-                on_tick(self)
-        finally:
-            await session.close()
-            await self.store.close()
+            await self.shutdown()
         return self.stats
 
-    def _start_streams(self, session: aiohttp.ClientSession) -> list[asyncio.Task[None]]:
-        tasks = []
-        now = time.time()
-        writer_cfg = self.config.writer
-        for cfg in self.config.streams:
-            stats = StreamStats(started_at=now, pid=os.getpid())
-            keyer = Keyer(cfg.key, cfg.cursor, cfg.transport)
-            writer = StreamWriter(
-                cfg.name,
-                self.store,
-                keyer,
-                stats,
-                batch_max=writer_cfg.batch_max,
-                batch_window=writer_cfg.batch_window,
-                max_message_size=cfg.max_message_size,
-            )
-            writer.start()
-            sup = Supervisor(cfg, self.store, session, writer, stats)
-            self.stats[cfg.name], self.writers[cfg.name] = stats, writer
-            self.supervisors[cfg.name] = sup
-            tasks.append(asyncio.create_task(sup.run(), name=f"stream:{cfg.name}"))
-        return tasks
+    @contextlib.asynccontextmanager
+    async def opened(self, on_tick: Callable[[Runner], None] | None = None) -> AsyncIterator[None]:
+        """Open the store, the HTTP session, the dispatcher and the status loop, with no stream
+        started; call ``shutdown()`` inside to flush before everything closes."""
+        await self.store.open()
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
+            auto_decompress=True,
+        )
+        self._on_tick, self._down = on_tick, False
+        delivery = self._start_dispatcher()
+        try:
+            self._status_task = asyncio.create_task(self._status_loop(on_tick))
+            yield
+        finally:
+            if not self._down:  # left by an error: still commit what was received
+                await self._halt(list(self.supervisors))
+            await self._cancel_status()
+            await self._stop_dispatcher(delivery)
+            session, self._session = self._session, None
+            await session.close()
+            await self.store.close()
 
-    async def _shutdown(self, ended: asyncio.Future[list[BaseException | None]]) -> None:
-        for sup in self.supervisors.values():
-            sup.stop()
-        results = await ended
-        for name, res in zip(self.supervisors, results, strict=True):
+    def start_stream(self, cfg: StreamConfig, epoch: int | None = None) -> asyncio.Task[None]:
+        """Start capturing ``cfg`` (its writer commits under lease ``epoch`` when given)."""
+        if self._session is None:
+            raise RuntimeError("start_stream needs an opened runner")
+        if cfg.name in self.supervisors:
+            raise ValueError(f"stream {cfg.name!r} is already running")
+        if epoch is None:
+            self.epochs.pop(cfg.name, None)
+        else:
+            self.epochs[cfg.name] = epoch
+        stats = StreamStats(started_at=time.time(), pid=os.getpid())
+        writer_cfg = self.config.writer
+        writer = StreamWriter(
+            cfg.name,
+            self.store,
+            Keyer(cfg.key, cfg.cursor, cfg.transport),
+            stats,
+            batch_max=writer_cfg.batch_max,
+            batch_window=writer_cfg.batch_window,
+            max_message_size=cfg.max_message_size,
+            epoch=epoch,
+        )
+        writer.start()
+        sup = Supervisor(cfg, self.store, self._session, writer, stats)
+        self.stats[cfg.name], self.writers[cfg.name] = stats, writer
+        self.supervisors[cfg.name] = sup
+        task = asyncio.create_task(sup.run(), name=f"stream:{cfg.name}")
+        self.tasks[cfg.name] = task
+        return task
+
+    async def stop_stream(self, name: str) -> StreamStats:
+        """Close the stream's connections, flush its writer and forget it (its status is no
+        longer saved); returns its final stats."""
+        await self._halt([name])
+        for running in (self.supervisors, self.writers, self.tasks):
+            running.pop(name, None)
+        return self.stats[name]
+
+    async def shutdown(self) -> None:
+        """Stop every stream (connections first, then flush each writer), save the final status."""
+        if self._down:
+            return
+        self._down = True
+        await self._halt(list(self.supervisors))
+        await self._cancel_status()
+        await self._save_status()
+        if self._on_tick is not None:
+            self._on_tick(self)
+
+    def _start_dispatcher(self) -> asyncio.Task[object] | None:
+        if self.dispatcher is None:
+            return None
+        return asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+
+    async def _stop_dispatcher(self, task: asyncio.Task[object] | None) -> None:
+        """After capture has flushed: finish in-flight deliveries (their acks need the store)."""
+        if task is None or self.dispatcher is None:
+            return
+        self.dispatcher.stop()
+        try:
+            await task
+        except Exception as e:
+            log.error("dispatcher failed: %r", e)
+
+    async def _halt(self, names: list[str]) -> None:
+        """Close the connections of ``names`` (all at once), then flush their writers."""
+        for name in names:
+            self.supervisors[name].stop()
+        results = await asyncio.gather(*(self.tasks[n] for n in names), return_exceptions=True)
+        for name, res in zip(names, results, strict=True):
             if isinstance(res, BaseException):
                 log.error("stream %s crashed: %r", name, res)
                 self.stats[name].state, self.stats[name].reason = "failed", repr(res)
-        for name, writer in self.writers.items():
-            await writer.close()
+        for name in names:
+            await self.writers[name].close()
             if self.stats[name].state != "failed":
                 self.stats[name].state = "stopped"
+
+    async def _cancel_status(self) -> None:
+        status, self._status_task = self._status_task, None
+        if status is not None:
+            status.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await status
 
     async def _status_loop(self, on_tick: Callable[[Runner], None] | None) -> None:
         while True:
@@ -126,7 +218,15 @@ class Runner:
             if on_tick is not None:
                 on_tick(self)
 
-    async def _save_status(self, final: bool = False) -> None:
-        for name, stats in self.stats.items():
-            stats.cursor = await self.store.checkpoint(name)
-            await self.store.put_status(name, stats.snapshot())
+    async def _save_status(self) -> None:
+        for name in list(self.supervisors):
+            self.stats[name].cursor = await self.store.checkpoint(name)
+            if name in self.supervisors:  # not stopped meanwhile (its new owner reports it)
+                await self.store.put_status(name, self.status_of(name))
+
+    def status_of(self, name: str) -> dict[str, Any]:
+        """The status saved for ``name``; in worker mode with the owner and its lease epoch."""
+        snap = self.stats[name].snapshot()
+        if self.worker is not None:
+            snap["worker"], snap["epoch"] = self.worker, self.epochs.get(name)
+        return snap

@@ -40,9 +40,11 @@ async def collect_status(cfg: Config) -> dict[str, Any]:
         for s in cfg.streams:
             st = dict(saved.get(s.name) or {"state": "never-run"})
             running = st.get("state") not in ("stopped", "failed", "never-run")
+            # A worker may run on another host: its pid means nothing here, only its age does.
+            local = "worker" not in st
             if running and (
                 now - float(st.get("updated_at", 0)) > STALE_AFTER
-                or not _alive(int(st.get("pid", 0)))
+                or (local and not _alive(int(st.get("pid", 0))))
             ):
                 st["state"], st["reason"] = "dead", "the process stopped without shutting down"
             st["cursor"] = await store.checkpoint(s.name)
@@ -71,9 +73,11 @@ def render_status(data: dict[str, Any], console: Console | None = None) -> None:
     for name, st in data["streams"].items():
         last = st.get("last_event_at")
         age = f"{now - last:.0f}s ago" if last else "-"
+        owner = f"{st['worker']} (epoch {st.get('epoch')})" if st.get("worker") else "-"
         table.add_row(
             name,
             st.get("state", "?"),
+            owner,
             str(st.get("events", 0)),
             str(st.get("duplicates", 0)),
             str(st.get("quarantined", 0)),
