@@ -21,7 +21,8 @@ from longline.core.model import AppendResult, Event, Quarantined, StoredEvent, S
 from longline.stores import Store, StoreError, open_store
 from longline.stores.sqlite import SQLiteStore
 
-CRASH_WRITER = Path(__file__).with_name("crash_writer.py")
+# The store-agnostic writer of the contract suite, given a SQLite URL.
+CRASH_WRITER = Path(__file__).parent.parent / "contract" / "crash_writer.py"
 
 
 def ev(key: str, cursor: str | None = None, payload: str | None = None, at: float = 1.5) -> Event:
@@ -273,7 +274,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path: Path) -> 
     printed: list[int] = []
     killed = 0
     for round_ in range(40):
-        cmd = [sys.executable, str(CRASH_WRITER), str(db), str(total), "20", "120"]
+        cmd = [sys.executable, str(CRASH_WRITER), f"sqlite:///{db}", str(total), "20", "120"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n"
