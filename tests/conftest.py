@@ -16,6 +16,8 @@ from longline.engine.runner import Runner
 from longline.stores import open_store
 from longline.testing.provider import Provider
 
+pytest_plugins = ["tests.services"]  # PostgreSQL, moto: fixtures for every module
+
 REQUIRE_SERVICES = os.environ.get("LONGLINE_REQUIRE_SERVICES") == "1"
 
 

@@ -128,6 +128,7 @@ async def test_status_while_running_and_after_sigkill(provider: Provider, tmp_pa
         proc.kill()
         await proc.wait()
     code, out, _ = await _run_cli("status", str(cfg), "--json")
+    assert code == 0
     assert orjson.loads(out)["streams"]["live"]["state"] == "dead"
 
 

@@ -14,8 +14,6 @@ from longline.core.model import Event
 from longline.processors.base import ProcessorError
 from longline.stores import open_store
 
-from ..contract.conftest import moto_endpoint  # noqa: F401  (fixture)
-
 DELIVERED: list[tuple[str, int, Any]] = []
 FAIL: dict[str, str] = {}
 
@@ -80,7 +78,7 @@ async def test_records_delivered_in_order_and_cursor_moved(moto_endpoint: str) -
     cfg, records = await stream_records(url, moto_endpoint)
     assert len(records) == 10
     assert await process_records(cfg, records) == {"batchItemFailures": []}
-    assert DELIVERED == [(s, i, {"n": i}) for s in ("a", "b") for i in range(1, 6)]
+    assert [(s, i, {"n": i}) for s in ("a", "b") for i in range(1, 6)] == DELIVERED
     store = open_store(url)
     await store.open()
     try:
@@ -105,7 +103,7 @@ async def test_poison_event_dead_lettered_rest_delivered(moto_endpoint: str) -> 
     cfg, records = await stream_records(url, moto_endpoint)
     FAIL["mode"] = "poison"
     assert await process_records(cfg, records) == {"batchItemFailures": []}
-    assert DELIVERED == [(s, i, {"n": i}) for s in ("a", "b") for i in (1, 2, 4, 5)]
+    assert [(s, i, {"n": i}) for s in ("a", "b") for i in (1, 2, 4, 5)] == DELIVERED
     store = open_store(url)
     await store.open()
     try:

@@ -23,7 +23,6 @@ import yaml
 from longline.core.model import Lease
 from longline.stores import Store, open_store
 from longline.testing.provider import Provider, event_bytes
-from tests.contract.conftest import pg_server, pg_url  # noqa: F401  (fixtures)
 
 TTL = "1.5s"
 

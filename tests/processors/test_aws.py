@@ -7,13 +7,7 @@ are also checked against a scripted client, since moto never fails a single entr
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,45 +19,16 @@ from longline.core.model import StoredEvent
 from longline.processors.aws import AwsProcessor, KinesisProcessor, SqsProcessor
 from longline.processors.base import ProcessorError, event_dict
 from longline.processors.registry import build_processor
-from tests.contract.conftest import AWS_TEST_ENV, service_missing
 from tests.processors.bus_helpers import closed_port
 from tests.processors.helpers import FAST_RETRY, caught_up, config, dispatch_until, filled_store
 
 REGION = "us-east-1"
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    """``http://127.0.0.1:PORT`` of a moto server (dummy credentials in os.environ meanwhile)."""
-    try:
-        import boto3  # noqa: F401
-        import moto.server  # noqa: F401
-    except ImportError as exc:
-        service_missing(f"moto[server] and boto3 are needed for the AWS processor tests: {exc}")
-    saved = {k: os.environ.get(k) for k in AWS_TEST_ENV}
-    os.environ.update(AWS_TEST_ENV)
-    port = closed_port()
-    cmd = [sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    service_missing(f"moto server did not listen on 127.0.0.1:{port}")
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.kill()
-        proc.wait()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+@pytest.fixture
+def endpoint(moto_endpoint: str) -> str:
+    """The shared moto server (``tests/services.py``)."""
+    return moto_endpoint
 
 
 def client(endpoint: str, service: str) -> Any:

@@ -19,9 +19,9 @@ from longline.engine.dispatcher import Dispatcher
 from longline.processors.base import ProcessorError, event_dict
 from longline.processors.nats import NatsProcessor, subject_filter
 from longline.processors.registry import build_processor
-from tests.contract.conftest import service_missing
 from tests.processors.bus_helpers import TcpProxy, closed_port
 from tests.processors.helpers import FAST_RETRY, config, dispatch_until, event, filled_store
+from tests.services import service_missing
 
 nats = pytest.importorskip("nats")
 NATS_URL = os.environ.get("LONGLINE_TEST_NATS", "nats://127.0.0.1:4222")

@@ -16,9 +16,9 @@ from longline.engine.dispatcher import Dispatcher
 from longline.processors.base import ProcessorError, event_dict
 from longline.processors.redis import RedisProcessor, entry_fields
 from longline.processors.registry import build_processor
-from tests.contract.conftest import service_missing
 from tests.processors.bus_helpers import TcpProxy, closed_port
 from tests.processors.helpers import FAST_RETRY, caught_up, config, dispatch_until, filled_store
+from tests.services import service_missing
 
 redis_asyncio = pytest.importorskip("redis.asyncio")
 REDIS_URL = os.environ.get("LONGLINE_TEST_REDIS", "redis://127.0.0.1:6379/0")

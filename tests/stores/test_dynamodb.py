@@ -19,8 +19,6 @@ from longline.stores import StoreError, open_store
 from longline.stores import dynamodb_items as di
 from longline.stores.dynamodb import DynamoDBStore, from_url
 
-from ..contract.conftest import moto_endpoint  # noqa: F401  (fixture)
-
 boto3 = pytest.importorskip("boto3")
 ClientError = pytest.importorskip("botocore.exceptions").ClientError
 ConnectionClosedError = pytest.importorskip("botocore.exceptions").ConnectionClosedError
@@ -58,7 +56,7 @@ def prefix() -> str:
 
 
 @pytest.fixture
-async def store(moto_endpoint: str, prefix: str) -> AsyncIterator[DynamoDBStore]:  # noqa: F811
+async def store(moto_endpoint: str, prefix: str) -> AsyncIterator[DynamoDBStore]:
     s = DynamoDBStore(prefix, endpoint_url=moto_endpoint, region="us-east-1", create_tables=True)
     await s.open()
     yield s
@@ -66,7 +64,7 @@ async def store(moto_endpoint: str, prefix: str) -> AsyncIterator[DynamoDBStore]
 
 
 async def test_missing_tables_are_refused_then_created_on_demand_with_streams(
-    moto_endpoint: str,  # noqa: F811
+    moto_endpoint: str,
     prefix: str,
 ) -> None:
     url = f"dynamodb://{prefix}?region=us-east-1&endpoint_url={moto_endpoint}"
@@ -90,7 +88,7 @@ async def test_missing_tables_are_refused_then_created_on_demand_with_streams(
 
 
 async def test_a_large_batch_commits_in_parts_and_the_checkpoint_with_the_last(
-    moto_endpoint: str,  # noqa: F811
+    moto_endpoint: str,
     prefix: str,
 ) -> None:
     recording = Recording(_client(moto_endpoint))
@@ -106,7 +104,7 @@ async def test_a_large_batch_commits_in_parts_and_the_checkpoint_with_the_last(
 
 
 async def test_a_crash_between_parts_keeps_seqs_gapless_and_the_old_checkpoint(
-    moto_endpoint: str,  # noqa: F811
+    moto_endpoint: str,
     prefix: str,
 ) -> None:
     failing = Recording(_client(moto_endpoint), fail_on=3)
@@ -257,7 +255,7 @@ def test_url_options() -> None:
 
 
 def test_init_creates_the_tables_and_run_refuses_without_them(
-    moto_endpoint: str,  # noqa: F811
+    moto_endpoint: str,
     prefix: str,
     tmp_path: Path,
 ) -> None:

@@ -16,8 +16,6 @@ from longline.core.model import AppendResult, Event
 from longline.stores import StoreError, open_store
 from longline.stores.postgres import PostgresStore, from_url
 
-from ..contract.conftest import pg_server, pg_url  # noqa: F401  (fixtures)
-
 asyncpg = pytest.importorskip("asyncpg")
 
 
@@ -30,7 +28,7 @@ def schema_of(url: str) -> str:
 
 
 @pytest.fixture
-async def store(pg_url: str) -> AsyncIterator[PostgresStore]:  # noqa: F811
+async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
     s = from_url(pg_url)
     await s.open()
     yield s
@@ -38,14 +36,14 @@ async def store(pg_url: str) -> AsyncIterator[PostgresStore]:  # noqa: F811
 
 
 @pytest.fixture
-async def admin(pg_server: str) -> AsyncIterator[asyncpg.Connection]:  # noqa: F811
+async def admin(pg_server: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(pg_server)
     yield conn
     await conn.close()
 
 
 async def test_migrations_are_versioned_idempotent_and_safe_to_race(
-    pg_url: str,  # noqa: F811
+    pg_url: str,
     admin: asyncpg.Connection,
 ) -> None:
     stores = [from_url(pg_url) for _ in range(3)]
@@ -62,7 +60,7 @@ async def test_migrations_are_versioned_idempotent_and_safe_to_race(
 
 
 async def test_a_newer_schema_is_refused(
-    pg_url: str,  # noqa: F811
+    pg_url: str,
     admin: asyncpg.Connection,
 ) -> None:
     first = from_url(pg_url)
@@ -77,7 +75,7 @@ async def test_a_newer_schema_is_refused(
 
 async def test_connection_killed_mid_transaction_raises_and_a_retry_leaves_no_gap(
     store: PostgresStore,
-    pg_url: str,  # noqa: F811
+    pg_url: str,
     admin: asyncpg.Connection,
 ) -> None:
     await store.append("s", [ev("a", "c-a")])
@@ -109,7 +107,7 @@ async def test_connection_killed_mid_transaction_raises_and_a_retry_leaves_no_ga
     assert await store.checkpoint("s") == "c-c"
 
 
-async def test_notify_wakes_a_waiting_dispatcher_at_once(store: PostgresStore, pg_url: str) -> None:  # noqa: F811
+async def test_notify_wakes_a_waiting_dispatcher_at_once(store: PostgresStore, pg_url: str) -> None:
     await store.wait_for_events(30)  # first call: starts listening and returns at once
     waiter = asyncio.create_task(store.wait_for_events(60))
     await asyncio.sleep(0.05)

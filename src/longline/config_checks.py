@@ -1,0 +1,134 @@
+"""Field types and validation rules the config models share.
+
+Each rule records its problems in a ``Problems`` under the field's own name, so one model can
+report all of them at once. No rule quotes a URL or a header value: either may hold a token.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator
+
+from longline.config_errors import Problems
+from longline.core.keys import parse_json_path
+from longline.core.units import parse_duration, parse_size
+from longline.processors.registry import ProcessorSettings
+
+__all__ = [
+    "HEADER_NAME",
+    "STORE_SCHEMES",
+    "Duration",
+    "Size",
+    "check_headers",
+    "check_processors",
+    "check_selector",
+    "check_store",
+    "check_url",
+    "none_word",
+    "sqlite_path",
+]
+
+STORE_SCHEMES = ("sqlite", "postgresql", "postgres", "dynamodb")
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 header field name
+_URL_SCHEMES = {"sse": ("http", "https"), "lines": ("http", "https"), "ws": ("ws", "wss")}
+
+
+def none_word(v: object) -> object:
+    """YAML ``none`` (the word) means the same as ``null`` for optional settings."""
+    return None if isinstance(v, str) and v.strip().lower() == "none" else v
+
+
+def _duration(v: object) -> object:
+    return v if v is None else parse_duration(v)  # type: ignore[arg-type]
+
+
+def _size(v: object) -> int:
+    return parse_size(v)  # type: ignore[arg-type]
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+Size = Annotated[int, BeforeValidator(_size)]
+
+
+def check_url(url: str, transport: str, p: Problems) -> None:
+    """Scheme by transport; the URL itself is never quoted (it may hold a token)."""
+    allowed = _URL_SCHEMES[transport]
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme.lower() in allowed and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        p.add(
+            "url", f"must use {' or '.join(s + '://' for s in allowed)} for transport {transport}"
+        )
+
+
+def check_headers(headers: dict[str, str], p: Problems) -> None:
+    seen: set[str] = set()
+    for name, value in headers.items():
+        if not HEADER_NAME.fullmatch(name):
+            p.add(f"headers.{name}", "not a valid HTTP header name")
+        elif name.lower() in seen:
+            p.add(f"headers.{name}", "repeated header (names are case-insensitive)")
+        if any(c in value for c in "\r\n\0"):
+            p.add(f"headers.{name}", "value must not contain CR, LF or NUL")
+        seen.add(name.lower())
+
+
+def check_selector(field: str, value: str, sse: bool, words: tuple[str, str], p: Problems) -> None:
+    """``key``/``cursor``: one of ``words``, or a JSON path; ``sse-id`` needs SSE."""
+    if value == "sse-id" and not sse:
+        p.add(field, "sse-id is only for transport sse")
+    elif value.startswith("$"):
+        try:
+            parse_json_path(value)
+        except ValueError as e:
+            p.add(field, str(e))
+    elif value not in words:
+        p.add(field, f"must be {words[0]}, {words[1]} or a JSON path such as $.data.id")
+
+
+def check_processors(procs: list[ProcessorSettings], streams: list[str], p: Problems) -> None:
+    """Processor names are unique and name only streams of this config."""
+    first: dict[str, int] = {}
+    for i, proc in enumerate(procs):
+        if proc.name in first:
+            p.add(f"processors[{i}].name", f"duplicate name (also processors[{first[proc.name]}])")
+        first.setdefault(proc.name, i)
+        for j, name in enumerate(proc.streams or ()):
+            if name not in streams:
+                p.add(
+                    f"processors[{i}].streams[{j}]",
+                    f"no stream named {name!r} (streams: {', '.join(streams)})",
+                )
+
+
+def sqlite_path(store_url: str) -> Path:
+    """The database file of a ``sqlite:///relative.db`` or ``sqlite:////abs/path.db`` URL.
+
+    Relative paths are relative to the working directory; ``sqlite:///:memory:`` gives
+    ``Path(":memory:")``. Raises ValueError (without quoting the URL) for anything else.
+    """
+    prefix = "sqlite:///"
+    if not store_url.lower().startswith(prefix) or len(store_url) == len(prefix):
+        raise ValueError("expected sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    return Path(store_url[len(prefix) :])
+
+
+def check_store(url: str) -> str:
+    """The store URL: a known scheme, a path for SQLite, a table for DynamoDB. Never quoted."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in STORE_SCHEMES:
+        raise ValueError(
+            "must be sqlite:///PATH, postgresql://..., postgres://... or dynamodb://TABLE"
+        )
+    if scheme == "sqlite" and str(sqlite_path(url)) == ":memory:":
+        raise ValueError("sqlite:///:memory: keeps nothing after the process exits; use a file")
+    if scheme == "dynamodb" and not urlsplit(url).netloc:
+        raise ValueError("dynamodb:// needs a table name: dynamodb://TABLE?region=...")
+    return url

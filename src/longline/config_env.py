@@ -1,0 +1,121 @@
+"""``${VAR}`` interpolation and the collection of every value that must never be shown.
+
+Interpolation is limited to the fields that may carry credentials (store, stream url, headers
+and subscribe messages, and every string of a processor entry), and each substituted value is
+recorded as a secret. Credential headers and URL passwords are secrets too, written inline or not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from longline.ops.logging import redact
+
+__all__ = ["SENSITIVE_HEADERS", "Interpolator", "header_secrets", "redact_tree", "url_secrets"]
+
+SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
+
+
+def header_secrets(headers: Mapping[str, object]) -> set[str]:
+    """Values of credential headers, and their token part (``Bearer <token>``)."""
+    out: set[str] = set()
+    for name, value in headers.items():
+        if isinstance(name, str) and isinstance(value, str) and name.lower() in SENSITIVE_HEADERS:
+            out.add(value)
+            scheme_token = value.strip().split(None, 1)
+            if len(scheme_token) == 2:
+                out.add(scheme_token[1])
+    return out
+
+
+def url_secrets(url: object) -> set[str]:
+    """The password of a ``scheme://user:password@host`` URL, if it has one."""
+    try:
+        password = urlsplit(url).password if isinstance(url, str) else None
+    except ValueError:
+        return set()
+    return {password} if password else set()
+
+
+def redact_tree(node: Any, secrets: frozenset[str]) -> Any:
+    """``node`` (a JSON-ready dump) with every secret in every string replaced by ``***``."""
+    if isinstance(node, str):
+        return redact(node, secrets)
+    if isinstance(node, dict):
+        return {k: redact_tree(v, secrets) for k, v in node.items()}
+    if isinstance(node, list):
+        return [redact_tree(v, secrets) for v in node]
+    return node
+
+
+class Interpolator:
+    """Replaces ``${VAR}`` from ``env`` in the fields that may carry credentials."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.secrets: set[str] = set()
+        self.errors: list[str] = []
+        self.paths: set[str] = set()  # fields with an interpolation error
+
+    def text(self, value: object, path: str) -> object:
+        if not isinstance(value, str):
+            return value
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(0) == "$${":
+                return "${"
+            name = m.group(1)
+            if name is None:
+                self.paths.add(path)
+                self.errors.append(
+                    f"{path}: malformed ${{...}}: write ${{NAME}} (letters, digits, _) "
+                    "or $${ for a literal ${"
+                )
+                return ""
+            if name not in self.env:
+                self.paths.add(path)
+                self.errors.append(f"{path}: environment variable {name} is not set")
+                return ""
+            self.secrets.add(self.env[name])
+            return self.env[name]
+
+        return _ENV_REF.sub(sub, value)
+
+    def config(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(data)
+        if "store" in out:
+            out["store"] = self.text(out["store"], "store")
+        streams = out.get("streams")
+        if isinstance(streams, list):
+            out["streams"] = [self.stream(s, f"streams[{i}]") for i, s in enumerate(streams)]
+        procs = out.get("processors")
+        if isinstance(procs, list):
+            out["processors"] = [self.tree(x, f"processors[{i}]") for i, x in enumerate(procs)]
+        return out
+
+    def tree(self, node: object, path: str) -> object:
+        """Every string in a processor entry may carry a credential (URLs, secrets, headers)."""
+        if isinstance(node, Mapping):
+            return {k: self.tree(v, f"{path}.{k}") for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.tree(v, f"{path}[{j}]") for j, v in enumerate(node)]
+        return self.text(node, path)
+
+    def stream(self, raw: object, path: str) -> object:
+        if not isinstance(raw, Mapping):
+            return raw
+        s = dict(raw)
+        if "url" in s:
+            s["url"] = self.text(s["url"], f"{path}.url")
+        if isinstance(s.get("headers"), Mapping):
+            s["headers"] = {k: self.text(v, f"{path}.headers.{k}") for k, v in s["headers"].items()}
+            self.secrets |= header_secrets(s["headers"])
+        if isinstance(s.get("subscribe"), list):
+            s["subscribe"] = [
+                self.text(m, f"{path}.subscribe[{j}]") for j, m in enumerate(s["subscribe"])
+            ]
+        return s
