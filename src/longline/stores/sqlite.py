@@ -27,11 +27,23 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import cache
+from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
-from longline.core.model import AppendResult, Event, Quarantined, StoredEvent, StoredQuarantine
+from longline.core.keys import EventBatch
+from longline.core.model import (
+    AppendResult,
+    Event,
+    Lease,
+    Quarantined,
+    StoredEvent,
+    StoredQuarantine,
+)
+from longline.stores import sqlite_leases
 from longline.stores.base import StoreError
+from longline.stores.sqlite_delivery import DELIVERY_SCHEMA, DeliveryMixin
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -60,6 +72,7 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS quarantine_stream_id ON quarantine (stream, id)",
     """CREATE TABLE IF NOT EXISTS status (
         stream TEXT PRIMARY KEY, data TEXT NOT NULL, updated_at REAL NOT NULL)""",
+    *sqlite_leases.SCHEMA,
 )
 _INSERT_EVENT = (
     "INSERT INTO events (stream, seq, key, cursor, received_at, event, payload)"
@@ -81,7 +94,31 @@ _STREAMS = """
     UNION SELECT stream FROM status ORDER BY 1"""
 
 
-class SQLiteStore:
+# Rows per multi-row INSERT: 7 parameters each, under SQLite's variable limit (999 before 3.32).
+_MAX_ROWS = 256 if sqlite3.sqlite_version_info >= (3, 32, 0) else 128
+
+
+@cache
+def _insert_sql(rows: int) -> str:
+    return _INSERT_EVENT + ", (?, ?, ?, ?, ?, ?, ?)" * (rows - 1)
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: Iterator[tuple[Any, ...]], n: int) -> None:
+    """Insert ``n`` event rows in a few multi-row statements (sizes are powers of two, so few
+    distinct statements stay prepared).
+
+    ``executemany`` steps once per row and the sqlite3 module releases and retakes the GIL
+    around every step; while the event loop holds the GIL each retake can wait for a switch
+    interval (5 ms). Measured: ~30% faster than ``executemany`` alone, and far fewer stalls
+    while the loop is busy.
+    """
+    while n:
+        size = _MAX_ROWS if n >= _MAX_ROWS else 1 << (n.bit_length() - 1)
+        conn.execute(_insert_sql(size), list(chain.from_iterable(islice(rows, size))))
+        n -= size
+
+
+class SQLiteStore(DeliveryMixin):
     """A :class:`~longline.stores.base.Store` in one SQLite file (WAL mode)."""
 
     def __init__(
@@ -110,6 +147,7 @@ class SQLiteStore:
         self._ckpt_thread: threading.Thread | None = None
         self._ckpt_wake = threading.Event()
         self._gate = threading.Lock()  # held by every write transaction of this instance
+        self._dupes: set[str] = set()  # streams whose last batch had duplicates (careful path)
         self._ckpt_stop = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -160,10 +198,14 @@ class SQLiteStore:
     # -- Store protocol --------------------------------------------------------------------
 
     async def append(
-        self, stream: str, events: Sequence[Event], checkpoint: str | None = None
+        self,
+        stream: str,
+        events: Sequence[Event],
+        checkpoint: str | None = None,
+        epoch: int | None = None,
     ) -> AppendResult:
         """Insert new events and save the checkpoint in one transaction (see ``Store``)."""
-        return await self._call(self._writer, self._append, stream, events, checkpoint)
+        return await self._call(self._writer, self._append, stream, events, checkpoint, epoch)
 
     async def checkpoint(self, stream: str) -> str | None:
         """The last committed cursor of ``stream``, or None."""
@@ -223,6 +265,46 @@ class SQLiteStore:
         rows = await self._query("SELECT stream, data FROM status ORDER BY stream", ())
         return {stream: json.loads(data) for stream, data in rows}
 
+    # -- leases ----------------------------------------------------------------------------
+
+    async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
+        """Take the lease unconditionally with the next epoch (see ``Store``)."""
+        lease: Lease | None = await self._call(
+            self._writer, self._in_txn, sqlite_leases.take, stream, owner, ttl, True
+        )
+        assert lease is not None
+        return lease
+
+    async def acquire_lease(self, stream: str, owner: str, ttl: float) -> Lease | None:
+        """Take the lease only when it is free or expired (see ``Store``)."""
+        lease: Lease | None = await self._call(
+            self._writer, self._in_txn, sqlite_leases.take, stream, owner, ttl, False
+        )
+        return lease
+
+    async def renew_lease(self, lease: Lease, ttl: float, live: bool = False) -> Lease:
+        """Extend a current lease; return the lease in force (see ``Store``)."""
+        current: Lease = await self._call(
+            self._writer, self._in_txn, sqlite_leases.renew, lease, ttl, live
+        )
+        return current
+
+    async def get_lease(self, stream: str) -> Lease | None:
+        """The stream's lease, or None."""
+        lease: Lease | None = await self._call(
+            self._reader, self._on_reader, sqlite_leases.get, stream
+        )
+        return lease
+
+    def _in_txn(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._transaction() as conn:
+            return fn(conn, *args)
+
+    def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._rconn is None:
+            raise self._not_open()
+        return fn(self._rconn, *args)
+
     # -- extras ----------------------------------------------------------------------------
 
     async def streams(self) -> list[str]:
@@ -280,7 +362,7 @@ class SQLiteStore:
             conn.execute(f"PRAGMA journal_size_limit = {self._wal_limit}")
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for ddl in _SCHEMA:
+                for ddl in (*_SCHEMA, *DELIVERY_SCHEMA):
                     conn.execute(ddl)
                 found = conn.execute("SELECT MAX(version) FROM schema_version").fetchall()[0][0]
                 if found is None:
@@ -353,32 +435,80 @@ class SQLiteStore:
         with self._transaction() as conn:
             conn.executemany(sql, rows)
 
-    def _append(self, stream: str, events: Sequence[Event], checkpoint: str | None) -> AppendResult:
+    def _append(
+        self, stream: str, events: Sequence[Event], checkpoint: str | None, epoch: int | None
+    ) -> AppendResult:
+        fenced = False
         with self._transaction() as conn:
+            if epoch is not None:
+                current = sqlite_leases.current_epoch(conn, stream)
+                fenced = current is not None and current > epoch
             last = conn.execute(
                 "SELECT MAX(seq) FROM events WHERE stream = ?", (stream,)
             ).fetchall()[0][0]
-            seq = int(last or 0)
-            seen = self._existing_keys(conn, stream, events)
-            rows: list[tuple[Any, ...]] = []
-            cursor = checkpoint
-            for ev in events:
-                if ev.key in seen:
-                    continue
-                seen.add(ev.key)
-                seq += 1
-                rows.append((stream, seq, ev.key, ev.cursor, ev.received_at, ev.event, ev.payload))
-                if checkpoint is None and ev.cursor is not None:
-                    cursor = ev.cursor
-            if rows:
-                conn.executemany(_INSERT_EVENT, rows)
-            if cursor is not None:
+            seq, new, cursor = self._insert(conn, stream, int(last or 0), events, checkpoint)
+            if cursor is not None and not fenced:
                 conn.execute(_UPSERT_CHECKPOINT, (stream, cursor, seq, time.time()))
-        return AppendResult(new=len(rows), duplicates=len(events) - len(rows), last_seq=seq)
+        return AppendResult(new, len(events) - new, seq, fenced)
+
+    def _insert(
+        self,
+        conn: sqlite3.Connection,
+        stream: str,
+        seq: int,
+        events: Sequence[Event],
+        checkpoint: str | None,
+    ) -> tuple[int, int, str | None]:
+        """Insert the events whose key is new after ``seq``; return (last seq, new, cursor).
+
+        Fast path (the steady state): no key repeats within the batch and the stream's last
+        batch had no duplicates, so every row is inserted as it comes, columns bound straight
+        from an ``EventBatch``; a UNIQUE violation deletes what it inserted and falls back to
+        the careful path, which looks the keys up first. Measured: the lookup and a Python
+        tuple per row cost as much as the inserts themselves.
+        """
+        if isinstance(events, EventBatch):
+            keys, cursors = events.keys, events.cursors
+            cols = (keys, cursors, events.received, events.types, events.payloads)
+        else:
+            keys, cursors = [ev.key for ev in events], [ev.cursor for ev in events]
+            received = [ev.received_at for ev in events]
+            payloads = [ev.payload for ev in events]
+            cols = (keys, cursors, received, [ev.event for ev in events], payloads)
+        n = len(keys)
+        if n and stream not in self._dupes and len(set(keys)) == n:
+            try:
+                seqs = range(seq + 1, seq + n + 1)
+                _insert_rows(conn, zip(repeat(stream), seqs, *cols), n)
+            except sqlite3.IntegrityError:
+                conn.execute("DELETE FROM events WHERE stream = ? AND seq > ?", (stream, seq))
+                self._dupes.add(stream)
+            else:
+                cursor = checkpoint
+                if cursor is None:
+                    cursor = next((c for c in reversed(cursors) if c is not None), None)
+                return seq + n, n, cursor
+        seen = self._existing_keys(conn, stream, keys)
+        rows: list[tuple[Any, ...]] = []
+        cursor = checkpoint
+        for key, cur, received_at, event, payload in zip(*cols, strict=True):
+            if key in seen:
+                continue
+            seen.add(key)
+            seq += 1
+            rows.append((stream, seq, key, cur, received_at, event, payload))
+            if checkpoint is None and cur is not None:
+                cursor = cur
+        _insert_rows(conn, iter(rows), len(rows))
+        if len(rows) == n:
+            self._dupes.discard(stream)
+        else:
+            self._dupes.add(stream)
+        return seq, len(rows), cursor
 
     @staticmethod
-    def _existing_keys(conn: sqlite3.Connection, stream: str, events: Sequence[Event]) -> set[str]:
-        keys = list(dict.fromkeys(ev.key for ev in events))
+    def _existing_keys(conn: sqlite3.Connection, stream: str, all_keys: list[str]) -> set[str]:
+        keys = list(dict.fromkeys(all_keys))
         found: set[str] = set()
         for i in range(0, len(keys), _KEY_CHUNK):
             chunk = keys[i : i + _KEY_CHUNK]
