@@ -16,14 +16,16 @@ of different types with the same data are different events.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
+from typing import overload
 
 import orjson
 
 from longline.core.model import Event, Message, Oversized, Quarantined
 
-__all__ = ["JsonPath", "Keyer", "PathNotFound", "parse_json_path"]
+__all__ = ["EventBatch", "JsonPath", "Keyer", "PathNotFound", "parse_json_path"]
 
 _NAME = re.compile(r"[^.\[\]\s'\"]+")
 _BRACKET = re.compile(r"""\[(?:'([^']*)'|"([^"]*)"|(\d+))\]""")
@@ -112,6 +114,133 @@ def _to_str(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
+def _getter(path: JsonPath | None) -> Callable[[object], str | None]:
+    """A function returning the path's value as key/cursor text, or None when it is absent.
+
+    Built once per keyer: a one-name path (``$.id``, the common case) is a dict lookup, and
+    strings and integers skip the generic conversion (``str(int)`` is the JSON text of the
+    64-bit integers orjson produces).
+    """
+    if path is None:
+        return lambda doc: None
+    steps = path.steps
+    if len(steps) == 1 and isinstance(steps[0], str):
+        name = steps[0]
+
+        def get_name(doc: object) -> str | None:
+            if type(doc) is not dict:
+                return None
+            value = doc.get(name)
+            kind = type(value)
+            if kind is str:
+                return value
+            if kind is int:
+                return str(value)
+            return None if value is None else _to_str(value)
+
+        return get_name
+
+    def get_path(doc: object) -> str | None:
+        try:
+            value = path.get(doc)
+        except PathNotFound:
+            return None
+        return None if value is None else _to_str(value)
+
+    return get_path
+
+
+class EventBatch(Sequence[Event]):
+    """Keyed events held column by column: what the writer buffers and hands to the store.
+
+    Indexing or iterating yields ``Event`` objects, so any store accepts a batch; stores that
+    know the columns (SQLite) bind them directly and no per-event object is ever made, which
+    is most of the cost of an event on the hot path (see docs/benchmarks.md).
+    """
+
+    __slots__ = ("cursors", "keys", "payloads", "received", "types")
+
+    def __init__(
+        self,
+        keys: list[str] | None = None,
+        payloads: list[str] | None = None,
+        cursors: list[str | None] | None = None,
+        received: list[float] | None = None,
+        types: list[str | None] | None = None,
+    ) -> None:
+        self.keys: list[str] = [] if keys is None else keys
+        self.payloads: list[str] = [] if payloads is None else payloads
+        self.cursors: list[str | None] = [] if cursors is None else cursors
+        self.received: list[float] = [] if received is None else received
+        self.types: list[str | None] = [] if types is None else types
+
+    @classmethod
+    def of(cls, events: Iterable[Event]) -> EventBatch:
+        """A batch holding ``events``."""
+        batch = cls()
+        for ev in events:
+            batch.append(ev)
+        return batch
+
+    def append(self, ev: Event) -> None:
+        """Add one event at the end."""
+        self.keys.append(ev.key)
+        self.payloads.append(ev.payload)
+        self.cursors.append(ev.cursor)
+        self.received.append(ev.received_at)
+        self.types.append(ev.event)
+
+    def take(self, n: int) -> EventBatch:
+        """Remove the first ``n`` events and return them as a new batch.
+
+        In place: the rest is not copied (the writer takes a batch off a buffer that may hold
+        several more).
+        """
+        head = self[:n]
+        for column in (self.keys, self.payloads, self.cursors, self.received, self.types):
+            del column[:n]
+        return head
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> EventBatch: ...
+
+    def __getitem__(self, index: int | slice) -> Event | EventBatch:
+        if isinstance(index, slice):
+            return EventBatch(
+                self.keys[index],
+                self.payloads[index],
+                self.cursors[index],
+                self.received[index],
+                self.types[index],
+            )
+        return Event(
+            self.keys[index],
+            self.payloads[index],
+            self.cursors[index],
+            self.received[index],
+            self.types[index],
+        )
+
+    def __iter__(self) -> Iterator[Event]:
+        return map(Event, self.keys, self.payloads, self.cursors, self.received, self.types)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"EventBatch({list(self)!r})"
+
+
 def _source(spec: str | None, role: str) -> tuple[int, JsonPath | None]:
     if spec is None:
         return _NONE, None
@@ -132,7 +261,17 @@ class Keyer:
     or ``None``; ``transport`` is ``"sse"``, ``"ws"`` or ``"lines"``.
     """
 
-    __slots__ = ("_cursor", "_cursor_path", "_json", "_key", "_key_path", "_sse")
+    __slots__ = (
+        "_cursor",
+        "_cursor_get",
+        "_cursor_path",
+        "_json",
+        "_key",
+        "_key_get",
+        "_key_path",
+        "_same",
+        "_sse",
+    )
 
     def __init__(self, key: str, cursor: str | None, transport: str) -> None:
         if transport not in _TRANSPORTS:
@@ -143,60 +282,99 @@ class Keyer:
         if not self._sse and _SSE_ID in (self._key, self._cursor):
             raise ValueError(f"'sse-id' needs transport 'sse', not {transport!r}")
         self._json = _PATH in (self._key, self._cursor)
+        self._key_get = _getter(self._key_path)
+        self._cursor_get = _getter(self._cursor_path)
+        self._same = self._key == _PATH and self._cursor_path == self._key_path
 
     def make(self, msg: Message, received_at: float) -> Event | Quarantined:
         """Key one message, or say why it cannot be stored as an event."""
-        data = msg.data
-        try:
-            text = data.decode()
-        except UnicodeDecodeError as exc:
-            return Quarantined(
-                f"invalid UTF-8 at byte {exc.start}: {exc.reason}", data, received_at
-            )
+        batch = EventBatch()
+        bad: list[Quarantined] = []
+        self.key_into((msg,), received_at, batch, bad, 0)
+        return bad[0] if bad else batch[0]
+
+    def key_into(
+        self,
+        items: Iterable[Message | Oversized | bytes],
+        received_at: float,
+        out: EventBatch,
+        bad: list[Quarantined],
+        limit: int,
+    ) -> int:
+        """Key ``items`` into ``out``, or into ``bad`` with the reason; return events added.
+
+        The hot path: one call per chunk read, not per message. ``bytes`` items are message
+        bodies without SSE fields (ws, lines); ``limit`` is the ``max_message_size`` that
+        ``Oversized`` items exceeded. The loop keeps everything in locals on purpose.
+        """
+        keys, payloads, cursors = out.keys, out.payloads, out.cursors
+        received, types = out.received, out.types
+        before = len(keys)
+        key_kind, cursor_kind, same = self._key, self._cursor, self._same
+        key_get, cursor_get = self._key_get, self._cursor_get
+        use_json, sse, loads = self._json, self._sse, orjson.loads
+        event: str | None = None
+        ident: str | None = None
         doc: object = None
-        if self._json:
-            try:
-                doc = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                return Quarantined(f"invalid JSON: {exc}", data, received_at)
-
-        kind = self._key
-        if kind == _PATH:
-            key = self._lookup(self._key_path, doc)
-            if key is None:
-                return Quarantined(f"key path {self._key_path} not found", data, received_at)
-        elif kind == _HASH:
-            if self._sse and msg.event is not None and msg.event != "message":
-                digest = blake2b(msg.event.encode() + b"\n", digest_size=16)
-                digest.update(data)
-                key = digest.hexdigest()
+        for item in items:
+            if type(item) is bytes:
+                data, event, ident = item, None, None
+            elif type(item) is Message:
+                data, event, ident = item.data, item.event, item.id
             else:
-                key = blake2b(data, digest_size=16).hexdigest()
-        else:
-            key = msg.id
-            if key is None:
-                return Quarantined("no SSE id", data, received_at)
-
-        kind = self._cursor
-        cursor: str | None = None
-        if kind == _PATH:
-            cursor = self._lookup(self._cursor_path, doc)
-            if cursor is None:
-                return Quarantined(f"cursor path {self._cursor_path} not found", data, received_at)
-        elif kind == _SSE_ID:
-            cursor = msg.id
-            if cursor is None:
-                return Quarantined("no SSE id for the cursor", data, received_at)
-        return Event(key, text, cursor, received_at, msg.event if self._sse else None)
-
-    @staticmethod
-    def _lookup(path: JsonPath | None, doc: object) -> str | None:
-        assert path is not None
-        try:
-            value = path.get(doc)
-        except PathNotFound:
-            return None
-        return None if value is None else _to_str(value)
+                assert isinstance(item, Oversized)
+                bad.append(self.oversized(item, received_at, limit))
+                continue
+            try:
+                text = data.decode()
+            except UnicodeDecodeError as exc:
+                reason = f"invalid UTF-8 at byte {exc.start}: {exc.reason}"
+                bad.append(Quarantined(reason, data, received_at))
+                continue
+            if use_json:
+                try:
+                    doc = loads(data)
+                except orjson.JSONDecodeError as exc:
+                    bad.append(Quarantined(f"invalid JSON: {exc}", data, received_at))
+                    continue
+            if key_kind == _PATH:
+                key = key_get(doc)
+                if key is None:
+                    reason = f"key path {self._key_path} not found"
+                    bad.append(Quarantined(reason, data, received_at))
+                    continue
+            elif key_kind == _HASH:
+                if sse and event is not None and event != "message":
+                    digest = blake2b(event.encode() + b"\n", digest_size=16)
+                    digest.update(data)
+                    key = digest.hexdigest()
+                else:
+                    key = blake2b(data, digest_size=16).hexdigest()
+            else:
+                if ident is None:
+                    bad.append(Quarantined("no SSE id", data, received_at))
+                    continue
+                key = ident
+            cursor: str | None = None
+            if same:
+                cursor = key
+            elif cursor_kind == _PATH:
+                cursor = cursor_get(doc)
+                if cursor is None:
+                    reason = f"cursor path {self._cursor_path} not found"
+                    bad.append(Quarantined(reason, data, received_at))
+                    continue
+            elif cursor_kind == _SSE_ID:
+                cursor = ident
+                if cursor is None:
+                    bad.append(Quarantined("no SSE id for the cursor", data, received_at))
+                    continue
+            keys.append(key)
+            payloads.append(text)
+            cursors.append(cursor)
+            received.append(received_at)
+            types.append(event if sse else None)
+        return len(keys) - before
 
     def oversized(self, o: Oversized, received_at: float, limit: int) -> Quarantined:
         """The quarantine entry for a message refused by ``max_message_size``."""

@@ -43,7 +43,15 @@ class LineSplitter:
 
     def feed(self, chunk: bytes) -> list[Message | Oversized]:
         """Split one chunk; return the messages it completed, in order."""
-        out: list[Message | Oversized] = []
+        return [Message(x) if isinstance(x, bytes) else x for x in self.split(chunk)]
+
+    def split(self, chunk: bytes) -> list[bytes | Oversized]:
+        """Like ``feed``, but complete lines come back as bare ``bytes``.
+
+        The transports' fast path: a line has no fields besides its body, so no ``Message``
+        object is made for it (that object cost more than splitting the line).
+        """
+        out: list[bytes | Oversized] = []
         if self._skipping:
             end = chunk.find(b"\n")
             self._drop(chunk if end < 0 else chunk[:end])
@@ -72,13 +80,13 @@ class LineSplitter:
             lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
         limit = self._max
         if limit is None:
-            out += [Message(line) for line in lines if line and not line.isspace()]
+            out += [line for line in lines if line and not line.isspace()]
         else:
             for line in lines:
                 if len(line) > limit:
                     out.append(Oversized(len(line), line[:_HEAD]))
                 elif line and not line.isspace():
-                    out.append(Message(line))
+                    out.append(line)
         self._pending_len = len(tail)
         if tail:
             self._pending.append(tail)

@@ -8,9 +8,13 @@ chunks; one leading BOM; comments; ``id`` with NUL ignored and persisting to lat
 quarantines one message instead of silently becoming U+FFFD. ``event`` and ``id`` values are
 decoded with ``errors="replace"``, as a browser would.
 
-Speed: a chunk is split with ``bytes.split`` after normalising CR and CRLF to LF in one pass;
-only the chunk's unfinished last line is carried over (as a list of pieces, so a long line
-arriving in many chunks is joined once).
+Speed: CR and CRLF are normalised to LF in one pass; only the chunk's unfinished last line is
+carried over (as a list of pieces, so a long line arriving in many chunks is joined once).
+Between events, blocks of the common shape (an optional ``id`` and ``event`` line, in either
+order, then one ``data`` line and the blank line) are matched whole by one regular expression,
+which is about three times faster than the general line loop; anything else (comments,
+``retry``, several data lines, an oversized data line) goes through the line loop, one block at
+a time, so the two give the same events (the property tests compare them with a reference).
 
 ``max_message_size`` bounds memory against a server that sends one huge event. The rule, the same
 whatever the chunking:
@@ -27,12 +31,34 @@ chunk being parsed.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 from longline.core.model import Message, Oversized
 
 _BOM = b"\xef\xbb\xbf"
 _HEAD = 256  # bytes of an oversized message kept for the quarantine
 _KNOWN = frozenset({b"data", b"id", b"event", b"retry"})
 _KEEP, _DATA, _IGNORE = 0, 1, 2  # what becomes of the rest of the unfinished line
+_SIMPLE = re.compile(
+    rb"(?:id: ?([^\n]*)\n(?:event: ?([^\n]*)\n)?|event: ?([^\n]*)\n(?:id: ?([^\n]*)\n)?)?"
+    rb"data: ?([^\n]*)\n\n"
+)
+_new = object.__new__
+_slots = vars(Message)  # the slot descriptors: set fields without the frozen __setattr__
+_set_data: Callable[[Message, bytes], None] = _slots["data"].__set__
+_set_event: Callable[[Message, str], None] = _slots["event"].__set__
+_set_id: Callable[[Message, str | None], None] = _slots["id"].__set__
+
+
+def _message(data: bytes, event: str, ident: str | None) -> Message:
+    """``Message(data, event, ident)`` at half the cost: a frozen dataclass's ``__init__``
+    assigns through ``object.__setattr__``; the slot descriptors are direct (same object)."""
+    msg: Message = _new(Message)
+    _set_data(msg, data)
+    _set_event(msg, event)
+    _set_id(msg, ident)
+    return msg
 
 
 class SSEParser:
@@ -135,9 +161,9 @@ class SSEParser:
             self._pending.append(chunk)
             chunk = b"".join(self._pending)
             self._pending = []
-        lines = chunk.split(b"\n")
-        tail = lines.pop()
-        self._lines(lines, out)
+        end = chunk.rfind(b"\n") + 1  # complete lines are chunk[:end]
+        tail = chunk[end:]
+        self._blocks(chunk, end, out)
         if tail:
             self._pending.append(tail)
             self._pending_len = len(tail)
@@ -146,6 +172,47 @@ class SSEParser:
         else:
             self._pending_len = 0
         return out
+
+    def _blocks(self, chunk: bytes, end: int, out: list[Message | Oversized]) -> None:
+        """Process the complete lines ``chunk[:end]``: simple events whole, the rest by line."""
+        pos = 0
+        while pos < end:
+            if not (self._data or self._oversized or self._size or self._type is not None):
+                pos = self._simple(chunk, pos, end, out)
+                if pos >= end:
+                    return
+            if chunk[pos] == 10:  # a blank line
+                self._lines([b""], out)
+                pos += 1
+                continue
+            blank = chunk.find(b"\n\n", pos, end)
+            stop = end if blank < 0 else blank + 2
+            self._lines(chunk[pos : stop - 1].split(b"\n"), out)
+            pos = stop
+
+    def _simple(self, chunk: bytes, pos: int, end: int, out: list[Message | Oversized]) -> int:
+        """Dispatch the simple events starting at ``pos``; return where the first other is."""
+        match = _SIMPLE.match
+        limit = self._max
+        while (m := match(chunk, pos, end)) is not None:
+            id1, type1, type2, id2, data = m.groups()
+            if limit is not None and len(data) > limit:
+                break
+            ident = id1 if id1 is not None else id2
+            if (
+                ident is not None
+                and b"\x00" not in ident
+                and (limit is None or len(ident) <= limit)
+            ):
+                self._last_id = ident.decode("utf-8", "replace")
+            kind = type1 if type1 is not None else type2
+            if kind is None or (limit is not None and len(kind) > limit):
+                name = "message"
+            else:
+                name = kind.decode("utf-8", "replace") or "message"
+            out.append(_message(data, name, self._last_id or None))
+            pos = m.end()
+        return pos
 
     def _lines(self, lines: list[bytes], out: list[Message | Oversized]) -> None:
         """Process complete lines (without their line ends)."""

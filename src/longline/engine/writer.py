@@ -1,10 +1,18 @@
 """Group commit: batch a stream's events and append them with their checkpoint.
 
-Messages are keyed as they are pushed (on the event loop, cheap) and buffered; one flusher
-task commits a batch when it holds ``batch_max`` events or its oldest event has waited
-``batch_window`` seconds. While one batch commits the next one fills, so the store and the
-socket work in parallel. A buffer past ``max_pending`` makes connections stop reading
-(backpressure through TCP) instead of growing memory.
+Messages are keyed as they are pushed (on the event loop, cheap) into a column-wise
+``EventBatch``, so no object is made per event; one flusher task commits a batch when it holds
+``batch_max`` events, or when its first event has waited a *linger*: as long as the last commit
+took, but at least a tenth of ``batch_window`` and at most all of it. A fast store (SQLite: a
+commit takes about a millisecond) thus commits within a few ms of receipt (p99 latency), a slow
+one still batches up to ``batch_window``, and under load batches fill to ``batch_max`` by
+themselves. The floor keeps commits from shrinking to a few events each: every SQLite commit
+rewrites its partly filled pages, so tiny commits cost CPU, WAL volume and checkpoint work, and
+under load they made p99 worse, not better (measured in docs/benchmarks.md).
+While one batch commits the next one fills, so the store and the socket work in parallel. A
+buffer past ``max_pending`` makes connections stop reading (backpressure through TCP) instead
+of growing memory. Waits use futures made on demand and the flusher task starts with the first
+message, so an idle stream costs no task and no waiter queues (memory per idle stream).
 
 Every push gets a *ticket* (a running count); ``committed_ticket`` says how far commits have
 got, which is how rotation knows that a successor's first events are durable.
@@ -13,20 +21,25 @@ got, which is how rotation knows that a successor's first events are durable.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from longline.core.keys import Keyer
-from longline.core.model import Event, Message, Oversized, Quarantined
+from longline.core.keys import EventBatch, Keyer
+from longline.core.model import Quarantined
 from longline.engine.stats import StreamStats
 from longline.stores.base import Store
 from longline.transports.base import Connection, Item
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+LINGER_FLOOR = 0.1  # a batch waits at least this fraction of batch_window for more events
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class StreamWriter:
@@ -53,15 +66,17 @@ class StreamWriter:
         self.batch_window = batch_window
         self.max_message_size = max_message_size
         self.max_pending = max_pending or batch_max * 8
-        self._events: list[Event] = []
+        self._batch = EventBatch()
         self._quarantine: list[Quarantined] = []
         self._ticket = 0
         self.committed_ticket = 0
-        self._has_data = asyncio.Event()
-        self._full = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._committed = asyncio.Condition()
+        self._wake: asyncio.Future[None] | None = None  # the flusher sleeps on it
+        self._lingering = False  # the flusher waits for a fuller batch (wake it when full)
+        self._urgent = False  # flush() asked: commit without lingering until empty
+        self._room: asyncio.Future[None] | None = None  # producers wait on it when backlogged
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # wait_committed
+        self._commit_s = 0.0  # how long the last commit took
+        self._started = False
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
@@ -75,77 +90,98 @@ class StreamWriter:
     @property
     def backlogged(self) -> bool:
         """True while the buffer is over ``max_pending``."""
-        return len(self._events) >= self.max_pending
+        return len(self._batch) >= self.max_pending
 
-    def push(self, items: list[Item], conn: Connection) -> None:
-        """Key and buffer ``items``; wake the flusher when a batch is full."""
-        now = time.time()
-        make = self.keyer.make
-        events = self._events
-        before = len(events)
-        for item in items:
-            out = make(item, now) if type(item) is Message else self._oversized(item, now)
-            if type(out) is Event:
-                events.append(out)
-            else:
-                self._quarantine.append(out)  # type: ignore[arg-type]
-        added = len(events) - before
+    def push(self, items: Sequence[Item], conn: Connection) -> None:
+        """Key and buffer ``items``; wake the flusher when it should commit."""
+        batch = self._batch
+        added = self.keyer.key_into(
+            items, time.time(), batch, self._quarantine, self.max_message_size
+        )
         conn.pushed += len(items)
         if added:
             self._ticket += added
             if conn.first_ticket is None:
                 conn.first_ticket = self._ticket - added + 1
-            if len(events) >= self.batch_max:
-                self._full.set()
-            if len(events) >= self.max_pending:
-                self._room.clear()
-        if added or self._quarantine:
-            self._has_data.set()
+        elif not self._quarantine:
+            return
+        if not self._lingering or len(batch) >= self.batch_max:
+            self._wake_flusher()
 
-    def _oversized(self, item: Item, now: float) -> Quarantined:
-        assert isinstance(item, Oversized)
-        return self.keyer.oversized(item, now, self.max_message_size)
+    def _wake_flusher(self) -> None:
+        if self._task is None:
+            if self._started and not self._closing:
+                self._task = asyncio.create_task(self._run(), name=f"writer:{self.stream}")
+        elif self._wake is not None:
+            _resolve(self._wake)
 
     async def drained(self) -> None:
         """Wait until the buffer is below ``max_pending``."""
-        await self._room.wait()
+        while len(self._batch) >= self.max_pending and self.failure is None:
+            if self._room is None or self._room.done():
+                self._room = asyncio.get_running_loop().create_future()
+            await self._room
         if self.failure is not None:
             raise RuntimeError("store writes are failing") from self.failure
 
     # -- flusher ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the flusher task."""
-        self._task = asyncio.create_task(self._run(), name=f"writer:{self.stream}")
+        """Let the flusher run; its task starts with the first pushed message."""
+        self._started = True
+        if self._batch or self._quarantine:
+            self._wake_flusher()
 
     async def _run(self) -> None:
         while True:
-            await self._has_data.wait()
-            if not self._closing and len(self._events) < self.batch_max:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self.batch_window)
+            if not self._batch and not self._quarantine:
+                self._urgent = False
+                if self._closing:
+                    return
+                await self._sleep(None)
+                continue
+            if len(self._batch) < self.batch_max and not (self._urgent or self._closing):
+                window = self.batch_window
+                linger = min(window, max(window * LINGER_FLOOR, self._commit_s))
+                if linger > 0:
+                    self._lingering = True
+                    try:
+                        await self._sleep(linger)
+                    finally:
+                        self._lingering = False
             await self._commit_once()
-            if self._closing and not self._events and not self._quarantine:
-                return
+
+    async def _sleep(self, timeout: float | None) -> None:
+        """Wait until woken (``_wake_flusher``) or for ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        self._wake = wake = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _resolve, wake)
+        try:
+            await wake
+        finally:
+            self._wake = None
+            if timer is not None:
+                timer.cancel()
 
     async def _commit_once(self) -> None:
-        events = self._events
-        batch, self._events = events[: self.batch_max], events[self.batch_max :]
+        if len(self._batch) > self.batch_max:
+            batch = self._batch.take(self.batch_max)
+        else:
+            batch, self._batch = self._batch, EventBatch()
         quarantined, self._quarantine = self._quarantine, []
-        ticket = self._ticket - len(self._events)  # tickets count events only, FIFO
-        if len(self._events) < self.batch_max:
-            self._full.clear()
-            if not self._events:
-                self._has_data.clear()
-        if len(self._events) < self.max_pending:
-            self._room.set()
+        ticket = self._ticket - len(self._batch)  # tickets count events only, FIFO
+        if self._room is not None and len(self._batch) < self.max_pending:
+            _resolve(self._room)
         if quarantined:
             await self._retrying(self.store.quarantine, self.stream, quarantined)
             self.stats.quarantined += len(quarantined)
             for q in quarantined:
                 log.warning("stream %s: quarantined: %s", self.stream, q.reason)
         if batch:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
             result = await self._retrying(self.store.append, self.stream, batch, None, self.epoch)
+            self._commit_s = loop.time() - started
             if result.fenced and not self.fenced:
                 self.fenced = True
                 log.info(
@@ -156,10 +192,14 @@ class StreamWriter:
             stats.duplicates += result.duplicates
             stats.last_seq = result.last_seq
             if result.new:
-                stats.last_event_at = batch[-1].received_at
-        async with self._committed:
-            self.committed_ticket = max(self.committed_ticket, ticket)
-            self._committed.notify_all()
+                stats.last_event_at = batch.received[-1]
+        self.committed_ticket = max(self.committed_ticket, ticket)
+        if self._waiters:
+            done = self.committed_ticket
+            for wanted, fut in self._waiters:
+                if wanted <= done:
+                    _resolve(fut)
+            self._waiters = [(t, f) for t, f in self._waiters if t > done and not f.done()]
 
     async def _retrying(self, fn: Callable[..., Awaitable[_T]], *args: object) -> _T:
         """Retry a store call until it succeeds: a store outage must not lose buffered events."""
@@ -178,21 +218,24 @@ class StreamWriter:
 
     async def wait_committed(self, ticket: int) -> None:
         """Return once every item pushed up to ``ticket`` has been committed."""
-        async with self._committed:
-            await self._committed.wait_for(lambda: self.committed_ticket >= ticket)
+        if self.committed_ticket >= ticket:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((ticket, fut))
+        await fut
 
     async def flush(self) -> None:
         """Commit everything pushed so far."""
         if self._task is None:
             return
-        self._full.set()
+        self._urgent = True
+        self._wake_flusher()
         await self.wait_committed(self._ticket)
 
     async def close(self) -> None:
         """Commit what is buffered and stop the flusher."""
         self._closing = True
-        self._has_data.set()
-        self._full.set()
+        self._wake_flusher()
         if self._task is not None:
             await self._task
             self._task = None

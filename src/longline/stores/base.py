@@ -13,8 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 from longline.core.model import (
     AppendResult,
     DeadLetter,
-    Lease,
     Event,
+    Lease,
     Quarantined,
     StoredEvent,
     StoredQuarantine,

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Protocol
 
 from longline.core.errors import Cause, Outcome
 from longline.core.model import Message, Oversized
 from longline.core.resume import ConnectRequest
 
-Item = Message | Oversized
+Item = Message | Oversized | bytes
+"""What a framer yields: a ``Message``, a refused ``Oversized`` one, or for transports whose
+messages carry nothing but a body (ws, lines) the bare body ``bytes``, which saves making an
+object per message on the hot path."""
 
 
 class Sink(Protocol):
@@ -27,11 +31,54 @@ class Sink(Protocol):
         """True when the caller must ``await drained()`` before reading more (backpressure)."""
         ...
 
-    def push(self, items: list[Item], conn: Connection) -> None:
+    def push(self, items: Sequence[Item], conn: Connection) -> None:
         """Take framed items from ``conn``; never blocks."""
 
     async def drained(self) -> None:
         """Return once the backlog is below its limit."""
+
+
+class Flag:
+    """A set-once ``asyncio.Event`` whose waiter list exists only while someone waits.
+
+    ``asyncio.Event`` allocates a deque (~850 bytes) up front; with one per connection that
+    is a real share of an idle stream's memory (docs/benchmarks.md).
+    """
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        """True once ``set`` was called."""
+        return self._set
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        if self._set:
+            return
+        self._set = True
+        for fut in self._waiters or ():
+            if not fut.done():
+                fut.set_result(None)
+        self._waiters = None
+
+    async def wait(self) -> bool:
+        """Return True once the flag is set."""
+        if self._set:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(fut)
+        try:
+            await fut
+        finally:
+            if self._waiters is not None and fut in self._waiters:
+                self._waiters.remove(fut)
+        return True
 
 
 class ConnectionEnded(Exception):
@@ -52,7 +99,7 @@ class Connection(ABC):
         self.last_rx = self.loop.time()
         self.pushed = 0
         self.first_ticket: int | None = None
-        self.connected = asyncio.Event()
+        self.connected = Flag()
         self._abort: Outcome | None = None
 
     async def run(self, sink: Sink) -> Outcome:

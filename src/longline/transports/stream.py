@@ -6,6 +6,7 @@ aiohttp's per-line iteration (DESIGN.md), and lets ``max_message_size`` apply wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import aiohttp
@@ -21,7 +22,7 @@ from longline.transports.http import refused
 class Framer(Protocol):
     """Bytes in, messages out (``core.sse.SSEParser`` or ``core.lines.LineSplitter``)."""
 
-    def feed(self, chunk: bytes) -> list[Item]: ...
+    def feed(self, chunk: bytes) -> Sequence[Item]: ...
 
     def close(self) -> None: ...
 
@@ -107,7 +108,22 @@ class LinesConnection(HTTPStreamConnection):
     """NDJSON or plain text lines; blank keep-alive lines are not events."""
 
     def make_framer(self) -> Framer:
-        return LineSplitter(self.max_message_size)
+        return _BareLines(self.max_message_size)
+
+
+class _BareLines:
+    """``LineSplitter.split`` as a framer: lines come out as bare ``bytes``, not ``Message``."""
+
+    __slots__ = ("_splitter",)
+
+    def __init__(self, max_message_size: int) -> None:
+        self._splitter = LineSplitter(max_message_size)
+
+    def feed(self, chunk: bytes) -> Sequence[Item]:
+        return self._splitter.split(chunk)
+
+    def close(self) -> None:
+        self._splitter.close()
 
 
 def _describe(e: BaseException) -> str:

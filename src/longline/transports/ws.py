@@ -3,8 +3,12 @@
 ``autoping`` is off so that every frame, pings and pongs included, counts as liveness and
 reaches ``last_rx``; we answer server pings ourselves (echoing the payload, as Binance
 requires) and send our own pings every ``ping_interval`` so a half-open socket goes quiet and
-the stall watchdog catches it. Text frames are kept as bytes (``decode_text=False``): the keyer
-decodes once, and invalid UTF-8 is quarantined instead of killing the connection.
+the stall watchdog catches it. Pings are sent from a timer callback, not a task per connection:
+10 000 idle streams should not cost 10 000 sleeping tasks. Text frames are kept as bytes
+(``decode_text=False``) and pushed bare: the keyer decodes once, and invalid UTF-8 is
+quarantined instead of killing the connection. Messages that aiohttp already holds are pushed
+together: each is queued and one ``call_soon`` pushes the queue when the pump next waits for
+the socket, so a burst costs one push (keying is per chunk, not per message).
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ from typing import Literal
 import aiohttp
 
 from longline.core.errors import Cause, Outcome
-from longline.core.model import Message, Oversized
+from longline.core.model import Oversized
 from longline.core.resume import ConnectRequest
-from longline.transports.base import Connection, ConnectionEnded, Sink
+from longline.transports.base import Connection, ConnectionEnded, Item, Sink
 from longline.transports.http import refused
 from longline.transports.stream import _describe
 
 _TOO_BIG = re.compile(r"size (\d+) exceeds")
+_BURST = 512  # queued messages pushed at once without waiting for the pump to pause
 
 
 class WSConnection(Connection):
@@ -43,7 +48,12 @@ class WSConnection(Connection):
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
         self._ws: aiohttp.ClientWebSocketResponse[Literal[False]] | None = None
-        self._pinger: asyncio.Task[None] | None = None
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_task: asyncio.Task[None] | None = None
+        self._pings = 0
+        self._queued: list[Item] = []
+        self._push_soon: asyncio.Handle | None = None
+        self._sink: Sink | None = None
 
     async def _open(self) -> None:
         try:
@@ -69,48 +79,75 @@ class WSConnection(Connection):
         for text in self.request.subscribe:
             await ws.send_str(text)
         if self.ping_interval:
-            self._pinger = asyncio.create_task(self._ping_loop(ws, self.ping_interval))
+            self._ping_timer = self.loop.call_later(self.ping_interval, self._ping_due)
 
-    async def _ping_loop(
-        self, ws: aiohttp.ClientWebSocketResponse[Literal[False]], interval: float
-    ) -> None:
-        n = 0
+    def _ping_due(self) -> None:
+        """Timer callback: send one ping (a short-lived task) and schedule the next."""
+        ws = self._ws
+        if ws is None or ws.closed or not self.ping_interval:
+            return
+        self._pings += 1
+        if self._ping_task is None or self._ping_task.done():
+            self._ping_task = self.loop.create_task(self._ping(ws, str(self._pings).encode()))
+        self._ping_timer = self.loop.call_later(self.ping_interval, self._ping_due)
+
+    @staticmethod
+    async def _ping(ws: aiohttp.ClientWebSocketResponse[Literal[False]], payload: bytes) -> None:
         with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
-            while not ws.closed:
-                await asyncio.sleep(interval)
-                n += 1
-                await ws.ping(str(n).encode())
+            await ws.ping(payload)
+
+    def _push_queued(self) -> None:
+        self._push_soon = None
+        items, self._queued = self._queued, []
+        if items and self._sink is not None:
+            self._sink.push(items, self)
 
     async def _pump(self, sink: Sink) -> Outcome:
-        ws = self._ws
-        assert ws is not None
-        loop = self.loop
-        text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
-        while True:
-            msg = await ws.receive()
-            self.last_rx = loop.time()
-            kind = msg.type
-            if kind is text or kind is binary:
-                sink.push([Message(msg.data)], self)
-                if sink.backlogged:
-                    await sink.drained()
-            elif kind is aiohttp.WSMsgType.PING:
-                await ws.pong(msg.data)
-            elif kind is aiohttp.WSMsgType.PONG:
-                continue
-            elif kind is aiohttp.WSMsgType.ERROR:
-                return self.aborted or self._error_outcome(msg.data, sink)
-            else:  # CLOSE, CLOSING, CLOSED
-                code = ws.close_code
-                detail = f"closed by peer (code {code})" if code else "connection closed"
-                return self.aborted or Outcome(Cause.CLOSED_BY_PEER, None, None, detail)
+        self._sink = sink
+        try:
+            ws = self._ws
+            assert ws is not None
+            loop = self.loop
+            queued = self._queued
+            text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+            while True:
+                msg = await ws.receive()
+                self.last_rx = loop.time()
+                kind = msg.type
+                if kind is text or kind is binary:
+                    if self._queued is not queued:  # pushed by the callback meanwhile
+                        queued = self._queued
+                    queued.append(msg.data)
+                    if len(queued) >= _BURST or sink.backlogged:
+                        if self._push_soon is not None:
+                            self._push_soon.cancel()
+                        self._push_queued()
+                        queued = self._queued
+                        if sink.backlogged:
+                            await sink.drained()
+                    elif self._push_soon is None:
+                        self._push_soon = loop.call_soon(self._push_queued)
+                elif kind is aiohttp.WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif kind is aiohttp.WSMsgType.PONG:
+                    continue
+                elif kind is aiohttp.WSMsgType.ERROR:
+                    return self.aborted or self._error_outcome(msg.data, sink)
+                else:  # CLOSE, CLOSING, CLOSED
+                    code = ws.close_code
+                    detail = f"closed by peer (code {code})" if code else "connection closed"
+                    return self.aborted or Outcome(Cause.CLOSED_BY_PEER, None, None, detail)
+        finally:
+            if self._push_soon is not None:
+                self._push_soon.cancel()
+            self._push_queued()
 
     def _error_outcome(self, error: object, sink: Sink) -> Outcome:
         text = str(error)
         match = _TOO_BIG.search(text)
         if match is not None or getattr(error, "code", None) == 1009:
             size = int(match.group(1)) if match else self.max_message_size + 1
-            sink.push([Oversized(size)], self)
+            self._queued.append(Oversized(size))  # after what came before it
             return Outcome(Cause.TOO_BIG, None, None, "message too big (1009)")
         return Outcome(
             Cause.NETWORK,
@@ -129,10 +166,12 @@ class WSConnection(Connection):
                 conn.transport.abort()
 
     async def _close(self) -> None:
-        if self._pinger is not None:
-            self._pinger.cancel()
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+        if self._ping_task is not None:
+            self._ping_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._pinger
+                await self._ping_task
         if self._ws is not None and not self._ws.closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 2.0)
