@@ -1,0 +1,174 @@
+"""Many idle WebSocket streams in one process: memory per stream and time to connect them all.
+
+Run as its own process (``python -m benchmarks.idle --port P --streams N``) so that its RSS
+holds nothing but this test; it prints one JSON object. The provider feeds are ``total=0``:
+after the handshake they send nothing, and the client's own pings keep them alive. ``--raw``
+measures the floor instead: bare aiohttp connections (same compression offer), each with one
+task reading it, nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import gc
+import json
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.serve import raise_fd_limit
+from longline.config import parse_config
+from longline.engine.runner import Runner
+
+SETTLE = 3.0  # seconds to stay connected before the memory reading (status saves included)
+
+
+def rss_kb() -> int:
+    """Resident set size of this process in KiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def print_sites(before: tracemalloc.Snapshot, top: int) -> None:
+    """Memory allocated since ``before`` per stream, by the innermost longline frame (stderr)."""
+    after = tracemalloc.take_snapshot()
+    sites: collections.Counter[str] = collections.Counter()
+    for stat in after.compare_to(before, "traceback"):
+        ours = [f for f in stat.traceback if "longline" in f.filename]
+        frame = ours[-1] if ours else stat.traceback[-1]
+        sites[f"{frame.filename.rsplit('/src/', 1)[-1]}:{frame.lineno}"] += stat.size_diff
+    for site, size in sites.most_common(top):
+        print(f"{size / 1024:10.1f} KiB  {site}", file=sys.stderr)
+
+
+async def measure(port: int, streams: int, timeout: float, trace: int = 0) -> dict[str, Any]:
+    """Connect ``streams`` idle ws streams; return connect time and RSS figures. With
+    ``trace``, also print that many top allocation sites (RSS then includes tracemalloc's)."""
+    gc.collect()
+    rss_start = rss_kb()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = {
+            "store": f"sqlite:///{tmp}/idle.db",
+            "streams": [
+                {
+                    "name": f"idle{i}",
+                    "transport": "ws",
+                    "url": f"ws://127.0.0.1:{port}/ws/idle{i}?total=0",
+                    "key": "$.id",
+                }
+                for i in range(streams)
+            ],
+        }
+        config = parse_config(data, env={})
+        gc.collect()
+        rss_config = rss_kb()
+        if trace:
+            tracemalloc.start(40)
+            before = tracemalloc.take_snapshot()
+        runner = Runner(config)
+        task = asyncio.create_task(runner.run())
+        start = time.perf_counter()
+        connected_at = None
+        try:
+            while time.perf_counter() - start < timeout:
+                live = sum(1 for s in runner.stats.values() if s.state == "live")
+                if live == streams:
+                    connected_at = time.perf_counter() - start
+                    break
+                if task.done():
+                    raise RuntimeError("the runner ended early")
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(SETTLE)
+            live = sum(1 for s in runner.stats.values() if s.state == "live")
+            gc.collect()
+            rss_connected = rss_kb()
+            if trace:
+                print_sites(before, trace)
+        finally:
+            runner.stop()
+            await task
+    return {
+        "streams": streams,
+        "connected": live,
+        "connect_s": connected_at,
+        "rss_start_kb": rss_start,
+        "rss_config_kb": rss_config,
+        "rss_connected_kb": rss_connected,
+        "kb_per_stream": (rss_connected - rss_start) / streams,
+        "config_kb_per_stream": (rss_config - rss_start) / streams,
+    }
+
+
+async def measure_raw(port: int, streams: int, timeout: float) -> dict[str, Any]:
+    """The same with bare aiohttp WebSocket connections and one reader task each."""
+    gc.collect()
+    rss_start = rss_kb()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def hold(i: int, opened: asyncio.Event) -> None:
+            url = f"ws://127.0.0.1:{port}/ws/raw{i}?total=0"
+            async with session.ws_connect(url, compress=15, heartbeat=10.0) as ws:
+                opened.set()
+                async for _ in ws:
+                    pass
+
+        events = [asyncio.Event() for _ in range(streams)]
+        start = time.perf_counter()
+        tasks = [asyncio.create_task(hold(i, events[i])) for i in range(streams)]
+        connected_at = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(e.wait() for e in events))
+                connected_at = time.perf_counter() - start
+        del events
+        await asyncio.sleep(SETTLE)
+        live = sum(1 for t in tasks if not t.done())
+        gc.collect()
+        rss_connected = rss_kb()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return {
+        "streams": streams,
+        "connected": live,
+        "connect_s": connected_at,
+        "rss_start_kb": rss_start,
+        "rss_config_kb": rss_start,
+        "rss_connected_kb": rss_connected,
+        "kb_per_stream": (rss_connected - rss_start) / streams,
+        "config_kb_per_stream": 0.0,
+    }
+
+
+def main() -> None:
+    """Parse the command line, measure, print JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--streams", type=int, default=10_000)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--raw", action="store_true", help="bare aiohttp connections")
+    parser.add_argument(
+        "--tracemalloc", type=int, default=0, metavar="N", help="print N top allocation sites"
+    )
+    args = parser.parse_args()
+    raise_fd_limit(args.streams * 2 + 1000)
+    if args.raw:
+        figures = asyncio.run(measure_raw(args.port, args.streams, args.timeout))
+    else:
+        figures = asyncio.run(measure(args.port, args.streams, args.timeout, args.tracemalloc))
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
