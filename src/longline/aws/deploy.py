@@ -41,6 +41,12 @@ _OPTIONS = {
 }
 
 
+class _ConfigProblem(click.ClickException):
+    """A configuration the template cannot embed: exit 2, like the other commands' config errors."""
+
+    exit_code = 2
+
+
 class DeployError(Exception):
     """The config cannot be deployed with this option; the message says what to change."""
 
@@ -233,9 +239,7 @@ def deploy_command(
             config, secrets, notes = prepare_config(config_path, number)
             _check_size(number, config)
         except DeployError as e:
-            failure = click.ClickException(str(e))
-            failure.exit_code = 2  # like the other commands' configuration errors
-            raise failure from None
+            raise _ConfigProblem(str(e)) from None
         for note in notes:
             click.echo(f"note: {note}", err=True)
     settings = Settings(
