@@ -42,6 +42,17 @@ def _resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+Waiters = list[tuple[int, asyncio.Future[None]]]
+
+
+def _release(waiters: Waiters, done: int) -> Waiters:
+    """Resolve the waiters whose target count ``done`` reached; return the others."""
+    for wanted, fut in waiters:
+        if wanted <= done:
+            _resolve(fut)
+    return [(t, f) for t, f in waiters if t > done and not f.done()]
+
+
 class StreamWriter:
     """Keys, batches and commits the events of one stream."""
 
@@ -74,7 +85,11 @@ class StreamWriter:
         self._lingering = False  # the flusher waits for a fuller batch (wake it when full)
         self._urgent = False  # flush() asked: commit without lingering until empty
         self._room: asyncio.Future[None] | None = None  # producers wait on it when backlogged
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # wait_committed
+        self._waiters: Waiters = []  # wait_committed
+        # Quarantined items have no tickets: counted apart so flush() can wait for them too.
+        self._q_pushed = 0
+        self._q_written = 0
+        self._q_waiters: Waiters = []
         self._commit_s = 0.0  # how long the last commit took
         self._started = False
         self._closing = False
@@ -95,9 +110,11 @@ class StreamWriter:
     def push(self, items: Sequence[Item], conn: Connection) -> None:
         """Key and buffer ``items``; wake the flusher when it should commit."""
         batch = self._batch
+        bad = len(self._quarantine)
         added = self.keyer.key_into(
             items, time.time(), batch, self._quarantine, self.max_message_size
         )
+        self._q_pushed += len(self._quarantine) - bad
         conn.pushed += len(items)
         if added:
             self._ticket += added
@@ -133,6 +150,16 @@ class StreamWriter:
             self._wake_flusher()
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        except Exception as e:  # only a store that keeps failing while closing gets here
+            self.failure = e
+            for fut in [f for _, f in self._waiters + self._q_waiters] + [self._room]:
+                if fut is not None and not fut.done():
+                    fut.set_exception(RuntimeError("store writes are failing"))
+            raise
+
+    async def _loop(self) -> None:
         while True:
             if not self._batch and not self._quarantine:
                 self._urgent = False
@@ -175,6 +202,8 @@ class StreamWriter:
         if quarantined:
             await self._retrying(self.store.quarantine, self.stream, quarantined)
             self.stats.quarantined += len(quarantined)
+            self._q_written += len(quarantined)
+            self._q_waiters = _release(self._q_waiters, self._q_written)
             for q in quarantined:
                 log.warning("stream %s: quarantined: %s", self.stream, q.reason)
         if batch:
@@ -195,11 +224,7 @@ class StreamWriter:
                 stats.last_event_at = batch.received[-1]
         self.committed_ticket = max(self.committed_ticket, ticket)
         if self._waiters:
-            done = self.committed_ticket
-            for wanted, fut in self._waiters:
-                if wanted <= done:
-                    _resolve(fut)
-            self._waiters = [(t, f) for t, f in self._waiters if t > done and not f.done()]
+            self._waiters = _release(self._waiters, self.committed_ticket)
 
     async def _retrying(self, fn: Callable[..., Awaitable[_T]], *args: object) -> _T:
         """Retry a store call until it succeeds: a store outage must not lose buffered events."""
@@ -231,6 +256,11 @@ class StreamWriter:
         self._urgent = True
         self._wake_flusher()
         await self.wait_committed(self._ticket)
+        if self._q_written < self._q_pushed:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._q_waiters.append((self._q_pushed, fut))
+            self._wake_flusher()
+            await fut
 
     async def close(self) -> None:
         """Commit what is buffered and stop the flusher."""

@@ -1,0 +1,523 @@
+"""StreamWriter (group commit) against a small in-memory store that records every call.
+
+Windows are short (20 ms) and every wait is bounded by a generous timeout; the assertions are
+on exact event lists and batch boundaries, never on how long something took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, cast
+
+import orjson
+import pytest
+
+import longline.engine.writer as writer_module
+from longline.core.keys import EventBatch, Keyer
+from longline.core.model import AppendResult, Event, Message, Oversized, Quarantined
+from longline.engine.stats import StreamStats
+from longline.engine.writer import LINGER_FLOOR, StreamWriter
+from longline.stores.base import Store
+from longline.transports.base import Connection
+
+NOW = 1000.0  # time.time() as the writer sees it (patched), so events compare exactly
+WINDOW = 0.02
+LONG = 5.0  # the bound on every wait; a healthy run needs a fraction of it
+
+
+class StoreDown(Exception):
+    """What the fake store raises while it is "down"."""
+
+
+@dataclass
+class Append:
+    stream: str
+    events: list[Event]
+    checkpoint: str | None
+    epoch: int | None
+    batch_type: type
+
+
+@dataclass
+class FakeStore:
+    """Records append/quarantine calls; dedups by key like a real store."""
+
+    appends: list[Append] = field(default_factory=list)
+    quarantines: list[tuple[str, list[Quarantined]]] = field(default_factory=list)
+    fail_appends: int = 0  # raise StoreDown on this many next append calls
+    fail_quarantines: int = 0
+    append_attempts: int = 0
+    delay: float = 0.0  # seconds each append takes
+    quarantine_delay: float = 0.0  # seconds each quarantine call takes
+    gate: asyncio.Event | None = None  # when set, appends wait for it
+    fenced: bool = False
+    seen: set[str] = field(default_factory=set)
+    seq: int = 0
+
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[Event],
+        checkpoint: str | None = None,
+        epoch: int | None = None,
+    ) -> AppendResult:
+        self.append_attempts += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_appends:
+            self.fail_appends -= 1
+            raise StoreDown("database is locked")
+        self.appends.append(Append(stream, list(events), checkpoint, epoch, type(events)))
+        new = 0
+        for ev in events:
+            if ev.key not in self.seen:
+                self.seen.add(ev.key)
+                new += 1
+                self.seq += 1
+        return AppendResult(new, len(events) - new, self.seq, self.fenced)
+
+    async def quarantine(self, stream: str, items: Sequence[Quarantined]) -> None:
+        if self.quarantine_delay:
+            await asyncio.sleep(self.quarantine_delay)
+        if self.fail_quarantines:
+            self.fail_quarantines -= 1
+            raise StoreDown("disk full")
+        self.quarantines.append((stream, list(items)))
+
+    @property
+    def events(self) -> list[Event]:
+        return [ev for call in self.appends for ev in call.events]
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [len(call.events) for call in self.appends]
+
+
+def conn() -> Connection:
+    """What push needs of a connection: its counters."""
+    return cast(Connection, SimpleNamespace(pushed=0, first_ticket=None))
+
+
+def body(i: int) -> bytes:
+    return orjson.dumps({"id": i})
+
+
+def ev(i: int) -> Event:
+    """The event the writer makes of ``body(i)`` (key and cursor ``$.id``)."""
+    return Event(str(i), body(i).decode(), str(i), NOW, None)
+
+
+def refused(raw: bytes) -> Quarantined:
+    """The quarantine entry for a line the keyer refuses (its reason as the keyer words it)."""
+    out = Keyer("$.id", "$.id", "lines").make(Message(raw), NOW)
+    assert isinstance(out, Quarantined)
+    return out
+
+
+def writer_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("writer:")]
+
+
+async def until(check: Any, timeout: float = LONG) -> None:
+    """Poll ``check()`` until true; fail after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.002)
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer_module, "time", SimpleNamespace(time=lambda: NOW))
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+async def make(store: FakeStore) -> AsyncIterator[Any]:
+    """Build started writers on ``store``; close them at the end of the test."""
+    made: list[StreamWriter] = []
+
+    def build(start: bool = True, **kw: Any) -> StreamWriter:
+        kw.setdefault("batch_max", 5)
+        kw.setdefault("batch_window", WINDOW)
+        kw.setdefault("max_message_size", 64)
+        w = StreamWriter(
+            "s", cast(Store, store), Keyer("$.id", "$.id", "lines"), StreamStats(), **kw
+        )
+        if start:
+            w.start()
+        made.append(w)
+        return w
+
+    yield build
+    store.gate = None
+    store.fail_appends = store.fail_quarantines = 0
+    for w in made:
+        await asyncio.wait_for(w.close(), LONG)
+
+
+# --- the flusher's life cycle -----------------------------------------------------------------
+
+
+async def test_flusher_task_starts_only_with_the_first_message(make: Any) -> None:
+    w = make()
+    await asyncio.sleep(0)
+    assert writer_tasks() == []
+    w.push([], conn())
+    assert writer_tasks() == []  # nothing was pushed
+    w.push([body(1)], conn())
+    assert len(writer_tasks()) == 1
+    w.push([body(2)], conn())
+    assert len(writer_tasks()) == 1
+
+
+async def test_push_before_start_waits_for_start(make: Any, store: FakeStore) -> None:
+    w = make(start=False)
+    w.push([body(1), body(2)], conn())
+    await asyncio.sleep(2 * WINDOW)
+    assert writer_tasks() == []
+    assert store.appends == []
+    w.start()
+    await asyncio.wait_for(w.wait_committed(2), LONG)
+    assert store.events == [ev(1), ev(2)]
+
+
+async def test_a_quarantine_only_push_starts_the_flusher(make: Any, store: FakeStore) -> None:
+    w = make()
+    w.push([b"not json"], conn())
+    assert len(writer_tasks()) == 1
+    await until(lambda: store.quarantines)
+    assert store.quarantines == [("s", [refused(b"not json")])]
+    assert store.quarantines[0][1][0].reason.startswith("invalid JSON: ")
+    assert store.appends == []
+
+
+async def test_close_commits_the_rest_and_ends_the_task(make: Any, store: FakeStore) -> None:
+    w = make(batch_window=60.0, batch_max=4)  # only close can make these commit in time
+    w.push([body(i) for i in range(1, 11)], conn())
+    await until(lambda: w.committed_ticket == 8)  # two full batches; 9-10 now linger
+    await asyncio.wait_for(w.close(), LONG)
+    assert store.events == [ev(i) for i in range(1, 11)]
+    assert store.batch_sizes == [4, 4, 2]
+    assert w.committed_ticket == 10
+    assert writer_tasks() == []
+    assert w.stats.events == 10
+
+
+async def test_close_without_messages(make: Any, store: FakeStore) -> None:
+    w = make()
+    await asyncio.wait_for(w.close(), LONG)
+    assert store.appends == [] and store.quarantines == []
+    assert writer_tasks() == []
+
+
+# --- batching -------------------------------------------------------------------------------
+
+
+async def test_batches_never_exceed_batch_max(make: Any, store: FakeStore) -> None:
+    w = make(batch_max=5)
+    c = conn()
+    w.push([body(i) for i in range(1, 24)], c)  # 23 at once
+    w.push([body(i) for i in range(24, 27)], c)
+    await asyncio.wait_for(w.flush(), LONG)
+    for start in range(27, 40, 4):
+        w.push([body(i) for i in range(start, start + 4)], c)
+        await asyncio.sleep(0)
+    await asyncio.wait_for(w.flush(), LONG)
+    assert store.events == [ev(i) for i in range(1, 43)]
+    assert max(store.batch_sizes) <= 5
+    assert store.batch_sizes[:5] == [5, 5, 5, 5, 5]  # a full buffer commits full batches
+    assert all(call.batch_type is EventBatch for call in store.appends)
+    assert all(call.stream == "s" for call in store.appends)
+    assert c.pushed == 42
+
+
+async def test_a_batch_that_is_not_full_commits_after_its_linger(
+    make: Any, store: FakeStore
+) -> None:
+    w = make(batch_max=100)
+    w.push([body(1), body(2), body(3)], conn())
+    await asyncio.wait_for(w.wait_committed(3), LONG)
+    assert store.appends[0].events == [ev(1), ev(2), ev(3)]
+    assert store.batch_sizes == [3]
+    assert w.committed_ticket == 3
+
+
+async def test_linger_groups_pushes_that_arrive_within_it(make: Any, store: FakeStore) -> None:
+    # The floor of the linger is 0.1 * 1 s; the pushes below are microseconds apart.
+    w = make(batch_max=100, batch_window=1.0)
+    w.push([body(1)], conn())
+    for _ in range(3):
+        await asyncio.sleep(0)  # the flusher is now lingering
+    w.push([body(2)], conn())
+    w.push([body(3)], conn())
+    await asyncio.wait_for(w.wait_committed(3), LONG)
+    assert store.batch_sizes == [3]
+    assert store.events == [ev(1), ev(2), ev(3)]
+
+
+async def test_a_batch_that_fills_while_lingering_commits_at_once(
+    make: Any, store: FakeStore
+) -> None:
+    w = make(batch_max=3, batch_window=60.0)  # a linger that would outlast the test
+    w.push([body(1)], conn())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    w.push([body(2), body(3)], conn())  # now full: wakes the flusher
+    await asyncio.wait_for(w.wait_committed(3), LONG)
+    assert store.batch_sizes == [3]
+
+
+def spy_lingers(w: StreamWriter) -> list[float]:
+    """Record the timeout of every timed sleep of the flusher (its lingers)."""
+    lingers: list[float] = []
+    real = w._sleep
+
+    async def spy(timeout: float | None) -> None:
+        if timeout is not None:
+            lingers.append(timeout)
+        await real(timeout)
+
+    w._sleep = spy  # type: ignore[method-assign]
+    return lingers
+
+
+async def test_linger_adapts_to_the_commit_time_within_its_bounds(
+    make: Any, store: FakeStore
+) -> None:
+    w = make(batch_max=100)
+    lingers = spy_lingers(w)
+    n = 0
+
+    async def one_batch() -> None:
+        nonlocal n
+        n += 1
+        w.push([body(n)], conn())
+        await asyncio.wait_for(w.wait_committed(n), LONG)
+
+    await one_batch()  # no commit yet: the floor
+    assert lingers == [pytest.approx(LINGER_FLOOR * WINDOW)]
+    store.delay = 3 * WINDOW  # a slow store: the linger is capped at the window
+    await one_batch()
+    await one_batch()
+    assert lingers[2] == WINDOW
+    store.delay = WINDOW / 2  # in between: about as long as the last commit took
+    await one_batch()
+    await one_batch()
+    assert WINDOW * 0.4 <= lingers[4] <= WINDOW
+    store.delay = 0.0  # a fast store: back to the floor
+    await one_batch()
+    await one_batch()
+    assert lingers[6] <= WINDOW / 4  # the floor, give or take a scheduling hiccup
+    assert all(LINGER_FLOOR * WINDOW * 0.999 <= x <= WINDOW for x in lingers)
+    assert store.events == [ev(i) for i in range(1, 8)]
+    assert store.batch_sizes == [1] * 7
+
+
+# --- flush and tickets ----------------------------------------------------------------------
+
+
+async def test_flush_commits_everything_pushed(make: Any, store: FakeStore) -> None:
+    w = make(batch_max=4, batch_window=60.0)
+    w.push([body(i) for i in range(1, 7)], conn())
+    w.push([body(7)], conn())
+    await asyncio.wait_for(w.flush(), LONG)
+    assert store.events == [ev(i) for i in range(1, 8)]
+    assert store.batch_sizes == [4, 3]
+    assert w.committed_ticket == 7
+    w.push([body(8)], conn())
+    await asyncio.wait_for(w.flush(), LONG)  # urgent again after going idle
+    assert store.events == [ev(i) for i in range(1, 9)]
+
+
+async def test_flush_with_nothing_pushed_returns(make: Any, store: FakeStore) -> None:
+    w = make()
+    await asyncio.wait_for(w.flush(), LONG)
+    assert store.appends == []
+
+
+async def test_flush_also_writes_pending_quarantined_items(make: Any, store: FakeStore) -> None:
+    store.quarantine_delay = 0.01  # a real store does I/O here
+    w = make(batch_window=60.0)
+    w.push([body(1)], conn())
+    await asyncio.wait_for(w.flush(), LONG)
+    w.push([b"\xff"], conn())
+    await asyncio.wait_for(w.flush(), LONG)
+    assert store.quarantines == [
+        ("s", [Quarantined("invalid UTF-8 at byte 0: invalid start byte", b"\xff", NOW)])
+    ]
+
+
+async def test_tickets_count_events_per_push_and_connection(make: Any, store: FakeStore) -> None:
+    w = make(batch_max=100, batch_window=60.0)
+    a, b = conn(), conn()
+    w.push([body(1), b"bad", body(2)], a)  # tickets 1, 2; the bad line takes none
+    w.push([b"bad"], b)  # only quarantined: no ticket
+    assert b.first_ticket is None
+    w.push([body(3)], b)
+    w.push([body(4)], a)
+    assert (a.first_ticket, b.first_ticket) == (1, 3)
+    assert (a.pushed, b.pushed) == (4, 2)
+    assert w.committed_ticket == 0
+    await asyncio.wait_for(w.wait_committed(0), LONG)  # nothing to wait for
+    waiter = asyncio.create_task(w.wait_committed(5))
+    await asyncio.wait_for(w.flush(), LONG)
+    assert w.committed_ticket == 4
+    assert not waiter.done()  # ticket 5 was never pushed
+    w.push([body(5)], a)
+    await asyncio.wait_for(w.flush(), LONG)
+    assert waiter.done()
+    assert store.events == [ev(i) for i in range(1, 6)]
+
+
+async def test_wait_committed_follows_partial_commits(make: Any, store: FakeStore) -> None:
+    store.gate = asyncio.Event()
+    w = make(batch_max=2)
+    w.push([body(i) for i in range(1, 6)], conn())
+    waiters = {t: asyncio.create_task(w.wait_committed(t)) for t in (1, 2, 3, 5)}
+    await until(lambda: store.append_attempts == 1)
+    assert not any(t.done() for t in waiters.values())
+    store.gate.set()
+    await asyncio.wait_for(waiters[2], LONG)
+    assert waiters[1].done()
+    await asyncio.wait_for(asyncio.gather(*waiters.values()), LONG)
+    assert store.batch_sizes == [2, 2, 1]
+    assert w.committed_ticket == 5
+
+
+# --- backpressure ---------------------------------------------------------------------------
+
+
+async def test_backpressure_until_a_commit_frees_room(make: Any, store: FakeStore) -> None:
+    store.gate = asyncio.Event()
+    w = make(batch_max=2, max_pending=4)
+    c = conn()
+    w.push([body(1), body(2)], c)
+    await until(lambda: store.append_attempts == 1)  # batch 1-2 is stuck in the store
+    assert not w.backlogged
+    w.push([body(3), body(4), body(5)], c)
+    assert not w.backlogged  # 3 buffered
+    w.push([body(6)], c)
+    assert w.backlogged  # 4 buffered: at max_pending
+    drained = asyncio.create_task(w.drained())
+    await asyncio.sleep(3 * WINDOW)
+    assert not drained.done()
+    store.gate.set()
+    await asyncio.wait_for(drained, LONG)
+    assert not w.backlogged
+    await asyncio.wait_for(w.flush(), LONG)
+    assert store.events == [ev(i) for i in range(1, 7)]
+    assert max(store.batch_sizes) <= 2
+
+
+async def test_drained_returns_at_once_when_not_backlogged(make: Any) -> None:
+    w = make(batch_max=2, max_pending=4)
+    w.push([body(1)], conn())
+    await asyncio.wait_for(w.drained(), LONG)
+
+
+async def test_default_max_pending_is_eight_batches(make: Any) -> None:
+    assert make(batch_max=3).max_pending == 24
+
+
+# --- store failures, quarantine, stats, epoch -------------------------------------------------
+
+
+async def test_a_store_that_fails_twice_loses_nothing(make: Any, store: FakeStore) -> None:
+    store.fail_appends = 2
+    w = make(batch_max=3)
+    w.push([body(1), body(2), body(3)], conn())
+    await until(lambda: store.append_attempts >= 1)
+    w.push([body(4), body(5)], conn())  # arrives while the store is down
+    await asyncio.wait_for(w.flush(), LONG)
+    assert store.append_attempts == 4  # 2 failures, then batch 1-3, then batch 4-5
+    assert store.events == [ev(i) for i in range(1, 6)]
+    assert store.batch_sizes == [3, 2]
+    assert w.stats.events == 5
+    assert w.committed_ticket == 5
+
+
+async def test_quarantine_retries_too(make: Any, store: FakeStore) -> None:
+    store.fail_quarantines = 2
+    w = make()
+    w.push([b"{", body(1)], conn())
+    await asyncio.wait_for(w.wait_committed(1), LONG)
+    assert [q.raw for _, items in store.quarantines for q in items] == [b"{"]
+    assert w.stats.quarantined == 1
+    assert store.events == [ev(1)]
+
+
+async def test_quarantined_items_are_written_and_counted(make: Any, store: FakeStore) -> None:
+    w = make(max_message_size=64)
+    w.push(
+        [
+            body(1),
+            b"not json",
+            Oversized(100, b"head"),
+            Message(b'{"other": 1}'),
+            b"\xc3",
+            body(2),
+        ],
+        conn(),
+    )
+    await asyncio.wait_for(w.wait_committed(2), LONG)
+    assert store.events == [ev(1), ev(2)]
+    assert store.quarantines == [
+        (
+            "s",
+            [
+                refused(b"not json"),
+                Quarantined("message of 100 bytes exceeds max_message_size 64", b"head", NOW),
+                Quarantined("key path $.id not found", b'{"other": 1}', NOW),
+                Quarantined("invalid UTF-8 at byte 0: unexpected end of data", b"\xc3", NOW),
+            ],
+        )
+    ]
+    assert w.stats.quarantined == 4
+    assert w.stats.events == 2
+
+
+async def test_stats_follow_the_store_result(make: Any, store: FakeStore) -> None:
+    w = make()
+    w.push([body(1), body(2), body(1)], conn())
+    await asyncio.wait_for(w.flush(), LONG)
+    stats = w.stats
+    assert (stats.events, stats.duplicates, stats.last_seq) == (2, 1, 2)
+    assert stats.last_event_at == NOW
+    w.push([body(2)], conn())
+    await asyncio.wait_for(w.flush(), LONG)
+    assert (stats.events, stats.duplicates, stats.last_seq) == (2, 2, 2)
+
+
+@pytest.mark.parametrize("epoch", [None, 7])
+async def test_epoch_is_passed_to_append(make: Any, store: FakeStore, epoch: int | None) -> None:
+    w = make(epoch=epoch)
+    w.push([body(1)], conn())
+    await asyncio.wait_for(w.flush(), LONG)
+    assert [(a.epoch, a.checkpoint) for a in store.appends] == [(epoch, None)]
+    assert w.fenced is False
+
+
+async def test_a_fenced_result_sets_fenced(make: Any, store: FakeStore) -> None:
+    w = make(epoch=3)
+    w.push([body(1)], conn())
+    await asyncio.wait_for(w.flush(), LONG)
+    assert w.fenced is False
+    store.fenced = True
+    w.push([body(2)], conn())
+    await asyncio.wait_for(w.flush(), LONG)
+    assert w.fenced is True
+    assert store.events == [ev(1), ev(2)]  # fencing does not drop the events
+    store.fenced = False
+    w.push([body(3)], conn())
+    await asyncio.wait_for(w.flush(), LONG)
+    assert w.fenced is True  # superseded for good
+    assert [a.epoch for a in store.appends] == [3, 3, 3]
