@@ -135,7 +135,8 @@ async def run_invocation(
         keepers.append(keeper)
     plan = InvocationPlan(
         margin=settings.margin,
-        flush_reserve=max(1.0, min(5.0, settings.margin / 4)),
+        # Time kept to flush and close before the platform kills the process.
+        flush_reserve=min(5.0, max(1.5, settings.margin / 3)),
         max_overlap=settings.max_overlap,
         chains=settings.mode == "self",
     )

@@ -118,6 +118,20 @@ def _insert_rows(conn: sqlite3.Connection, rows: Iterator[tuple[Any, ...]], n: i
         n -= size
 
 
+def _enter_wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL. Switching needs an exclusive lock and SQLite reports a concurrent opener
+    as "locked" without calling the busy handler, so two processes creating the same file at
+    once retry here (once the file is in WAL mode the pragma is a no-op)."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class SQLiteStore(DeliveryMixin):
     """A :class:`~longline.stores.base.Store` in one SQLite file (WAL mode)."""
 
@@ -355,7 +369,7 @@ class SQLiteStore(DeliveryMixin):
     def _open_writer(self) -> None:
         conn = self._connect()
         try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+            mode = _enter_wal(conn)
             if str(mode).lower() != "wal":
                 raise StoreError(f"SQLite at {self.path} refused WAL mode (got {mode!r})")
             conn.execute("PRAGMA wal_autocheckpoint = 0")
