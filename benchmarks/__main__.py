@@ -20,7 +20,16 @@ from typing import Any
 from benchmarks import machine, report, stats, suite, targets
 
 ROOT = Path(__file__).resolve().parent.parent
-GROUPS = ("baselines", "throughput", "redundancy", "sweep", "latency", "processor", "idle")
+GROUPS = (
+    "baselines",
+    "throughput",
+    "redundancy",
+    "sweep",
+    "latency",
+    "processor",
+    "stores",
+    "idle",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(",")) if args.only else None
     if only and not only <= set(GROUPS):
         parser.error(f"unknown group(s): {', '.join(sorted(only - set(GROUPS)))}")
-    default_out = "smoke.json" if args.mode == "smoke" else "latest.json"
+    # capture --only merges into the published results (and docs) unless told otherwise;
+    # with --no-docs it writes partial.json, leaving latest.json consistent with the docs
+    partial = args.mode == "capture" and only is not None and args.out is None
+    default_out = (
+        "smoke.json"
+        if args.mode == "smoke"
+        else "partial.json"
+        if partial and args.no_docs
+        else "latest.json"
+    )
     out = args.out or ROOT / "benchmarks" / "results" / default_out
     if args.mode == "report":
         return rerender(out)
@@ -67,9 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine.describe(),
         **doc,
     }
+    merged = False
+    if partial and only and not args.no_docs and out.exists():
+        doc, merged = merge(json.loads(out.read_text()), doc, only), True
     report.write_json(doc, out)
-    print(f"results: {out}")
-    if args.mode == "capture" and not args.no_docs and not only:
+    print(f"results: {out}" + (f" (the {', '.join(sorted(only or ()))} figures)" if merged else ""))
+    if args.mode == "capture" and not args.no_docs and (not only or merged):
         docs = ROOT / "docs" / "benchmarks.md"
         if report.update_docs(doc, docs):
             print(f"tables: {docs}")
@@ -77,6 +98,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "capture":
             print(f"{'met   ' if t['met'] else 'MISSED'} {t['target']}")
     return 0
+
+
+def merge(old: dict[str, Any], new: dict[str, Any], only: set[str]) -> dict[str, Any]:
+    """``old`` results with the figures of the groups in ``only`` replaced by ``new``'s, so a
+    partial capture updates the published tables without re-measuring everything; each such
+    update is listed under ``updates`` (the header and the rest stay ``old``'s)."""
+    got, fresh = stats.Collected.from_doc(old), stats.Collected.from_doc(new)
+    tag = "+".join(sorted(only))
+    if "load" in fresh.details:  # the run's load average, kept apart from the full run's
+        fresh.details[f"load.{tag}"] = fresh.details.pop("load")
+    got.replace_groups(fresh, only)
+    plan_doc = {**new["plan"], **old["plan"]}  # settings a newer harness added come from new
+    plan = suite.Plan(**{**plan_doc, "sizes": tuple(plan_doc["sizes"])})
+    update = {k: new[k] for k in ("command", "started", "duration_s")}
+    update.update(groups=sorted(only), runs=new["plan"]["runs"], events=new["plan"]["events"])
+    kept = [u for u in old.get("updates", []) if not set(u["groups"]) <= only]
+    return {**old, **targets.results(got, plan), "updates": [*kept, update]}
 
 
 def rerender(path: Path) -> int:

@@ -72,14 +72,33 @@ async def capture(
     return n / (elapsed - start)
 
 
-async def _run_until(runner: Runner, n: int, timeout: float) -> float:
-    """Run ``runner`` until ``n`` events are committed; return ``perf_counter`` at that moment."""
+async def capture_streams(
+    urls: Sequence[str], transport: str, n: int, store_url: str, store: Store | None = None
+) -> float:
+    """Capture one stream per URL (``bench0``, ``bench1``, ...) into ``store_url`` (or the open-
+    able ``store``) until ``n`` events in all are committed; return events/s. The caller checks
+    what was stored: only it knows how to read that store."""
+    streams = [
+        {**stream_config(url, transport), "name": f"{STREAM}{i}"} for i, url in enumerate(urls)
+    ]
+    runner = Runner(parse_config({"store": store_url, "streams": streams}, env={}), store=store)
+    names = tuple(s["name"] for s in streams)
+    start = time.perf_counter()
+    elapsed = await _run_until(runner, n, timeout=max(60.0, n / 2000), names=names)
+    return n / (elapsed - start)
+
+
+async def _run_until(
+    runner: Runner, n: int, timeout: float, names: Sequence[str] = (STREAM,)
+) -> float:
+    """Run ``runner`` until ``n`` events are committed over the streams ``names``; return
+    ``perf_counter`` at that moment."""
     task = asyncio.create_task(runner.run())
     deadline = time.perf_counter() + timeout
     try:
         while True:
-            stats = runner.stats.get(STREAM)
-            if stats is not None and stats.events >= n:
+            stats = [runner.stats.get(name) for name in names]
+            if sum(s.events for s in stats if s is not None) >= n:
                 return time.perf_counter()
             if task.done():
                 raise RuntimeError(f"the runner ended early: {runner.stats}")

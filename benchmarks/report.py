@@ -49,21 +49,49 @@ def _machine(m: dict[str, Any]) -> str:
     )
 
 
-def _load(doc: dict[str, Any]) -> str:
-    others = [
+def _others(doc: dict[str, Any], groups: set[str] | None) -> list[float]:
+    """Per-scenario medians of the cores other processes used, sorted: scenarios of ``groups``
+    only, or with None those of the main capture (not of a later ``--only`` update)."""
+    filed = doc.get("groups", {})
+    updated = {g for u in doc.get("updates", []) for g in u["groups"]}
+    return sorted(
         v["other_processes_cores"]["median"]
         for k, v in doc["details"].items()
-        if k.startswith("cpu.") and "other_processes_cores" in v
-    ]
+        if k.startswith("cpu.")
+        and "other_processes_cores" in v
+        and (filed.get(k) in groups if groups is not None else filed.get(k) not in updated)
+    )
+
+
+def _load(doc: dict[str, Any]) -> str:
+    others = _others(doc, None)
     if not others:
         return ""
-    others.sort()
     return (
         "Other processes on the machine used a median of "
         f"{others[len(others) // 2]:.2f} cores during the measurements "
         f"(up to {others[-1]:.2f}): wall-clock rates are only as good as the CPU left over; "
         "CPU time per event is much steadier."
     )
+
+
+def _updates(doc: dict[str, Any]) -> list[str]:
+    """One line per later partial capture (``--only``) merged into these results."""
+    lines = []
+    for u in doc.get("updates", []):
+        others = _others(doc, set(u["groups"]))
+        load = (
+            f"; other processes used a median of {others[len(others) // 2]:.2f} cores, "
+            f"at most {others[-1]:.2f}"
+            if others
+            else ""
+        )
+        lines.append(
+            f"Updated {u['started']}: the {', '.join(u['groups'])} figures, by "
+            f"`{u['command']}` in {u['duration_s']:.0f} s (median of {u['runs']} runs, "
+            f"{u['events']:,} events each{load})."
+        )
+    return ["", *lines] if lines else []
 
 
 def _rate(s: dict[str, Any]) -> str:
@@ -89,6 +117,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Generated {doc['started']} by `{doc['command']}` in {doc['duration_s']:.0f} s: "
         f"median of {plan['runs']} runs (min – max), {plan['events']:,} events of 200 B per "
         "throughput run, provider in another process on loopback. " + _load(doc),
+        *_updates(doc),
         "",
         "### Machine",
         "",
@@ -105,7 +134,7 @@ def markdown(doc: dict[str, Any]) -> str:
     for t in doc["targets"]:
         if "median" in t:
             unit = t.get("unit", "x")
-            fmt = "{:.2f}x" if unit == "x" else "{:.2f} " + unit
+            fmt = {"x": "{:.2f}x", "events/s": "{:,.0f}/s"}.get(unit, "{:.2f} " + unit)
             lo_hi = f"{fmt.format(t['min'])} – {fmt.format(t['max'])}"
             met = "yes" if t["met"] else "**no**"
             cpu = f"{t['cpu_ratio']:.2f}x" if t.get("cpu_ratio") else "–"
@@ -154,8 +183,68 @@ def markdown(doc: dict[str, Any]) -> str:
                 for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms")
             ]
             out.append(f"| {name.split('.', 1)[1]} | " + " | ".join(cells) + " |")
+    out += _stores(doc)
     out += _idle(doc)
     return "\n".join(out) + "\n"
+
+
+_STORE_LABELS = {
+    "postgres_store": "PostgresStore.append alone, {s} streams at once (prebuilt, batches of 1000)",
+    "postgres_store.1stream": "PostgresStore.append alone, 1 stream",
+    "postgres.lines": "**longline lines → PostgreSQL, {s} streams**",
+}
+_STORE_NAMES = {"postgres": "PostgreSQL", "dynamodb": "DynamoDB (moto)"}
+
+
+def _stores(doc: dict[str, Any]) -> list[str]:
+    """PostgreSQL rates with the server's CPU, DynamoDB's functional rate and write units."""
+    rates, details, plan = doc["rates"], doc["details"], doc["plan"]
+    pg = [name for name in _STORE_LABELS if name in rates]
+    ddb = details.get("dynamodb_moto.lines")
+    skipped = {k.split(".", 1)[1]: v["runs"][0] for k, v in details.items() if "skipped." in k}
+    if not (pg or ddb or skipped):
+        return []
+    out = ["", "### Stores: PostgreSQL and DynamoDB (200 B events)", ""]
+    if pg:
+        server = details.get("postgres.server", {}).get("runs", [{}])[0]
+        sync = server.get("synchronous_commit", "on")
+        out += [
+            f"PostgreSQL {server.get('version', '?')} on this machine (127.0.0.1, "
+            f"`synchronous_commit = {sync}`), a fresh schema per scenario, migrated before timing. "
+            "The last column is the CPU of every `postgres` process per event: the server shares "
+            "the cores with longline's process and the provider.",
+            "",
+            "| scenario | events/s | min – max | CPU µs/event | provider µs/event "
+            "| PostgreSQL µs/event |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name in pg:
+            label = _STORE_LABELS[name].format(s=plan.get("pg_streams", "?"))
+            cpu = details.get(f"cpu.{name}", {}).get("server_us_per_event")
+            server = f"{cpu['median']:.2f}" if cpu else "–"
+            out.append(f"| {label} | {_rate(rates[name])} {_cpu(details, name)} | {server} |")
+    if ddb:
+        r, wru = rates["dynamodb_moto.lines"], ddb["wru_per_1000_events"]
+        appends, per = ddb["appends"], ddb["events_per_append"]
+        out += [
+            "",
+            "DynamoDB against moto's server (one request at a time): the rate is a functional "
+            "figure only, **not a speed claim**. The write request units are what DynamoDB "
+            "bills, counted by the store (`DynamoDBStore.write_units`), status saves included.",
+            "",
+            "| scenario | events | events/s on moto | WRU per 1,000 events | appends "
+            "| events per append |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| longline lines → DynamoDB (moto) | {ddb['events']['median']:,.0f} | "
+            f"{r['median']:,.0f} ({r['min']:,.0f} – {r['max']:,.0f}) | "
+            f"{wru['median']:,.0f} ({wru['min']:,.0f} – {wru['max']:,.0f}) | "
+            f"{appends['median']:g} | {per['median']:,.0f} |",
+        ]
+    for store, first in skipped.items():
+        if out[-1]:
+            out.append("")
+        out.append(f"{_STORE_NAMES.get(store, store)} skipped: {first['reason']}")
+    return out
 
 
 def _idle(doc: dict[str, Any]) -> list[str]:

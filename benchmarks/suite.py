@@ -47,6 +47,8 @@ class Plan:
     idle_streams: int
     idle_runs: int
     idle_timeout: float
+    pg_streams: int = 4  # streams of the PostgreSQL figures (one stream tops out near 90 k/s)
+    dynamodb_events: int = 200  # events of the DynamoDB-on-moto figure (moto slows as N^2)
 
 
 FULL = Plan(
@@ -60,6 +62,7 @@ FULL = Plan(
     idle_streams=10_000,
     idle_runs=3,
     idle_timeout=60.0,
+    dynamodb_events=200,
 )
 SMOKE = Plan(
     runs=1,
@@ -72,6 +75,7 @@ SMOKE = Plan(
     idle_streams=20,
     idle_runs=1,
     idle_timeout=20.0,
+    dynamodb_events=50,
 )
 
 
@@ -91,8 +95,12 @@ class Suite:
         self._rows: dict[tuple[int, str], list[tuple[str, str, float, str]]] = {}
 
     def wanted(self, group: str) -> bool:
-        """Whether the scenario group ``group`` was selected (``--only``)."""
-        return self.only is None or group in self.only
+        """Whether the scenario group ``group`` was selected (``--only``); when it was, the
+        figures recorded from now on are filed under it (see ``Collected.groups``)."""
+        if self.only is not None and group not in self.only:
+            return False
+        self.got.group = group
+        return True
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -120,31 +128,35 @@ class Suite:
         run: int,
         fn: Callable[[Path], Awaitable[float]],
         events: int | None = None,
+        server: Callable[[], float] | None = None,
     ) -> None:
         """Run one rate scenario in a fresh temporary directory and record it, with the CPU
         time this process and the provider spent per event (``events`` defaults to the rate
-        times the wall time)."""
+        times the wall time); ``server`` reads a database server's CPU seconds, when local."""
+        srv = server or (lambda: 0.0)
         with tempfile.TemporaryDirectory(prefix="longline-bench-") as tmp:
             busy, wall = _machine_busy(), time.perf_counter()
-            cpu, provider_cpu = _cpu(), self.provider.cpu_seconds()
+            cpu, provider_cpu, server_cpu = _cpu(), self.provider.cpu_seconds(), srv()
             rate = await fn(Path(tmp))
             cpu, provider_cpu = _cpu() - cpu, self.provider.cpu_seconds() - provider_cpu
+            server_cpu = srv() - server_cpu
             wall, busy = time.perf_counter() - wall, _machine_busy() - busy
         n = events or max(1, round(rate * wall))
-        others = max(0.0, (busy - cpu - provider_cpu) / wall)
+        others = max(0.0, (busy - cpu - provider_cpu - server_cpu) / wall)
         self.got.rate(name, run, rate)
-        self.got.detail(
-            f"cpu.{name}",
-            run,
-            {
-                "us_per_event": cpu / n * 1e6,
-                "provider_us_per_event": provider_cpu / n * 1e6,
-                "other_processes_cores": others,
-            },
-        )
+        figures = {
+            "us_per_event": cpu / n * 1e6,
+            "provider_us_per_event": provider_cpu / n * 1e6,
+            "other_processes_cores": others,
+        }
+        extra = ""
+        if server is not None:
+            figures["server_us_per_event"] = server_cpu / n * 1e6
+            extra = f", server {server_cpu / n * 1e6:5.2f}"
+        self.got.detail(f"cpu.{name}", run, figures)
         log(
             f"  run {run + 1}  {name:<28} {rate:>12,.0f} events/s  "
-            f"cpu {cpu / n * 1e6:5.2f} us/event (provider {provider_cpu / n * 1e6:5.2f}, "
+            f"cpu {cpu / n * 1e6:5.2f} us/event (provider {provider_cpu / n * 1e6:5.2f}{extra}, "
             f"other processes {others:.2f} cores)"
         )
 
@@ -210,6 +222,10 @@ class Suite:
             await self.latency(run)
         if self.wanted("processor"):
             await self.slow_processor(run, n)
+        if self.wanted("stores"):
+            from benchmarks import stores  # imports this module: loaded on first use
+
+            await stores.run(self, run)
 
     async def baselines(self, run: int, n: int, size: int, suffix: str = "") -> None:
         """raw_sqlite (both key kinds at 200 B), raw_receive per transport, naive loops."""
@@ -321,12 +337,13 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _batches(rows: list[tuple[str, str, float, str]]) -> list[Sequence[Event]]:
+def _batches(
+    rows: list[tuple[str, str, float, str]], size: int = raw_sqlite.BATCH
+) -> list[Sequence[Event]]:
     """The rows as the writer hands them to the store: 1000-event column batches."""
     from longline.core.keys import EventBatch  # imported here: absent before the fast path
 
     events = [Event(key, payload, key, received) for _, key, received, payload in rows]
-    size = raw_sqlite.BATCH
     return [EventBatch.of(events[i : i + size]) for i in range(0, len(events), size)]
 
 
@@ -349,6 +366,7 @@ async def run_plan(suite: Suite) -> None:
     for run in range(suite.plan.runs):
         load = os.getloadavg()[0]
         log(f"run {run + 1} of {suite.plan.runs} (load average {load:.2f})")
+        suite.got.group = ""
         suite.got.detail("load", run, {"loadavg_1m_at_start": load})
         await suite.run_once(run)
 

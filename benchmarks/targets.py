@@ -33,6 +33,11 @@ RATIO_INFO: tuple[tuple[str, str], ...] = (
     ("durable.ws", "raw_receive.ws"),
     ("durable.lines", "raw_receive.lines"),
 )
+# (rate, minimum events/s) — issue 5: durable capture into PostgreSQL, and the store alone.
+RATE_TARGETS: tuple[tuple[str, float], ...] = (
+    ("postgres.lines", 100_000.0),
+    ("postgres_store", 100_000.0),
+)
 LATENCY_P99_MS = 10.0
 IDLE_KB_PER_STREAM = 16.0
 IDLE_CONNECT_S = 30.0
@@ -54,6 +59,18 @@ def check(got: Collected) -> list[dict[str, Any]]:
                     "max": ratio["max"],
                     "met": ratio["median"] >= minimum,
                     "cpu_ratio": cpu["median"] if cpu else None,
+                }
+            )
+    rates = got.rate_summaries()
+    for name, floor in RATE_TARGETS:
+        if name in rates:
+            s = rates[name]
+            out.append(
+                {
+                    "target": f"{name} >= {floor:,.0f} events/s",
+                    "unit": "events/s",
+                    **{k: s[k] for k in ("median", "min", "max")},
+                    "met": s["median"] >= floor,
                 }
             )
     details = got.detail_summaries()
@@ -114,4 +131,5 @@ def results(got: Collected, plan: Plan) -> dict[str, Any]:
         "details": got.detail_summaries(),
         "ratios": ratios,
         "targets": check(got),
+        "groups": got.groups,
     }
