@@ -6,6 +6,8 @@ clients cut at the same moment over the whole window, instead of bunching them a
     delay(attempt) = uniform(0, min(maximum, initial * 2 ** attempt)),  attempt = 0, 1, 2, ...
 
 Pure: the random source is injectable, so tests fix it and the supervisor owns the sleeping.
+Without one, every ``Backoff`` draws from one shared ``random.Random``: a Mersenne Twister's
+state is ~2.8 KB, a real share of an idle stream's memory when there are 10 000 streams.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from email.utils import parsedate_to_datetime
 __all__ = ["Backoff", "parse_retry_after"]
 
 _MAX_EXPONENT = 1000  # 2.0 ** 1024 overflows; any realistic ceiling is reached long before
+_SHARED_RNG = random.Random()  # uniform() is one C call under the GIL: safe to share
 
 
 class Backoff:
@@ -32,7 +35,7 @@ class Backoff:
             raise ValueError(f"maximum ({maximum}) must be >= initial ({initial})")
         self._initial = initial
         self._maximum = maximum
-        self._rng = rng if rng is not None else random.Random()
+        self._rng = rng if rng is not None else _SHARED_RNG
         self._attempt = 0
 
     @property
