@@ -195,6 +195,8 @@ async def run_demo(db: Path, duration: float, console: Console | None = None) ->
             stats = await runner.run(duration=duration, on_tick=tick)
         finally:
             await provider.stop()
+    if not console.is_terminal:
+        console.line()  # the last frame of a non-terminal Live ends without a newline
     verdicts = await verify(cfg, provider)
     for v in verdicts:
         v.duplicates = stats[v.stream].duplicates
