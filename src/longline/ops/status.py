@@ -11,9 +11,11 @@ from rich.table import Table
 
 from longline.config import Config
 from longline.stores import open_store
+from longline.stores.base import Store
 
 # A running process saves status every second; older than this means it is not running.
 STALE_AFTER = 10.0
+DEAD_LETTER_COUNT_LIMIT = 10_000
 
 
 def _alive(pid: int) -> bool:
@@ -49,9 +51,26 @@ async def collect_status(cfg: Config) -> dict[str, Any]:
                 st["state"], st["reason"] = "dead", "the process stopped without shutting down"
             st["cursor"] = await store.checkpoint(s.name)
             streams[s.name] = st
-        return {"streams": streams}
+        return {"streams": streams, "processors": await _processors(cfg, store, streams)}
     finally:
         await store.close()
+
+
+async def _processors(
+    cfg: Config, store: Store, streams: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Per processor and stream: the delivery cursor, how far it lags the stored events, and
+    how many dead letters the processor has (counted up to ``DEAD_LETTER_COUNT_LIMIT``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in cfg.processors:
+        dead = len(await store.dead_letters(p.name, 0, DEAD_LETTER_COUNT_LIMIT))
+        lanes = {}
+        for name in p.streams or [s.name for s in cfg.streams]:
+            cursor = await store.delivery_cursor(p.name, name)
+            last = int(streams.get(name, {}).get("last_seq") or 0)
+            lanes[name] = {"delivered_seq": cursor, "lag": max(0, last - cursor)}
+        out[p.name] = {"streams": lanes, "dead_letters": dead}
+    return out
 
 
 def render_status(data: dict[str, Any], console: Console | None = None) -> None:
@@ -60,6 +79,7 @@ def render_status(data: dict[str, Any], console: Console | None = None) -> None:
     for col in (
         "stream",
         "state",
+        "owner",
         "events",
         "duplicates",
         "quarantined",
@@ -86,4 +106,19 @@ def render_status(data: dict[str, Any], console: Console | None = None) -> None:
             age,
             str(st.get("reason") or ""),
         )
-    (console or Console()).print(table)
+    console = console or Console()
+    console.print(table)
+    if data.get("processors"):
+        lanes = Table(title="processors")
+        for col in ("processor", "stream", "delivered up to seq", "lag", "dead letters"):
+            lanes.add_column(col)
+        for proc, info in data["processors"].items():
+            for stream, lane in info["streams"].items():
+                lanes.add_row(
+                    proc,
+                    stream,
+                    str(lane["delivered_seq"]),
+                    str(lane["lag"]),
+                    str(info["dead_letters"]),
+                )
+        console.print(lanes)
