@@ -1,4 +1,5 @@
-"""SQLiteStore against real files: the append contract, concurrency, atomicity and SIGKILL."""
+"""SQLiteStore specifics against real files (the shared contract is in tests/contract/):
+duplicates, atomicity, two processes on one file, threads, WAL, SIGKILL, URLs."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from typing import Any, cast
 import pytest
 
 import longline
-from longline.core.model import AppendResult, Event, Quarantined, StoredEvent, StoredQuarantine
-from longline.stores import Store, StoreError, open_store
+from longline.core.model import AppendResult, Event, Quarantined, StoredEvent
+from longline.stores import StoreError, open_store
 from longline.stores.sqlite import SQLiteStore
 
 # The store-agnostic writer of the contract suite, given a SQLite URL.
@@ -51,21 +52,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 # -- append contract -----------------------------------------------------------------------
 
 
-async def test_append_returns_counts_and_assigns_consecutive_seqs(store: SQLiteStore) -> None:
-    assert isinstance(store, Store)
-    first = [ev("a", "c1", at=10.0), Event("b", "text", None, 11.0, event="message")]
-    assert await store.append("s", first) == AppendResult(new=2, duplicates=0, last_seq=2)
-    assert await store.append("s", [ev("c", at=12.0)]) == AppendResult(1, 0, 3)
-    assert await store.read("s") == [
-        StoredEvent(1, "a", "c1", 10.0, '{"k":"a"}', None),
-        StoredEvent(2, "b", None, 11.0, "text", "message"),
-        StoredEvent(3, "c", None, 12.0, '{"k":"c"}', None),
-    ]
-    assert await store.append("other", [ev("a")]) == AppendResult(1, 0, 1)
-    assert await store.last_seq("s") == 3
-    assert await store.last_seq("missing") == 0
-
-
 async def test_duplicates_within_and_across_batches(store: SQLiteStore) -> None:
     batch = [ev("a", payload="first"), ev("b"), ev("a", payload="again"), ev("c"), ev("b")]
     assert await store.append("s", batch) == AppendResult(new=3, duplicates=2, last_seq=3)
@@ -78,80 +64,7 @@ async def test_duplicates_within_and_across_batches(store: SQLiteStore) -> None:
     assert await store.counts("s") == (4, 0)
 
 
-async def test_checkpoint_is_cursor_of_last_new_event_with_one(store: SQLiteStore) -> None:
-    assert await store.checkpoint("s") is None
-    await store.append("s", [ev("a")])
-    assert await store.checkpoint("s") is None  # no cursor anywhere: unchanged
-    await store.append("s", [ev("b", "c-b"), ev("c", "c-c"), ev("d")])
-    assert await store.checkpoint("s") == "c-c"
-    await store.append("s", [ev("e")])
-    assert await store.checkpoint("s") == "c-c"  # new event without cursor: unchanged
-
-
-async def test_duplicates_never_move_the_checkpoint(store: SQLiteStore) -> None:
-    await store.append("s", [ev("a", "1"), ev("b", "2"), ev("c", "3")])
-    assert await store.append("s", [ev("a", "1"), ev("b", "2")]) == AppendResult(0, 2, 3)
-    assert await store.checkpoint("s") == "3"
-    # a lagging connection's duplicate after a new event must not drag the cursor back
-    assert await store.append("s", [ev("d", "4"), ev("b", "2")]) == AppendResult(1, 1, 4)
-    assert await store.checkpoint("s") == "4"
-
-
-async def test_explicit_checkpoint_wins(store: SQLiteStore) -> None:
-    await store.append("s", [ev("a", "c-a")], checkpoint="explicit-1")
-    assert await store.checkpoint("s") == "explicit-1"
-    await store.append("s", [ev("a", "c-a")], checkpoint="explicit-2")  # all duplicates
-    assert await store.checkpoint("s") == "explicit-2"
-    await store.append("s", [], checkpoint="explicit-3")
-    assert await store.checkpoint("s") == "explicit-3"
-    assert await store.checkpoint("other") is None
-
-
 # -- reads, quarantine, status --------------------------------------------------------------
-
-
-async def test_read_ranges_limits_and_order(store: SQLiteStore) -> None:
-    await store.append("s", [ev(f"k{i}") for i in range(1, 11)])
-    await store.append("t", [ev("t1")])
-    assert [e.seq for e in await store.read("s", after_seq=3, limit=4)] == [4, 5, 6, 7]
-    assert keys_of(await store.read("s", after_seq=8)) == ["k9", "k10"]
-    assert await store.read("s", after_seq=10) == []
-    assert await store.read("s", limit=0) == []
-    assert keys_of(await store.read("t")) == ["t1"]
-    assert await store.read("nope") == []
-    assert [e.seq for e in await read_all(store, "s")] == list(range(1, 11))
-
-
-async def test_quarantine_round_trip(store: SQLiteStore) -> None:
-    items = [Quarantined("too large", b"\xff\x00abc", 1.0), Quarantined("no key", b"{}", 2.0)]
-    await store.quarantine("s", items)
-    await store.quarantine("t", [Quarantined("bad json", b"{", 3.0)])
-    await store.quarantine("s", [Quarantined("no key", b"[]", 4.0)])
-    await store.quarantine("s", [])
-    got = await store.read_quarantine("s")
-    assert got == [
-        StoredQuarantine(1, "too large", b"\xff\x00abc", 1.0),
-        StoredQuarantine(2, "no key", b"{}", 2.0),
-        StoredQuarantine(4, "no key", b"[]", 4.0),
-    ]
-    assert await store.read_quarantine("s", after_id=1, limit=1) == [got[1]]
-    assert await store.read_quarantine("t") == [StoredQuarantine(3, "bad json", b"{", 3.0)]
-    await store.append("s", [ev("a")])
-    assert await store.counts("s") == (1, 3)
-    assert await store.counts("t") == (0, 1)
-
-
-async def test_status_round_trip(store: SQLiteStore) -> None:
-    assert await store.get_status() == {}
-    await store.put_status("b", {"state": "connecting", "attempt": 1})
-    await store.put_status("a", {"state": "live", "nested": {"rate": 1.5, "tags": ["x"]}})
-    await store.put_status("b", {"state": "live", "attempt": None})
-    assert await store.get_status() == {
-        "a": {"state": "live", "nested": {"rate": 1.5, "tags": ["x"]}},
-        "b": {"state": "live", "attempt": None},
-    }
-    with pytest.raises(StoreError, match="not JSON"):
-        await store.put_status("c", {"when": object()})
 
 
 async def test_streams_lists_every_stream_sorted(store: SQLiteStore) -> None:
