@@ -32,7 +32,6 @@ from longline.config import Config, load_config
 from longline.core.handoff import InvocationPlan, Step
 from longline.engine.leases import LeaseKeeper
 from longline.engine.runner import Runner
-from longline.engine.stats import StreamStats
 from longline.stores import open_store
 
 log = logging.getLogger(__name__)
@@ -118,21 +117,10 @@ async def run_invocation(
     }
     epochs = {name: lease.epoch for name, lease in leases.items()}
     log.info("invocation %s took leases %s", owner, epochs)
-    runner = Runner(cfg, store=store, epochs=epochs)
+    runner = Runner(cfg, store=store)
     # Processing belongs to the function on the events table's stream (stream_processor):
     # overlapping invocations must not deliver the same events a second time.
     runner.dispatcher = None
-    task = asyncio.create_task(runner.run())
-    while not runner.writers and not task.done():
-        await asyncio.sleep(0.01)
-    keepers = []
-    for name, lease in leases.items():
-        keeper = LeaseKeeper(
-            store, lease, settings.lease_ttl, runner.stats.get(name) or StreamStats()
-        )
-        keeper.writer = runner.writers.get(name)
-        keeper.start()
-        keepers.append(keeper)
     plan = InvocationPlan(
         margin=settings.margin,
         # Time kept to flush and close before the platform kills the process.
@@ -142,28 +130,36 @@ async def run_invocation(
     )
     loop = asyncio.get_running_loop()
     outcome = "deadline"
-    try:
-        while not task.done():
-            remaining = context.get_remaining_time_in_millis() / 1000
-            superseded = all(k.superseded for k in keepers)
-            live = all(k.successor_live for k in keepers)
-            step = plan.decide(loop.time(), remaining, superseded, live)
-            if step is Step.STOP:
-                outcome = (
-                    "handed-over"
-                    if superseded and live
-                    else ("superseded" if superseded else "deadline")
-                )
-                break
-            if step is Step.START_SUCCESSOR and invoke_successor is not None:
-                log.info("invocation %s: %.1fs left, starting successor", owner, remaining)
-                await invoke_successor({"predecessor": owner})
-            await asyncio.sleep(0.05)
-    finally:
-        for keeper in keepers:
-            await keeper.stop()
-        runner.stop()
-        stats = await task
+    async with runner.opened():
+        tasks = [runner.start_stream(s, leases[s.name].epoch) for s in cfg.streams]
+        keepers = []
+        for name, lease in leases.items():
+            keeper = LeaseKeeper(store, lease, settings.lease_ttl, runner.stats[name])
+            keeper.writer = runner.writers[name]
+            keeper.start()
+            keepers.append(keeper)
+        try:
+            while not all(t.done() for t in tasks):
+                remaining = context.get_remaining_time_in_millis() / 1000
+                superseded = all(k.superseded for k in keepers)
+                live = all(k.successor_live for k in keepers)
+                step = plan.decide(loop.time(), remaining, superseded, live)
+                if step is Step.STOP:
+                    outcome = (
+                        "handed-over"
+                        if superseded and live
+                        else ("superseded" if superseded else "deadline")
+                    )
+                    break
+                if step is Step.START_SUCCESSOR and invoke_successor is not None:
+                    log.info("invocation %s: %.1fs left, starting successor", owner, remaining)
+                    await invoke_successor({"predecessor": owner})
+                await asyncio.sleep(0.05)
+        finally:
+            for keeper in keepers:
+                await keeper.stop()
+            await runner.shutdown()
+    stats = runner.stats
     return {
         "started": True,
         "owner": owner,
