@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from longline.testing.provider import Provider
 
 pytest_plugins = ["tests.services"]  # PostgreSQL, moto: fixtures for every module
 
-REQUIRE_SERVICES = os.environ.get("LONGLINE_REQUIRE_SERVICES") == "1"
 
 
 @pytest.fixture

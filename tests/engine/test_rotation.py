@@ -18,10 +18,6 @@ def live_ws(provider: Provider, feed: str, **params: object) -> dict[str, object
     }
 
 
-async def run_for(cfg_seconds: float) -> None:
-    await asyncio.sleep(cfg_seconds)
-
-
 async def test_rotation_before_forced_close_loses_nothing(
     provider: Provider, tmp_path: Path
 ) -> None:
