@@ -219,8 +219,8 @@ class Runner:
                 on_tick(self)
 
     async def _save_status(self) -> None:
+        # The checkpoint is not copied in: `longline status` reads it from the store itself.
         for name in list(self.supervisors):
-            self.stats[name].cursor = await self.store.checkpoint(name)
             if name in self.supervisors:  # not stopped meanwhile (its new owner reports it)
                 await self.store.put_status(name, self.status_of(name))
 

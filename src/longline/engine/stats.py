@@ -19,7 +19,6 @@ class StreamStats:
     reconnects: int = 0
     rotations: int = 0
     connections: int = 0
-    cursor: str | None = None
     last_seq: int = 0
     last_event_at: float | None = None
     started_at: float = 0.0
