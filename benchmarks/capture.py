@@ -19,7 +19,7 @@ from longline.config import parse_config
 from longline.core.model import AppendResult, Event
 from longline.engine.runner import Runner
 from longline.stores.base import Store
-from longline.stores.sqlite import SQLiteStore
+from longline.stores.sqlite.store import SQLiteStore
 
 POLL = 0.002  # seconds between progress checks while a capture runs
 STREAM = "bench"

@@ -148,7 +148,7 @@ async def _pg(dsn: str, sql: str, *args: object) -> list[Any]:
 @asynccontextmanager
 async def pg_schema(dsn: str) -> AsyncIterator[str]:
     """A store URL on a fresh schema, created and migrated now, dropped on exit."""
-    from longline.stores.postgres import from_url
+    from longline.stores.postgres.store import from_url
 
     schema = f"llbench_{uuid.uuid4().hex[:12]}"
     url = f"{dsn}?schema={schema}"
@@ -164,7 +164,7 @@ async def pg_schema(dsn: str) -> AsyncIterator[str]:
 async def pg_store_only(url: str, batches: Sequence[Sequence[Event]], streams: int) -> float:
     """``PostgresStore.append`` alone: the prebuilt batches dealt round-robin to ``streams``
     streams, each stream appending its batches in order, all streams at once; events/s."""
-    from longline.stores.postgres import from_url
+    from longline.stores.postgres.store import from_url
 
     store = from_url(url)
     await store.open()
@@ -263,7 +263,7 @@ class CountingStore:
 async def dynamodb_capture(feed: str, n: int, endpoint: str) -> tuple[float, int, int]:
     """longline lines -> DynamoDB (moto) of ``n`` events on fresh tables (created before
     timing); returns events/s, write request units spent, and the number of appends."""
-    from longline.stores.dynamodb import DynamoDBStore
+    from longline.stores.dynamodb.store import DynamoDBStore
 
     prefix = f"llbench{uuid.uuid4().hex[:12]}"
     url = f"dynamodb://{prefix}?region={REGION}&endpoint_url={endpoint}"

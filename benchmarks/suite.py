@@ -27,7 +27,7 @@ from benchmarks.nullstore import NullStore
 from benchmarks.provider import ProviderProcess
 from benchmarks.stats import Collected
 from longline.core.model import Event
-from longline.stores.sqlite import SQLiteStore
+from longline.stores.sqlite.store import SQLiteStore
 from longline.testing.provider_feeds import event_bytes
 
 TRANSPORTS = ("ws", "lines", "sse")

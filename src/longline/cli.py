@@ -274,12 +274,12 @@ def demo(duration: float, db: str) -> None:
 
 def _register_optional() -> None:
     """Commands that live in their own modules."""
-    from longline.aws.cost_cli import cost_command
+    from longline.cost.cli import cost_command
     from longline.testing.provider import provider_command
 
     main.add_command(provider_command, "provider")
     main.add_command(cost_command, "cost")
-    from longline.aws.lambda_sim import lambda_sim_command
+    from longline.aws.sim.lambda_sim import lambda_sim_command
 
     main.add_command(lambda_sim_command(), "lambda-sim")
     from longline.aws.deploy import deploy_command

@@ -21,7 +21,7 @@ from longline.aws.deploy import deploy_command
 from longline.aws.stepfunctions import ALLOWED_RESOURCES, validate
 from longline.aws.templates.ec2 import unit_text, user_data_script
 from longline.aws.templates.ecs import CONTAINER_SCRIPT
-from longline.stores.migrations.dynamodb import TABLES
+from longline.stores.dynamodb.schema import TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """\

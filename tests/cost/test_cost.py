@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from longline.aws import cost
-from longline.aws.cost import CostError, LineItem, OptionCost, Workload, compare
-from longline.aws.cost_options import stream_steps
+from longline import cost
 from longline.core.model import Event
-from longline.stores import dynamodb_items as di
+from longline.cost import CostError, LineItem, OptionCost, Workload, compare
+from longline.cost.options import stream_steps
+from longline.stores.dynamodb import items as di
 
 BOOK = cost.load_prices()
 T = D(2_592_000)  # seconds in 30 days
@@ -382,7 +382,7 @@ def test_price_file_errors(tmp_path: Path) -> None:
 
 
 def test_a_price_file_can_leave_a_price_unknown(tmp_path: Path) -> None:
-    text = resources.files("longline.aws").joinpath("prices.toml").read_text("utf-8")
+    text = resources.files("longline.cost").joinpath("prices.toml").read_text("utf-8")
     custom = tmp_path / "prices.toml"
     custom.write_text(
         text.replace("requests_per_million = 0.20", 'requests_per_million = "unknown"')
@@ -493,7 +493,7 @@ def test_axis_grids() -> None:
 
 
 def test_a_zero_quantity_needs_no_price(tmp_path: Path) -> None:
-    text = resources.files("longline.aws").joinpath("prices.toml").read_text("utf-8")
+    text = resources.files("longline.cost").joinpath("prices.toml").read_text("utf-8")
     custom = tmp_path / "prices.toml"
     custom.write_text(text.replace("out_per_gb = 0.09", 'out_per_gb = "unknown"'))
     book = cost.load_prices(custom)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from longline.aws.cost_cli import cost_command
+from longline.cost.cli import cost_command
 
 
 def run(*args: str) -> Result:

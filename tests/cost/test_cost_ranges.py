@@ -13,8 +13,8 @@ from decimal import Decimal as D
 from importlib import resources
 from pathlib import Path
 
-from longline.aws import cost
-from longline.aws.cost import CheapestRange, compare, merge_ranges
+from longline import cost
+from longline.cost import CheapestRange, compare, merge_ranges
 
 BOOK = cost.load_prices()
 T = D(2_592_000)  # seconds in 30 days
@@ -146,7 +146,7 @@ def test_seed_words() -> None:
 
 
 def test_nothing_priced_says_so(tmp_path: Path) -> None:
-    text = resources.files("longline.aws").joinpath("prices.toml").read_text("utf-8")
+    text = resources.files("longline.cost").joinpath("prices.toml").read_text("utf-8")
     east = text.index('[regions."us-east-1".ec2]')
     line = text.index("hourly = {", east)
     custom = tmp_path / "prices.toml"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from longline.engine.dispatcher import Dispatcher, run_dispatch
-from longline.engine.redeliver import RedeliveryError, replay
+from longline.delivery.dispatcher import Dispatcher, run_dispatch
+from longline.delivery.redeliver import RedeliveryError, replay
 from longline.processors.base import ProcessorError
 from longline.testing.provider import Provider
 from tests.conftest import capture_until, events_at_least, make_config, stored

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from longline.config import Config, parse_config
 from longline.core.model import Event, StoredEvent
-from longline.engine.dispatcher import Dispatcher
+from longline.delivery.dispatcher import Dispatcher
 from longline.processors.base import Processor, ProcessorError
 from longline.stores import SQLiteStore
 

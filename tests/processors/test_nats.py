@@ -15,7 +15,7 @@ import pytest
 
 from longline.config import ConfigError
 from longline.core.model import StoredEvent
-from longline.engine.dispatcher import Dispatcher
+from longline.delivery.dispatcher import Dispatcher
 from longline.processors.base import ProcessorError, event_dict
 from longline.processors.nats import NatsProcessor, subject_filter
 from longline.processors.registry import build_processor

@@ -16,8 +16,8 @@ import pytest
 
 from longline.core.model import AppendResult, Event
 from longline.stores import StoreError, open_store
-from longline.stores import dynamodb_items as di
-from longline.stores.dynamodb import DynamoDBStore, from_url
+from longline.stores.dynamodb import items as di
+from longline.stores.dynamodb.store import DynamoDBStore, from_url
 
 boto3 = pytest.importorskip("boto3")
 ClientError = pytest.importorskip("botocore.exceptions").ClientError

@@ -14,7 +14,7 @@ import pytest
 
 from longline.core.model import AppendResult, Event
 from longline.stores import StoreError, open_store
-from longline.stores.postgres import PostgresStore, from_url
+from longline.stores.postgres.store import PostgresStore, from_url
 
 asyncpg = pytest.importorskip("asyncpg")
 

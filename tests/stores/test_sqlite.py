@@ -20,7 +20,7 @@ import pytest
 import longline
 from longline.core.model import AppendResult, Event, Quarantined, StoredEvent
 from longline.stores import StoreError, open_store
-from longline.stores.sqlite import SQLiteStore
+from longline.stores.sqlite.store import SQLiteStore
 
 # The store-agnostic writer of the contract suite, given a SQLite URL.
 CRASH_WRITER = Path(__file__).parent.parent / "contract" / "crash_writer.py"

@@ -4,7 +4,7 @@ One Standard execution invokes the connector function asynchronously, waits the 
 interval, counts the cycle and loops; after ``cycles_per_execution`` cycles it starts a fresh
 execution of itself ("continue as new") because an execution fails once its history passes
 25 000 events. ``lambda-sim`` runs :func:`definition` through :class:`Interpreter` (from
-:mod:`longline.aws.asl_interpreter`), so the local harness exercises the definition that
+:mod:`longline.aws.sim.asl_interpreter`), so the local harness exercises the definition that
 ``longline deploy --option 2`` ships, not a copy.
 
 History arithmetic (Standard workflows, one event per line of the execution history):
@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from longline.aws.asl_interpreter import (
+from longline.aws.sim.asl_interpreter import (
     ALLOWED_RESOURCES,
     HISTORY_LIMIT,
     LAMBDA_INVOKE,

@@ -22,12 +22,12 @@ from typing import Any
 
 from longline.config import Config
 from longline.core.model import StoredEvent
-from longline.engine.dispatcher import deliver_batch
+from longline.delivery.dispatcher import deliver_batch
 from longline.processors.base import Processor, ProcessorError
 from longline.processors.registry import ProcessorSettings, build_processor
 from longline.stores import open_store
 from longline.stores.base import Store
-from longline.stores.dynamodb_items import stored_event
+from longline.stores.dynamodb.items import stored_event
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator
 
-from longline.config_errors import Problems
+from longline.config.errors import Problems
 from longline.core.keys import parse_json_path
 from longline.core.units import parse_duration, parse_size
 from longline.processors.registry import ProcessorSettings

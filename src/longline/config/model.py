@@ -3,8 +3,8 @@
 Two promises shape the config. Every error says where it is (``streams[2].transport: ...``)
 so a user fixes it without guessing; and no error or dump ever shows a secret, because configs
 carry tokens. Pydantic's own messages echo the input value, so errors are rebuilt from the
-location and message only (``config_errors``), then passed through the redactor as a second
-guard, using the secrets that ``config_env`` collects while it interpolates ``${VAR}``.
+location and message only (``errors``), then passed through the redactor as a second
+guard, using the secrets that ``env`` collects while it interpolates ``${VAR}``.
 After validation each field holds its final value: float seconds, int bytes, and the
 transport-dependent defaults (key, cursor, resume, ping_interval) resolved.
 """
@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from longline.config_checks import (
+from longline.config.checks import (
     HEADER_NAME,
     Duration,
     Size,
@@ -45,15 +45,15 @@ from longline.config_checks import (
     none_word,
     sqlite_path,
 )
-from longline.config_checks import STORE_SCHEMES as STORE_SCHEMES  # re-exported
-from longline.config_env import (
+from longline.config.checks import STORE_SCHEMES as STORE_SCHEMES  # re-exported
+from longline.config.env import (
     SENSITIVE_HEADERS,
     Interpolator,
     header_secrets,
     redact_tree,
     url_secrets,
 )
-from longline.config_errors import Problems, messages
+from longline.config.errors import Problems, messages
 from longline.ops.logging import redact
 from longline.processors.registry import ProcessorSettings, processor_union
 

@@ -8,21 +8,21 @@ does no I/O beyond reading that file. docs/cost.md states every formula.
 
 This module is the public face; the model lives in small modules named for what they do:
 
-- ``cost_prices``: the price file (``load_prices``, ``PriceBook``, the errors)
-- ``cost_workload``: the inputs (``Workload``) and their validation
-- ``cost_result``: line items, option totals, the comparison
-- ``cost_context``, ``cost_lines``: per-workload figures and the line items options share
-- ``cost_options``: one function per option, and ``compare``
-- ``cost_sweep``, ``cost_ranges``: costs along an axis, crossovers, cheapest ranges in words
-- ``cost_seed``: the seed's table, figure by figure
+- ``prices``: the price file (``load_prices``, ``PriceBook``, the errors)
+- ``workload``: the inputs (``Workload``) and their validation
+- ``result``: line items, option totals, the comparison
+- ``context``, ``lines``: per-workload figures and the line items options share
+- ``options``: one function per option, and ``compare``
+- ``sweep``, ``ranges``: costs along an axis, crossovers, cheapest ranges in words
+- ``seed``: the seed's table, figure by figure
 """
 
 from __future__ import annotations
 
-from longline.aws.cost_numbers import GIB, MILLION, ceil, num, usd
-from longline.aws.cost_options import BUILDERS, compare
-from longline.aws.cost_prices import CostError, PriceBook, UnknownPrice, load_prices
-from longline.aws.cost_ranges import (
+from longline.cost.numbers import GIB, MILLION, ceil, num, usd
+from longline.cost.options import BUILDERS, compare
+from longline.cost.prices import CostError, PriceBook, UnknownPrice, load_prices
+from longline.cost.ranges import (
     MAX_RANGES,
     TOLERANCE,
     CheapestRange,
@@ -32,10 +32,10 @@ from longline.aws.cost_ranges import (
     merge_ranges,
     summary,
 )
-from longline.aws.cost_result import OPTIONS, Comparison, LineItem, OptionCost
-from longline.aws.cost_seed import SEED_HANDOFFS_TEXT, SeedFigure, seed_figures, seed_workload
-from longline.aws.cost_sweep import AXES, GRID_DENSITY, Crossover, axis_grid, crossovers, sweep
-from longline.aws.cost_workload import ARCHS, FARGATE_SHAPES, WRITE_MODES, Workload, validate
+from longline.cost.result import OPTIONS, Comparison, LineItem, OptionCost
+from longline.cost.seed import SEED_HANDOFFS_TEXT, SeedFigure, seed_figures, seed_workload
+from longline.cost.sweep import AXES, GRID_DENSITY, Crossover, axis_grid, crossovers, sweep
+from longline.cost.workload import ARCHS, FARGATE_SHAPES, WRITE_MODES, Workload, validate
 
 __all__ = [
     "ARCHS",

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.markup import escape as esc
 from rich.table import Table
 
-from longline.aws import cost as model
-from longline.aws.cost_plot import PlotUnavailable, plot
+from longline import cost as model
+from longline.cost.plot import PlotUnavailable, plot
 
 __all__ = ["cost_command"]
 

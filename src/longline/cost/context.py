@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from longline.aws.cost_prices import PriceBook
-from longline.aws.cost_result import LineItem
-from longline.aws.cost_workload import Workload
+from longline.cost.prices import PriceBook
+from longline.cost.result import LineItem
+from longline.cost.workload import Workload
 
 __all__ = ["Ctx", "Items", "Unpriceable"]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from longline.aws.cost_context import Ctx, Items, Unpriceable
-from longline.aws.cost_numbers import GIB, ceil, num, short
-from longline.aws.cost_result import OPTIONS, LineItem, OptionCost
+from longline.cost.context import Ctx, Items, Unpriceable
+from longline.cost.numbers import GIB, ceil, num, short
+from longline.cost.result import OPTIONS, LineItem, OptionCost
 
 __all__ = [
     "LAMBDA_REQUESTS",

@@ -1,7 +1,7 @@
 """The seed's options, one function each, and ``compare`` that prices them all.
 
 Each function turns the workload into the option's own line items (how it holds connections)
-plus the shared store, processor and network lines of ``cost_lines``; docs/cost.md gives the
+plus the shared store, processor and network lines of ``lines``; docs/cost.md gives the
 formula of every line.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import ROUND_FLOOR, Decimal
 
-from longline.aws.cost_context import Ctx, Items, Unpriceable
-from longline.aws.cost_lines import (
+from longline.cost.context import Ctx, Items, Unpriceable
+from longline.cost.lines import (
     LAMBDA_REQUESTS,
     WRITE,
     dynamodb,
@@ -22,10 +22,10 @@ from longline.aws.cost_lines import (
     processor,
     store_bends,
 )
-from longline.aws.cost_numbers import GIB, ceil, num
-from longline.aws.cost_prices import PriceBook, UnknownPrice
-from longline.aws.cost_result import OPTIONS, Comparison, LineItem, OptionCost
-from longline.aws.cost_workload import Workload, validate
+from longline.cost.numbers import GIB, ceil, num
+from longline.cost.prices import PriceBook, UnknownPrice
+from longline.cost.result import OPTIONS, Comparison, LineItem, OptionCost
+from longline.cost.workload import Workload, validate
 
 __all__ = [
     "BUILDERS",
@@ -283,7 +283,7 @@ def stream_steps(w: Workload, book: PriceBook, top: int) -> set[int]:
     """Stream counts up to ``top`` where options 3, 3b and 4 change shape, with the count before.
 
     An instance or task is added after every multiple of what one holds, and the store's
-    transaction parts bend or step (``cost_lines.store_bends``); between two of these counts the
+    transaction parts bend or step (``lines.store_bends``); between two of these counts the
     totals of those options are straight lines in the number of streams, so pricing these counts
     finds every time their staircases trade places.
     """

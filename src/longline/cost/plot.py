@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from longline.aws.cost import (
+from longline.cost import (
     AXES,
     OPTIONS,
     CostError,

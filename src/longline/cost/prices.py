@@ -85,7 +85,7 @@ def load_prices(path: str | Path | None = None) -> PriceBook:
     """Read the packaged price file (or ``path``), keeping every number an exact Decimal."""
     try:
         if path is None:
-            text = resources.files("longline.aws").joinpath("prices.toml").read_text("utf-8")
+            text = resources.files("longline.cost").joinpath("prices.toml").read_text("utf-8")
             origin = "longline/aws/prices.toml"
         else:
             text = Path(path).read_text("utf-8")

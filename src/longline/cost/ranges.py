@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, Decimal
 
-from longline.aws.cost_numbers import num
-from longline.aws.cost_prices import PriceBook
-from longline.aws.cost_result import OPTIONS
-from longline.aws.cost_sweep import Crossover, Pricer, crossovers, lowest, points
-from longline.aws.cost_workload import Workload
+from longline.cost.numbers import num
+from longline.cost.prices import PriceBook
+from longline.cost.result import OPTIONS
+from longline.cost.sweep import Crossover, Pricer, crossovers, lowest, points
+from longline.cost.workload import Workload
 
 __all__ = [
     "MAX_RANGES",
@@ -241,7 +241,7 @@ def cheapest_ranges(
     max_ranges: int = MAX_RANGES,
     pricer: Pricer | None = None,
 ) -> list[CheapestRange]:
-    """``merge_ranges`` over the points ``cost_sweep.points`` prices along ``axis``."""
+    """``merge_ranges`` over the points ``sweep.points`` prices along ``axis``."""
     pricer = pricer or Pricer(w, book, axis)
     at = points(pricer)
     return merge_ranges(axis, at, [pricer.totals(x) for x in at], tolerance, max_ranges)

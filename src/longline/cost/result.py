@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from longline.aws.cost_workload import Workload
+from longline.cost.workload import Workload
 
 __all__ = ["OPTIONS", "Comparison", "LineItem", "OptionCost"]
 

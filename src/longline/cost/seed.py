@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from longline.aws.cost_numbers import ceil, num, usd
-from longline.aws.cost_options import compare
-from longline.aws.cost_prices import PriceBook, UnknownPrice
-from longline.aws.cost_result import Comparison, LineItem, OptionCost
-from longline.aws.cost_workload import Workload
+from longline.cost.numbers import ceil, num, usd
+from longline.cost.options import compare
+from longline.cost.prices import PriceBook, UnknownPrice
+from longline.cost.result import Comparison, LineItem, OptionCost
+from longline.cost.workload import Workload
 
 __all__ = ["SEED_HANDOFFS_TEXT", "SeedFigure", "seed_figures", "seed_workload"]
 

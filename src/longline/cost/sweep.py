@@ -1,6 +1,6 @@
 """Each option's cost along one axis (events/s or streams), and where the cheapest one changes.
 
-The plot draws the sweeps; ``cost_ranges`` turns the changes into the ranges a user reads. Every
+The plot draws the sweeps; ``ranges`` turns the changes into the ranges a user reads. Every
 point is priced by ``compare`` itself, so the sweeps cannot disagree with the table.
 """
 
@@ -11,11 +11,11 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_FLOOR, Decimal
 from itertools import pairwise
 
-from longline.aws.cost_numbers import ceil
-from longline.aws.cost_options import compare, stream_steps
-from longline.aws.cost_prices import PriceBook
-from longline.aws.cost_result import OPTIONS
-from longline.aws.cost_workload import Workload
+from longline.cost.numbers import ceil
+from longline.cost.options import compare, stream_steps
+from longline.cost.prices import PriceBook
+from longline.cost.result import OPTIONS
+from longline.cost.workload import Workload
 
 __all__ = [
     "AXES",

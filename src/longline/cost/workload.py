@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 
-from longline.aws.cost_numbers import num
-from longline.aws.cost_prices import CostError, PriceBook, UnknownPrice
+from longline.cost.numbers import num
+from longline.cost.prices import CostError, PriceBook, UnknownPrice
 
 __all__ = [
     "ARCHS",

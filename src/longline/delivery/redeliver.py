@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from longline.config import Config
 from longline.core.model import DeadLetter, StoredEvent
-from longline.engine.dispatcher import deliver_batch, lane_streams
+from longline.delivery.dispatcher import deliver_batch, lane_streams
 from longline.processors.base import Processor
 from longline.processors.registry import ProcessorSettings, build_processor
 from longline.stores.base import Store

@@ -17,8 +17,8 @@ import click
 import orjson
 
 from longline.config import Config
-from longline.engine.dispatcher import Dispatcher, run_dispatch
-from longline.engine.redeliver import (
+from longline.delivery.dispatcher import Dispatcher, run_dispatch
+from longline.delivery.redeliver import (
     Redelivered,
     RedeliveryError,
     all_dead_letters,

@@ -24,7 +24,7 @@ import aiohttp
 
 from longline.config import Config, StreamConfig
 from longline.core.keys import Keyer
-from longline.engine.dispatcher import Dispatcher
+from longline.delivery.dispatcher import Dispatcher
 from longline.engine.stats import StreamStats
 from longline.engine.supervisor import Supervisor
 from longline.engine.writer import StreamWriter

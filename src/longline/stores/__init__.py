@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from longline.stores.base import Store, StoreError
-from longline.stores.sqlite import SQLiteStore
+from longline.stores.sqlite.store import SQLiteStore
 
 __all__ = ["SQLiteStore", "Store", "StoreError", "open_store"]
 
@@ -25,11 +25,11 @@ def open_store(url: str, *, create_tables: bool = False) -> Store:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("postgresql", "postgres"):
-        from longline.stores.postgres import from_url
+        from longline.stores.postgres.store import from_url
 
         return from_url(url)
     if scheme == "dynamodb":
-        from longline.stores.dynamodb import from_url as dynamodb_from_url
+        from longline.stores.dynamodb.store import from_url as dynamodb_from_url
 
         return dynamodb_from_url(url, create_tables=create_tables)
     if scheme != "sqlite":

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from longline.aws.lambda_handler import Settings, run_invocation
-from longline.aws.lambda_sim import LambdaSim
+from longline.aws.sim.lambda_sim import LambdaSim
 from longline.config import load_config
 from longline.core.model import Event
 from longline.stores import open_store

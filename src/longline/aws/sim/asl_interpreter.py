@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from longline.aws._asl import (
+from longline.aws.sim._asl import (
     ASLError,
     TaskFailed,
     choose,

@@ -143,7 +143,7 @@ class LambdaSim:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "longline.aws.lambda_sim_worker",
+                "longline.aws.sim.worker",
                 env=env,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,

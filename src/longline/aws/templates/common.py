@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from longline.stores.migrations.dynamodb import TABLES, TableSpec
+from longline.stores.dynamodb.schema import TABLES, TableSpec
 
 __all__ = [
     "CONNECTOR_HANDLER",

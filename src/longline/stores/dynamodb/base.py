@@ -5,7 +5,7 @@ the event loop never waits on the network. Throttling (``ProvisionedThroughputEx
 ``ThrottlingException``, ``RequestLimitExceeded``) and transaction conflicts are retried here
 with full-jitter backoff, on top of botocore's own retries of network errors (safe for
 ``TransactWriteItems``: botocore sends an idempotency token). A failed condition becomes
-:class:`~longline.stores.dynamodb_items.Cancelled`, which the callers handle; every other
+:class:`~longline.stores.dynamodb.items.Cancelled`, which the callers handle; every other
 error becomes :class:`~longline.stores.base.StoreError` (credentials never appear in it).
 """
 
@@ -23,9 +23,9 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from longline.core.backoff import Backoff
-from longline.stores import dynamodb_items as di
 from longline.stores.base import StoreError
-from longline.stores.migrations.dynamodb import TABLES, create_request
+from longline.stores.dynamodb import items as di
+from longline.stores.dynamodb.schema import TABLES, create_request
 
 __all__ = ["DynamoDBBase"]
 

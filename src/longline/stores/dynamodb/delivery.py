@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from longline.core.model import DeadLetter, Lease, StoredEvent
-from longline.stores import dynamodb_items as di
 from longline.stores.base import StoreError
-from longline.stores.dynamodb_base import DynamoDBBase
-from longline.stores.dynamodb_items import Item, Tables, num_attr, str_attr
+from longline.stores.dynamodb import items as di
+from longline.stores.dynamodb.base import DynamoDBBase
+from longline.stores.dynamodb.items import Item, Tables, num_attr, str_attr
 
 __all__ = ["DeliveryMixin"]
 

@@ -1,6 +1,6 @@
 """Pure helpers of the DynamoDB store: item encoding, request shapes, sizes and write units.
 
-Kept apart from :mod:`longline.stores.dynamodb` so the I/O module reads as the algorithm, and
+Kept apart from :mod:`longline.stores.dynamodb.store` so the I/O module reads as the algorithm, and
 so these rules (what an item looks like, what it costs) can be tested without a server.
 Every expression names its attributes through ``#placeholders``: ``key``, ``cursor``,
 ``stream`` and ``status`` are DynamoDB reserved words.

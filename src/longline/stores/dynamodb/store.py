@@ -14,10 +14,10 @@ Why it is shaped this way (see docs/stores.md for the tables and the costs):
   with the older checkpoint: the provider replays them on resume and they are dropped as
   duplicates, so nothing is lost or doubled and a retry of the same batch is idempotent.
 - Items over DynamoDB's 400 KB limit are quarantined with that reason instead of failing the
-  batch; throttling and transaction conflicts are retried (in ``dynamodb_base``).
+  batch; throttling and transaction conflicts are retried (in ``base``).
 
-Layers: ``dynamodb_base`` (client, calls, retries) <- ``dynamodb_delivery`` (cursors, dead
-letters, leases) <- this module (capture and reads); ``dynamodb_items`` holds the pure rules.
+Layers: ``base`` (client, calls, retries) <- ``delivery`` (cursors, dead
+letters, leases) <- this module (capture and reads); ``items`` holds the pure rules.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from longline.core.model import (
     StoredEvent,
     StoredQuarantine,
 )
-from longline.stores import dynamodb_items as di
 from longline.stores.base import StoreError
-from longline.stores.dynamodb_delivery import DeliveryMixin
+from longline.stores.dynamodb import items as di
+from longline.stores.dynamodb.delivery import DeliveryMixin
 
 __all__ = ["DynamoDBStore"]
 
@@ -45,7 +45,7 @@ __all__ = ["DynamoDBStore"]
 class DynamoDBStore(DeliveryMixin):
     """A :class:`~longline.stores.base.Store` in six DynamoDB tables named ``PREFIX_*``.
 
-    Constructor arguments: see :class:`~longline.stores.dynamodb_base.DynamoDBBase`.
+    Constructor arguments: see :class:`~longline.stores.dynamodb.base.DynamoDBBase`.
     """
 
     # -- append ----------------------------------------------------------------------------

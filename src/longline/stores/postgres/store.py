@@ -38,7 +38,7 @@ from longline.core.model import (
 )
 from longline.stores import migrations
 from longline.stores.base import StoreError
-from longline.stores.postgres_delivery import ADD_STREAM, LOCK_STREAM, DeliveryMixin
+from longline.stores.postgres.delivery import ADD_STREAM, LOCK_STREAM, DeliveryMixin
 
 __all__ = ["PostgresStore"]
 

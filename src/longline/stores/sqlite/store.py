@@ -41,9 +41,9 @@ from longline.core.model import (
     StoredEvent,
     StoredQuarantine,
 )
-from longline.stores import sqlite_leases
 from longline.stores.base import StoreError
-from longline.stores.sqlite_delivery import DELIVERY_SCHEMA, DeliveryMixin
+from longline.stores.sqlite import leases as sqlite_leases
+from longline.stores.sqlite.delivery import DELIVERY_SCHEMA, DeliveryMixin
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 

@@ -1,0 +1,1 @@
+"""Delivery: hand stored events to processors (outbox cursors, retries, dead letters)."""

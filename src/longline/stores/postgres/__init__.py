@@ -1,0 +1,1 @@
+"""PostgreSQL store (asyncpg): versioned migrations, LISTEN/NOTIFY, leases."""
