@@ -16,7 +16,13 @@ from longline.ops.logging import setup_logging
 
 
 def _load(path: str) -> Config:
-    """Load a config or exit 2 with the field-named errors (no traceback)."""
+    """Load a config or exit 2 with the field-named errors (no traceback).
+
+    Also records ``path`` for :class:`_Main`'s error line.
+    """
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and isinstance(ctx.obj, dict):
+        ctx.obj["config"] = path
     try:
         return load_config(path)
     except ConfigError as e:
@@ -30,7 +36,38 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-@click.group()
+def user_error(exc: BaseException) -> str | None:
+    """The one line to print for an error the user can act on, or None for a bug.
+
+    A store that cannot be opened or used (unreachable, missing directory, driver not
+    installed) and a processor kind whose client library is missing are the user's to fix;
+    anything else keeps its traceback.
+    """
+    from longline.extras import MissingExtra
+    from longline.stores.base import StoreError
+
+    if isinstance(exc, StoreError):
+        return f"store: {exc}"
+    if isinstance(exc, MissingExtra):
+        return str(exc)
+    return None
+
+
+class _Main(click.Group):
+    """The command group; every subcommand's actionable errors become one line and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as e:
+            line = user_error(e)
+            if line is None:
+                raise
+            where = ctx.obj.get("config") if isinstance(ctx.obj, dict) else None
+            _fail(f"{where}: {line}" if where else line, 1)
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="longline")
 @click.option(
     "--log-level",
@@ -144,12 +181,42 @@ def init(config: str) -> None:
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False))
-def check(config: str) -> None:
-    """Validate CONFIG: exit 0 when valid, 2 with the errors when not."""
-    cfg = _load(config)
+@click.argument("configs", metavar="CONFIG...", nargs=-1, required=True)
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also open the store and connect once to every stream (handshake only).",
+)
+def check(configs: tuple[str, ...], connect: bool) -> None:
+    """Validate each CONFIG (`-` reads standard input): exit 0 when all are fine, 2 when one is
+    invalid, 1 when one needs a package that is not installed or (with --connect) cannot
+    reach its store or a stream."""
+    code = 0
+    for path in configs:
+        code = max(code, _check_one(path, connect))
+    sys.exit(code)
+
+
+def _check_one(path: str, connect: bool) -> int:
+    """Print what ``check`` found in one config; return its exit code."""
+    from longline.config import loads_config
+    from longline.ops.probe import connect_findings, offline_findings
+
+    try:
+        cfg = loads_config(sys.stdin.read(), "-") if path == "-" else load_config(path)
+    except ConfigError as e:
+        click.echo(f"{path}: invalid configuration:\n{e}", err=True)
+        return 2
     names = ", ".join(f"{s.name} ({s.transport})" for s in cfg.streams)
-    click.echo(f"{config}: ok: {len(cfg.streams)} stream(s): {names}")
+    problems = offline_findings(cfg)
+    if not problems:
+        click.echo(f"{path}: ok: {len(cfg.streams)} stream(s): {names}")
+    if connect:  # its store line replaces the offline one
+        problems = [f for f in problems if f.what != "store"]
+        problems += asyncio.run(connect_findings(cfg))
+    for f in problems:
+        click.echo(f"{path}: {f.line()}")
+    return 1 if any(f.problem is not None for f in problems) else 0
 
 
 @main.command()

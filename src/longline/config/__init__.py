@@ -16,6 +16,7 @@ from longline.config.model import (
     StreamConfig,
     WriterConfig,
     load_config,
+    loads_config,
     parse_config,
     sqlite_path,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "StreamConfig",
     "WriterConfig",
     "load_config",
+    "loads_config",
     "parse_config",
     "sqlite_path",
 ]

@@ -66,6 +66,7 @@ __all__ = [
     "StreamConfig",
     "WriterConfig",
     "load_config",
+    "loads_config",
     "parse_config",
     "sqlite_path",
 ]
@@ -294,6 +295,11 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
         raise ConfigError([f"{where}: cannot read: {reason}"]) from None
+    return loads_config(text, where, env)
+
+
+def loads_config(text: str, where: str = "-", env: Mapping[str, str] | None = None) -> Config:
+    """Parse and validate YAML config text (``where`` names it in errors: a path, ``-``)."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as e:

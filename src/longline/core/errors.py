@@ -40,15 +40,19 @@ class Outcome:
     status: int | None = None
     retry_after: float | None = None
     detail: str = ""
+    body: str = ""
+    """The head of a refusal's response body, where providers say why (already redacted)."""
 
     def describe(self) -> str:
-        """Short text for logs and status: ``HTTP 401 Unauthorized`` or the cause's label."""
+        """Short text for logs and status: ``HTTP 401 Unauthorized: <body head>`` or the
+        cause's label."""
         if self.status is None:
             return f"{self.cause.value}: {self.detail}" if self.detail else self.cause.value
         try:
-            return f"HTTP {self.status} {HTTPStatus(self.status).phrase}"
+            what = f"HTTP {self.status} {HTTPStatus(self.status).phrase}"
         except ValueError:
-            return f"HTTP {self.status}"
+            what = f"HTTP {self.status}"
+        return f"{what}: {self.body}" if self.body else what
 
 
 @dataclass(frozen=True, slots=True)

@@ -343,9 +343,11 @@ class KinesisProcessor(AwsProcessor[KinesisSettings]):
         return _by_position(resp.get("Records", []), entries)
 
 
+_BOTO = ("boto3", "botocore")
+
 KINDS = (
-    ProcessorKind("sqs", SqsSettings, SqsProcessor),
-    ProcessorKind("sns", SnsSettings, SnsProcessor),
-    ProcessorKind("eventbridge", EventBridgeSettings, EventBridgeProcessor),
-    ProcessorKind("kinesis", KinesisSettings, KinesisProcessor),
+    ProcessorKind("sqs", SqsSettings, SqsProcessor, "aws", _BOTO),
+    ProcessorKind("sns", SnsSettings, SnsProcessor, "aws", _BOTO),
+    ProcessorKind("eventbridge", EventBridgeSettings, EventBridgeProcessor, "aws", _BOTO),
+    ProcessorKind("kinesis", KinesisSettings, KinesisProcessor, "aws", _BOTO),
 )

@@ -230,4 +230,4 @@ def build(settings: NatsSettings) -> NatsProcessor:
     return NatsProcessor(settings)
 
 
-KINDS = (ProcessorKind("nats", NatsSettings, build),)
+KINDS = (ProcessorKind("nats", NatsSettings, build, "nats", ("nats",)),)

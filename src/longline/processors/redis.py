@@ -180,4 +180,4 @@ def build(settings: RedisSettings) -> RedisProcessor:
     return RedisProcessor(settings)
 
 
-KINDS = (ProcessorKind("redis", RedisSettings, build),)
+KINDS = (ProcessorKind("redis", RedisSettings, build, "redis", ("redis",)),)

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from longline.core.units import parse_duration
+from longline.extras import require
 from longline.processors.base import Processor
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "ProcessorSettings",
     "RetrySettings",
     "build_processor",
+    "check_extra",
     "header_secrets",
     "kinds",
     "processor_union",
@@ -122,6 +124,10 @@ class ProcessorKind(Generic[S]):
     kind: str
     model: type[S]
     build: Callable[[S], Processor]
+    extra: str | None = None
+    """The ``pip install 'longline[EXTRA]'`` extra that provides ``modules``."""
+    modules: tuple[str, ...] = ()
+    """Client libraries the kind imports when it starts (checked by ``build_processor``)."""
 
 
 @cache
@@ -152,8 +158,20 @@ def processor_union() -> Any:
 
 
 def build_processor(settings: ProcessorSettings) -> Processor:
-    """A (not yet started) processor for one validated ``processors:`` entry."""
-    return kinds()[settings.kind].build(settings)
+    """A (not yet started) processor for one validated ``processors:`` entry.
+
+    Raises :class:`~longline.extras.MissingExtra` when the kind's client library is not
+    installed, before any event is handed to it (it would otherwise dead-letter them all).
+    """
+    kind = kinds()[settings.kind]
+    check_extra(kind)
+    return kind.build(settings)
+
+
+def check_extra(kind: ProcessorKind[Any]) -> None:
+    """Raise :class:`~longline.extras.MissingExtra` when ``kind`` needs a missing package."""
+    if kind.extra is not None:
+        require(f"processor kind {kind.kind!r}", kind.extra, *kind.modules)
 
 
 def url_secrets(url: str | None) -> set[str]:

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from longline.extras import MissingExtra, missing_extra
 from longline.stores.base import Store, StoreError
 from longline.stores.sqlite.store import SQLiteStore
 
-__all__ = ["SQLiteStore", "Store", "StoreError", "open_store"]
+__all__ = ["SQLiteStore", "Store", "StoreDriverMissing", "StoreError", "open_store"]
+
+
+class StoreDriverMissing(MissingExtra, StoreError):
+    """The store URL names a backend whose driver is not installed (asyncpg, boto3)."""
+
+
+def _driver_missing(exc: ModuleNotFoundError, what: str, extra: str, *modules: str) -> Exception:
+    found = missing_extra(exc, what, extra, *modules)
+    if found is None:
+        return exc
+    return StoreDriverMissing(found.what, found.package, found.extra)
 
 
 def open_store(url: str, *, create_tables: bool = False) -> Store:
@@ -16,7 +28,8 @@ def open_store(url: str, *, create_tables: bool = False) -> Store:
     ``postgresql://user@host:port/db?schema=NAME`` (also ``postgres://``) and
     ``dynamodb://PREFIX?region=...&endpoint_url=...`` load their driver only when named.
     ``create_tables`` lets a DynamoDB store create missing tables (SQLite and PostgreSQL
-    always create and migrate their schema).
+    always create and migrate their schema). A backend whose driver is not installed raises
+    :class:`StoreDriverMissing` naming the extra to install.
 
     ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` follow the SQLAlchemy
     convention (three slashes, then the path). ``?synchronous=FULL`` trades throughput for
@@ -25,12 +38,18 @@ def open_store(url: str, *, create_tables: bool = False) -> Store:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("postgresql", "postgres"):
-        from longline.stores.postgres.store import from_url
-
+        try:
+            from longline.stores.postgres.store import from_url
+        except ModuleNotFoundError as exc:
+            raise _driver_missing(exc, f"a {scheme}:// store", "postgres", "asyncpg") from None
         return from_url(url)
     if scheme == "dynamodb":
-        from longline.stores.dynamodb.store import from_url as dynamodb_from_url
-
+        try:
+            from longline.stores.dynamodb.store import from_url as dynamodb_from_url
+        except ModuleNotFoundError as exc:
+            raise _driver_missing(
+                exc, "a dynamodb:// store", "dynamodb", "boto3", "botocore"
+            ) from None
         return dynamodb_from_url(url, create_tables=create_tables)
     if scheme != "sqlite":
         raise StoreError(

@@ -122,6 +122,23 @@ class Connection(ABC):
         finally:
             await self._close()
 
+    async def probe(self) -> Outcome | None:
+        """Open (status line or handshake only), then close: None when the provider accepted.
+
+        For ``longline check --connect``; never reads a message.
+        """
+        try:
+            await self._open()
+            return None
+        except ConnectionEnded as e:
+            return e.outcome
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            return Outcome(Cause.NETWORK, None, None, f"{type(e).__name__}: {e}")
+        finally:
+            await self._close()
+
     def abort(self, outcome: Outcome) -> None:
         """End the connection from outside (stall watchdog, rotation, shutdown)."""
         if self._abort is None:

@@ -16,7 +16,7 @@ from longline.core.lines import LineSplitter
 from longline.core.resume import ConnectRequest
 from longline.core.sse import SSEParser
 from longline.transports.base import Connection, ConnectionEnded, Item, Sink
-from longline.transports.http import refused
+from longline.transports.http import body_head, refused
 
 
 class Framer(Protocol):
@@ -60,7 +60,8 @@ class HTTPStreamConnection(Connection):
             raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, "connect timed out")) from None
         self._resp = resp
         if resp.status != 200:
-            outcome = refused(resp.status, resp.reason, resp.headers)
+            body = await body_head(resp.content)
+            outcome = refused(resp.status, resp.reason, resp.headers, body)
             resp.release()
             raise ConnectionEnded(outcome)
 

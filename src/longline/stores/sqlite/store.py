@@ -171,6 +171,10 @@ class SQLiteStore(DeliveryMixin):
         async with self._lock:
             if self._writer is not None:
                 return
+            if not self.path.parent.is_dir():  # sqlite3 would only say "unable to open"
+                raise StoreError(
+                    f"SQLite store {self.path}: directory {self.path.parent} does not exist"
+                )
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="longline-sqlite-writer")
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="longline-sqlite-reader")
             try:
