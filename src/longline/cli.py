@@ -211,9 +211,9 @@ def _check_one(path: str, connect: bool) -> int:
     problems = offline_findings(cfg)
     if not problems:
         click.echo(f"{path}: ok: {len(cfg.streams)} stream(s): {names}")
-    if connect:  # its store line replaces the offline one
-        problems = [f for f in problems if f.what != "store"]
-        problems += asyncio.run(connect_findings(cfg))
+    if connect:  # its store line replaces the offline one; then processors, then streams
+        store, *streams = asyncio.run(connect_findings(cfg))
+        problems = [store, *(f for f in problems if f.what != "store"), *streams]
     for f in problems:
         click.echo(f"{path}: {f.line()}")
     return 1 if any(f.problem is not None for f in problems) else 0

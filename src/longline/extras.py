@@ -13,12 +13,16 @@ import importlib.util
 __all__ = ["MissingExtra", "missing_extra", "require"]
 
 
+_DISTRIBUTIONS = {"nats": "nats-py"}  # import name -> what pip calls it, where they differ
+
+
 class MissingExtra(Exception):
     """A feature the config asks for needs an optional package that is not installed."""
 
     def __init__(self, what: str, package: str, extra: str) -> None:
+        name = _DISTRIBUTIONS.get(package, package)
         super().__init__(
-            f"{what} needs {package}, which is not installed: pip install 'longline[{extra}]'"
+            f"{what} needs {name}, which is not installed: pip install 'longline[{extra}]'"
         )
         self.what, self.package, self.extra = what, package, extra
 

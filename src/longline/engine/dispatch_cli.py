@@ -28,7 +28,7 @@ from longline.delivery.redeliver import (
 )
 from longline.ops.logging import setup_logging
 from longline.stores import open_store
-from longline.stores.base import Store, StoreError
+from longline.stores.base import Store
 
 __all__ = ["deadletters_command", "dispatch_command", "replay_command"]
 
@@ -47,7 +47,7 @@ def _setup(ctx: click.Context, path: str) -> Config:
 
 
 def _with_store(cfg: Config, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store, run ``work``, close; request errors exit 2, store errors exit 1."""
+    """Open the store, run ``work``, close; request errors exit 2 (store errors: ``cli._Main``)."""
     from longline.cli import _fail
 
     async def go() -> T:
@@ -62,8 +62,6 @@ def _with_store(cfg: Config, work: Callable[[Store], Awaitable[T]]) -> T:
         return asyncio.run(go())
     except RedeliveryError as e:
         _fail(str(e), 2)
-    except StoreError as e:
-        _fail(f"store error: {e}", 1)
 
 
 def _report(result: Redelivered, what: str) -> None:

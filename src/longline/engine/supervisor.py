@@ -24,12 +24,11 @@ from longline.core.backoff import Backoff
 from longline.core.errors import Cause, Outcome, RetryPolicy
 from longline.core.handoff import Action, Rotation
 from longline.core.resume import build_request
+from longline.engine.connections import connection_for
 from longline.engine.stats import StreamStats
 from longline.engine.writer import StreamWriter
 from longline.stores.base import Store
 from longline.transports.base import Connection, Flag
-from longline.transports.stream import LinesConnection, SSEConnection
-from longline.transports.ws import WSConnection
 
 log = logging.getLogger(__name__)
 
@@ -135,19 +134,7 @@ class Supervisor:
         )
         if cfg.cursor == "sse-id" and cursor:
             request = dataclasses.replace(request, last_event_id=cursor)
-        timeout = max(cfg.stall_timeout, 5.0)
-        if cfg.transport == "ws":
-            return WSConnection(
-                self.session,
-                request,
-                max_message_size=cfg.max_message_size,
-                connect_timeout=timeout,
-                ping_interval=cfg.ping_interval,
-            )
-        kind = SSEConnection if cfg.transport == "sse" else LinesConnection
-        return kind(
-            self.session, request, max_message_size=cfg.max_message_size, connect_timeout=timeout
-        )
+        return connection_for(cfg, self.session, request)
 
     async def _serve(self, conn: Connection) -> tuple[Outcome, bool]:
         """Run ``conn`` (and its successors, on rotation) until the current one ends."""

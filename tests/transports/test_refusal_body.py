@@ -1,0 +1,83 @@
+"""A refused connection says why: the status and the head of the body, secrets redacted."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from longline.ops.logging import _set_secrets, setup_logging
+from tests.conftest import capture_until, make_config
+
+TOKEN = "tok-7f3a9c-very-secret"
+# Providers explain a refusal in the body, sometimes echoing what they refused.
+BODY = (
+    '{"title":"Unauthorized","detail":"token ' + TOKEN + ' is expired",'
+    '"type":"about:blank"}\n' + "x" * 300
+)
+
+
+@pytest.fixture(autouse=True)
+def _restore_root() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(level)
+    _set_secrets(())
+
+
+@pytest.fixture
+async def refusing() -> AsyncIterator[str]:
+    """A loopback server answering every GET 401 with ``BODY``."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=401, text=BODY, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/feed", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/feed"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("transport", ["sse", "lines"])
+async def test_a_401_logs_status_and_redacted_body_head(
+    refusing: str, tmp_path: Path, transport: str
+) -> None:
+    cfg = make_config(
+        tmp_path / "r.db",
+        {
+            "name": "a",
+            "transport": transport,
+            "url": refusing,
+            "headers": {"Authorization": f"Bearer {TOKEN}"},
+            "backoff": {"initial": "10ms", "max": "20ms"},
+        },
+    )
+    out = io.StringIO()
+    setup_logging("INFO", secrets=cfg.secrets, stream=out)
+    runner = await capture_until(cfg, lambda r: r.stats["a"].state == "failed")
+    # The first 200 bytes of the body, on one line, the echoed token replaced.
+    head = BODY[:200].replace("\n", " ").replace(TOKEN, "***").rstrip() + " ..."
+    why = f"HTTP 401 Unauthorized: {head}"
+    lines = out.getvalue().splitlines()
+    ended = [ln for ln in lines if "connection ended" in ln]
+    assert len(ended) == 2
+    assert all(f"stream a: connection ended ({why}); reconnecting in" in ln for ln in ended)
+    assert any(ln.endswith(f"stream a: giving up: {why} (3 attempts)") for ln in lines)
+    assert runner.stats["a"].reason == f"{why} (3 attempts)"
+    assert TOKEN not in out.getvalue()
