@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from longline.stores.migrations.dynamodb import TABLES
 from longline.testing.provider import Provider
 
 # Every command that opens the store, with the arguments it needs besides CONFIG.
@@ -147,3 +148,19 @@ async def test_check_takes_several_files_and_stdin(tmp_path: Path) -> None:
     assert f"{bad}: invalid configuration:\n" in err
     assert err.count("streams[0].transport:") == 2
     assert "Traceback" not in err
+
+
+async def test_check_connect_on_postgres_and_on_dynamodb_without_tables(
+    pg_url: str, dynamodb_url: str, tmp_path: Path
+) -> None:
+    pg = write_config(tmp_path / "pg.yaml", pg_url)
+    dy = write_config(tmp_path / "dy.yaml", dynamodb_url)
+    code, out, err = await cli("check", "--connect", str(pg), str(dy))
+    assert (code, err) == (1, "")
+    prefix = dynamodb_url.split("//")[1].split("?")[0]
+    tables = ", ".join(f"{prefix}_{spec.suffix}" for spec in TABLES)
+    assert [ln for ln in out.splitlines() if ": store:" in ln] == [
+        f"{pg}: store: OK",
+        f"{dy}: store: DynamoDB table(s) missing: {tables}. Create them with"
+        " `longline init CONFIG` or start with `longline run --create-tables CONFIG`",
+    ]
