@@ -95,24 +95,26 @@ async def test_check_connect_reports_store_and_each_stream(
         {"name": "ok-lines", "transport": "lines", "url": provider.url("lines", "c")},
         {"name": "denied", "transport": "sse", "url": provider.url("sse", "d", status=401),
          "headers": {"Authorization": "Bearer ${LONGLINE_TEST_TOKEN}"}},
+        {"name": "denied-ws", "transport": "ws", "url": provider.url("ws", "e", status=403)},
         {"name": "closed", "transport": "lines", "url": f"http://127.0.0.1:{port}/x"},
     )
     code, out, err = await cli("check", str(cfg), "--connect")
     assert (code, err) == (1, "")
     assert out.splitlines() == [
-        f"{cfg}: ok: 5 stream(s): ok-sse (sse), ok-ws (ws), ok-lines (lines), denied (sse),"
-        " closed (lines)",
+        f"{cfg}: ok: 6 stream(s): ok-sse (sse), ok-ws (ws), ok-lines (lines), denied (sse),"
+        " denied-ws (ws), closed (lines)",
         f"{cfg}: store: OK ({db} does not exist yet; run or init creates it)",
         f"{cfg}: stream ok-sse: OK",
         f"{cfg}: stream ok-ws: OK",
         f"{cfg}: stream ok-lines: OK",
         f"{cfg}: stream denied: HTTP 401 Unauthorized: refused",
+        f"{cfg}: stream denied-ws: HTTP 403 Forbidden: refused",
         f"{cfg}: stream closed: network error: ClientConnectorError: Cannot connect to host"
         f" 127.0.0.1:{port} ssl:default [Connect call failed ('127.0.0.1', {port})]",
     ]
     assert not db.exists()  # check never creates the store
     # One handshake per stream, each closed again; the refused one was answered 401.
-    assert {name: provider.feed(name).attempts for name in "abcd"} == dict.fromkeys("abcd", 1)
+    assert {name: provider.feed(name).attempts for name in "abcde"} == dict.fromkeys("abcde", 1)
     assert provider.open_connections == 0
 
 

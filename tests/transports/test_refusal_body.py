@@ -42,7 +42,7 @@ async def refusing() -> AsyncIterator[str]:
         return web.Response(status=401, text=BODY, content_type="application/json")
 
     app = web.Application()
-    app.router.add_get("/feed", handler)
+    app.router.add_get("/feed", handler)  # SSE, lines, and the WebSocket handshake alike
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -54,7 +54,7 @@ async def refusing() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-@pytest.mark.parametrize("transport", ["sse", "lines"])
+@pytest.mark.parametrize("transport", ["sse", "lines", "ws"])
 async def test_a_401_logs_status_and_redacted_body_head(
     refusing: str, tmp_path: Path, transport: str
 ) -> None:
@@ -63,7 +63,7 @@ async def test_a_401_logs_status_and_redacted_body_head(
         {
             "name": "a",
             "transport": transport,
-            "url": refusing,
+            "url": refusing.replace("http", "ws") if transport == "ws" else refusing,
             "headers": {"Authorization": f"Bearer {TOKEN}"},
             "backoff": {"initial": "10ms", "max": "20ms"},
         },

@@ -30,6 +30,7 @@ from longline.engine.supervisor import Supervisor
 from longline.engine.writer import StreamWriter
 from longline.stores import open_store
 from longline.stores.base import Store
+from longline.transports.http import refusal_trace
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class Runner:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=True,
+            trace_configs=[refusal_trace()],
         )
         self._on_tick, self._down = on_tick, False
         delivery = self._start_dispatcher()

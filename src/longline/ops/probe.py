@@ -21,6 +21,7 @@ from longline.extras import MissingExtra
 from longline.ops.logging import add_secrets, redact
 from longline.processors.registry import check_extra, kinds
 from longline.stores import SQLiteStore, Store, StoreError, open_store
+from longline.transports.http import refusal_trace
 
 __all__ = ["Finding", "connect_findings", "offline_findings"]
 
@@ -68,7 +69,9 @@ async def connect_findings(cfg: Config) -> list[Finding]:
     """One finding for the store, then one per stream (config order)."""
     add_secrets(cfg.secrets)  # a refusal's body is redacted with the registered secrets
     found = [await _open_store(cfg)]
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None), trace_configs=[refusal_trace()]
+    )
     async with session:
         found += await asyncio.gather(*(_connect(s, session) for s in cfg.streams))
     return [_redacted(f, cfg) for f in found]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
+from types import SimpleNamespace
 
 import aiohttp
 
@@ -45,11 +47,47 @@ async def body_head(content: aiohttp.StreamReader, limit: int = BODY_HEAD) -> st
 def refused(
     status: int, reason: str | None, headers: Mapping[str, str], body: str = ""
 ) -> Outcome:
-    """The outcome of a handshake answered with a non-success HTTP status."""
+    """The outcome of a handshake answered with a non-success HTTP status (``reason``: the
+    server's status text, None for the standard phrase)."""
     raw = headers.get("Retry-After")
     retry_after = parse_retry_after(raw, time.time()) if raw else None
     cause = classify_status(status, retry_after)
-    detail = f"HTTP {status} {reason or ''}".strip()
+    if reason is None:
+        detail = Outcome(cause, status).describe()
+    else:
+        detail = f"HTTP {status} {reason}".strip()
     if body:
         detail = f"{detail}: {body}"
     return Outcome(cause, status, retry_after, detail, body)
+
+
+# aiohttp's ws_connect raises on a refused handshake without reading the body. A trace on the
+# session reads it while the response is still open, keyed by the handshake's random
+# Sec-WebSocket-Key, which the raised error's request_info carries back to the transport.
+_WS_KEY = "Sec-WebSocket-Key"
+_KEPT = 256  # bodies of refusals whose connection was aborted before it collected them
+_handshake_bodies: OrderedDict[str, str] = OrderedDict()
+
+
+async def _on_request_end(
+    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+) -> None:
+    key = params.headers.get(_WS_KEY)
+    if key is None or params.response.status == 101:
+        return
+    _handshake_bodies[key] = await body_head(params.response.content)
+    while len(_handshake_bodies) > _KEPT:
+        _handshake_bodies.popitem(last=False)
+
+
+def refusal_trace() -> aiohttp.TraceConfig:
+    """A session trace that keeps the body head of a refused WebSocket handshake."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(_on_request_end)
+    return trace
+
+
+def handshake_body(request_headers: Mapping[str, str]) -> str:
+    """The body head ``refusal_trace`` kept for the handshake sent with these headers."""
+    key = request_headers.get(_WS_KEY)
+    return _handshake_bodies.pop(key, "") if key else ""

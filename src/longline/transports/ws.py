@@ -24,7 +24,7 @@ from longline.core.errors import Cause, Outcome
 from longline.core.model import Oversized
 from longline.core.resume import ConnectRequest
 from longline.transports.base import Connection, ConnectionEnded, Item, Sink
-from longline.transports.http import refused
+from longline.transports.http import handshake_body, refused
 from longline.transports.stream import _describe
 
 _TOO_BIG = re.compile(r"size (\d+) exceeds")
@@ -70,7 +70,8 @@ class WSConnection(Connection):
             )
         except aiohttp.WSServerHandshakeError as e:
             headers = dict(e.headers or {})
-            raise ConnectionEnded(refused(e.status, e.message, headers)) from None
+            body = handshake_body(e.request_info.headers)
+            raise ConnectionEnded(refused(e.status, None, headers, body)) from None
         except aiohttp.ClientError as e:
             raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, _describe(e))) from None
         except TimeoutError:
