@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from longline.stores.migrations.dynamodb import TABLES
+from longline.stores.dynamodb.schema import TABLES
 from longline.testing.provider import Provider
 
 # Every command that opens the store, with the arguments it needs besides CONFIG.

@@ -35,7 +35,7 @@ def block(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Block]:
     finder = _Block()
     saved = dict(sys.modules)
     for name in list(sys.modules):
-        if name.split(".")[0] == "asyncpg" or name == "longline.stores.postgres":
+        if name.split(".")[0] == "asyncpg" or name.startswith("longline.stores.postgres"):
             monkeypatch.delitem(sys.modules, name)
     sys.meta_path.insert(0, finder)
     try:
