@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -118,7 +120,12 @@ def run(
     lease_ttl: str | None,
 ) -> None:
     """Capture every stream of CONFIG (with --worker: the streams it leases) until
-    SIGINT/SIGTERM (or --duration)."""
+    SIGINT/SIGTERM (or --duration).
+
+    Exit status: 0 when every stream ran until the stop and all it received is committed;
+    1 when a stream failed, items were left uncommitted, or the store could not be opened;
+    2 for an invalid config or command line."""
+    from longline.engine.outcome import exit_code, final_line
     from longline.engine.runner import Runner
     from longline.engine.workers import DEFAULT_LEASE_TTL, Worker
     from longline.stores import StoreError, open_store
@@ -129,7 +136,7 @@ def run(
     cfg = _load(config)
     setup_logging(ctx.obj["log_level"], secrets=cfg.secrets)
 
-    async def go() -> None:
+    async def go() -> int:
         store = open_store(cfg.store, create_tables=create_tables)
         proc: Runner | Worker = (
             Worker(cfg, store=store, worker_id=worker_id, max_streams=max_streams, lease_ttl=ttl)
@@ -139,12 +146,29 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, proc.stop)
-        await proc.run(duration=duration)
+        stats = await proc.run(duration=duration)
+        code = exit_code(stats)
+        line = final_line(stats)
+        if line is not None:
+            logging.getLogger("longline.run").error("%s", line)
+        if not (proc.runner if isinstance(proc, Worker) else proc).closed_cleanly:
+            _exit_now(code)
+        return code
 
     try:
-        asyncio.run(go())
+        code = asyncio.run(go())
     except StoreError as e:
         _fail(f"{config}: store: {e}", 1)
+    sys.exit(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit without waiting for a store call stuck in a driver thread (it cannot be cancelled,
+    and the interpreter would join its thread): what it held was counted as uncommitted."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _lease_ttl(text: str) -> float:

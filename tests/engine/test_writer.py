@@ -521,3 +521,73 @@ async def test_a_fenced_result_sets_fenced(make: Any, store: FakeStore) -> None:
     await asyncio.wait_for(w.flush(), LONG)
     assert w.fenced is True  # superseded for good
     assert [a.epoch for a in store.appends] == [3, 3, 3]
+
+
+# --- a bounded close ---------------------------------------------------------------------------
+
+
+async def test_a_failing_store_shows_in_the_reason_until_it_recovers(
+    make: Any, store: FakeStore
+) -> None:
+    store.fail_appends = 2
+    w = make(batch_max=3)
+    w.push([body(1), body(2), body(3)], conn())
+    await until(lambda: store.append_attempts >= 1)
+    await until(lambda: w.stats.reason is not None)
+    assert w.stats.reason == "store write failed: database is locked"
+    assert w.store_error == w.stats.reason
+    await asyncio.wait_for(w.flush(), LONG)
+    assert (w.stats.reason, w.store_error) == (None, None)
+    assert store.events == [ev(1), ev(2), ev(3)]
+
+
+async def test_close_gives_up_at_its_timeout_and_counts_what_is_left(
+    make: Any, store: FakeStore
+) -> None:
+    store.fail_appends = 10**6  # refuses every write
+    w = make(batch_max=3)
+    w.push([body(1), body(2), body(3)], conn())  # the batch under way
+    await until(lambda: store.append_attempts >= 1)
+    w.push([body(4), body(5), b"{"], conn())  # buffered: two events, one quarantined item
+    flushing = asyncio.create_task(w.flush())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await w.close(0.3) == 6
+    assert 0.3 <= loop.time() - started < 0.3 + 0.5
+    assert w.uncommitted == 6 and store.events == []
+    assert writer_tasks() == []
+    with pytest.raises(RuntimeError, match="store writes are failing"):
+        await asyncio.wait_for(flushing, LONG)
+    attempts = store.append_attempts
+    w.push([body(6)], conn())  # after close: buffered, no flusher starts again
+    await asyncio.sleep(0.05)
+    assert store.append_attempts == attempts and w.uncommitted == 7
+
+
+async def test_close_of_a_store_that_hangs_is_bounded(make: Any, store: FakeStore) -> None:
+    store.gate = asyncio.Event()  # appends wait forever
+    w = make(batch_max=2)
+    w.push([body(1), body(2), body(3)], conn())
+    await until(lambda: store.append_attempts >= 1)
+    assert await asyncio.wait_for(w.close(0.1), LONG) == 3
+    assert store.events == []
+
+
+async def test_close_commits_in_time_and_returns_zero(make: Any, store: FakeStore) -> None:
+    store.delay = 0.02
+    w = make(batch_max=2)
+    w.push([body(i) for i in range(1, 8)], conn())
+    assert await w.close(LONG) == 0
+    assert store.events == [ev(i) for i in range(1, 8)]
+
+
+async def test_release_lets_backlogged_producers_go(make: Any, store: FakeStore) -> None:
+    store.gate = asyncio.Event()
+    w = make(batch_max=1, max_pending=2)
+    w.push([body(1), body(2), body(3)], conn())
+    waiting = asyncio.create_task(w.drained())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    w.release()
+    await asyncio.wait_for(waiting, LONG)
+    store.gate.set()

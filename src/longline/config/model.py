@@ -203,6 +203,8 @@ class Config(_Model):
 
     store: str = DEFAULT_STORE
     writer: WriterConfig = Field(default_factory=lambda: WriterConfig())
+    # How long a stop (signal, --duration) may spend committing what is buffered.
+    shutdown_timeout: Duration = Field(default=10.0, gt=0)
     streams: list[StreamConfig]
     processors: list[ProcessorEntry] = Field(default_factory=list)
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)

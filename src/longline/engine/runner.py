@@ -5,6 +5,12 @@ to the store about once a second so ``longline status`` works from another proce
 stop it closes connections first, then flushes every writer, so that what was received is
 committed with its checkpoint before the process exits.
 
+A stop is bounded by ``shutdown_timeout``: a store that refuses or crawls must not keep the
+process running for minutes. What is not committed by then is counted (``uncommitted``) and
+left out of the store, so no checkpoint covers it; the final status, the processors and the
+store then get ``CLOSE_GRACE`` more. A store call stuck in a driver thread cannot be cancelled:
+``closed_cleanly`` is then False and the caller (the CLI) exits without waiting for it.
+
 ``run`` starts every configured stream. Worker mode (``engine/workers.py``) instead opens the
 runner with ``opened()`` and starts and stops single streams (``start_stream``,
 ``stop_stream``) as it gains and loses their leases.
@@ -17,7 +23,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -33,6 +39,7 @@ from longline.stores.base import Store
 from longline.transports.http import refusal_trace
 
 log = logging.getLogger(__name__)
+CLOSE_GRACE = 0.5  # after the commit deadline: for the final status and closing the store
 
 
 class Runner:
@@ -62,6 +69,8 @@ class Runner:
         self._status_task: asyncio.Task[None] | None = None
         self._on_tick: Callable[[Runner], None] | None = None
         self._down = False
+        self._close_by: float | None = None  # loop time by which closing must be done
+        self.closed_cleanly = True  # False: a closing step was abandoned (see module doc)
         # Processors run in this process when the config has any (option "all on one
         # server"); set ``dispatcher = None`` before ``run`` to leave them to `longline dispatch`.
         self.dispatcher: Dispatcher | None = (
@@ -111,19 +120,20 @@ class Runner:
             auto_decompress=True,
             trace_configs=[refusal_trace()],
         )
-        self._on_tick, self._down = on_tick, False
+        self._on_tick, self._down, self._close_by = on_tick, False, None
+        self.closed_cleanly = True
         delivery = self._start_dispatcher()
         try:
             self._status_task = asyncio.create_task(self._status_loop(on_tick))
             yield
         finally:
             if not self._down:  # left by an error: still commit what was received
-                await self._halt(list(self.supervisors))
+                self._close_by = await self._halt(list(self.supervisors), self._deadline())
             await self._cancel_status()
-            await self._stop_dispatcher(delivery)
+            await self.bounded(self._stop_dispatcher(delivery), "stop the processors")
             session, self._session = self._session, None
             await session.close()
-            await self.store.close()
+            await self.bounded(self.store.close(), "close the store")
 
     def start_stream(self, cfg: StreamConfig, epoch: int | None = None) -> asyncio.Task[None]:
         """Start capturing ``cfg`` (its writer commits under lease ``epoch`` when given)."""
@@ -158,19 +168,20 @@ class Runner:
     async def stop_stream(self, name: str) -> StreamStats:
         """Close the stream's connections, flush its writer and forget it (its status is no
         longer saved); returns its final stats."""
-        await self._halt([name])
+        await self._halt([name], self._deadline())
         for running in (self.supervisors, self.writers, self.tasks):
             running.pop(name, None)
         return self.stats[name]
 
     async def shutdown(self) -> None:
-        """Stop every stream (connections first, then flush each writer), save the final status."""
+        """Stop every stream (connections first, then flush each writer, all within
+        ``shutdown_timeout``), save the final status."""
         if self._down:
             return
         self._down = True
-        await self._halt(list(self.supervisors))
+        self._close_by = await self._halt(list(self.supervisors), self._deadline())
         await self._cancel_status()
-        await self._save_status()
+        await self.bounded(self._save_status(), "save the final status")
         if self._on_tick is not None:
             self._on_tick(self)
 
@@ -189,19 +200,62 @@ class Runner:
         except Exception as e:
             log.error("dispatcher failed: %r", e)
 
-    async def _halt(self, names: list[str]) -> None:
-        """Close the connections of ``names`` (all at once), then flush their writers."""
+    def _deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self.config.shutdown_timeout
+
+    async def _halt(self, names: list[str], deadline: float) -> float:
+        """Close the connections of ``names`` (all at once), then flush their writers until
+        ``deadline`` (loop time); returns the loop time by which closing must be done."""
+        loop = asyncio.get_running_loop()
         for name in names:
             self.supervisors[name].stop()
-        results = await asyncio.gather(*(self.tasks[n] for n in names), return_exceptions=True)
-        for name, res in zip(names, results, strict=True):
-            if isinstance(res, BaseException):
-                log.error("stream %s crashed: %r", name, res)
-                self.stats[name].state, self.stats[name].reason = "failed", repr(res)
-        for name in names:
-            await self.writers[name].close()
-            if self.stats[name].state != "failed":
-                self.stats[name].state = "stopped"
+            self.writers[name].release()
+        tasks = [self.tasks[n] for n in names]
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+            for task in stuck:  # a reconnect waiting for its flush, on a store that hangs
+                task.cancel()
+            if stuck:
+                await asyncio.wait(stuck)
+        for name, task in zip(names, tasks, strict=True):
+            if not task.cancelled() and (error := task.exception()) is not None:
+                log.error("stream %s crashed: %r", name, error)
+                self.stats[name].state, self.stats[name].reason = "failed", repr(error)
+        left = await asyncio.gather(
+            *(self.writers[n].close(max(0.0, deadline - loop.time())) for n in names),
+            return_exceptions=True,
+        )
+        for name, res in zip(names, left, strict=True):
+            self._closed(name, res)
+        return max(deadline, loop.time()) + CLOSE_GRACE
+
+    def _closed(self, name: str, left: int | BaseException) -> None:
+        """Record how the writer of ``name`` closed: all committed, some left, or crashed."""
+        stats, writer = self.stats[name], self.writers[name]
+        if isinstance(left, BaseException):
+            log.error("stream %s: writer crashed: %r", name, left)
+            stats.state, stats.reason = "failed", repr(left)
+            left = writer.uncommitted
+        stats.uncommitted = left
+        if left:
+            why = writer.store_error or "the store was too slow"
+            limit = f"shutdown_timeout {self.config.shutdown_timeout:g}s"
+            stats.reason = f"{left} items not committed within {limit} ({why})"
+        if stats.state != "failed":
+            stats.state = "stopped"
+
+    async def bounded(self, step: Coroutine[Any, Any, object], what: str) -> None:
+        """Run a closing step until ``_close_by``; past it, abandon the step (and log so)."""
+        loop = asyncio.get_running_loop()
+        close_by = self._close_by if self._close_by is not None else self._deadline()
+        task = asyncio.ensure_future(step)
+        done, _ = await asyncio.wait([task], timeout=max(close_by - loop.time(), 0.05))
+        if not done:
+            task.cancel()
+            self.closed_cleanly = False
+            log.warning("could not %s within shutdown_timeout; gave up on it", what)
+        elif not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("could not %s: %s", what, error)
 
     async def _cancel_status(self) -> None:
         status, self._status_task = self._status_task, None

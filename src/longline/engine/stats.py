@@ -20,6 +20,7 @@ class StreamStats:
     rotations: int = 0
     connections: int = 0
     last_seq: int = 0
+    uncommitted: int = 0  # items a shutdown could not commit within shutdown_timeout
     last_event_at: float | None = None
     started_at: float = 0.0
     updated_at: float = 0.0

@@ -99,7 +99,7 @@ class Worker:
                 try:
                     await runner.shutdown()  # flush under our epochs before letting go
                 finally:
-                    await self._release()
+                    await runner.bounded(self._release(), "release the leases")
         return runner.stats
 
     # -- one round: renew, then acquire ------------------------------------------------------

@@ -16,6 +16,11 @@ message, so an idle stream costs no task and no waiter queues (memory per idle s
 
 Every push gets a *ticket* (a running count); ``committed_ticket`` says how far commits have
 got, which is how rotation knows that a successor's first events are durable.
+
+A store that fails is retried with backoff for as long as the stream runs (one log line per
+attempt, the error kept in the stream's ``reason``), since giving up would lose what is
+buffered. Only ``close(timeout)`` gives up: what it could not commit in time stays out of the
+store, and so out of the checkpoint, and is returned as a count.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from longline.transports.base import Connection, Item
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 LINGER_FLOOR = 0.1  # a batch waits at least this fraction of batch_window for more events
+RETRY_FIRST, RETRY_MAX = 0.1, 10.0  # backoff between attempts of a failing store call
+RETRY_MAX_CLOSING = 0.5  # while closing the deadline bounds the attempts; retry sooner
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -91,6 +98,9 @@ class StreamWriter:
         self._q_written = 0
         self._q_waiters: Waiters = []
         self._commit_s = 0.0  # how long the last commit took
+        self._inflight = 0  # items of the store call under way (out of the buffer, not stored)
+        self._released = False  # shutdown began: producers no longer wait for room
+        self._store_error: str | None = None  # the reason set while the store fails
         self._started = False
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -133,8 +143,10 @@ class StreamWriter:
             _resolve(self._wake)
 
     async def drained(self) -> None:
-        """Wait until the buffer is below ``max_pending``."""
-        while len(self._batch) >= self.max_pending and self.failure is None:
+        """Wait until the buffer is below ``max_pending`` (or shutdown began)."""
+        while (
+            len(self._batch) >= self.max_pending and self.failure is None and not self._released
+        ):
             if self._room is None or self._room.done():
                 self._room = asyncio.get_running_loop().create_future()
             await self._room
@@ -152,12 +164,16 @@ class StreamWriter:
     async def _run(self) -> None:
         try:
             await self._loop()
-        except Exception as e:  # only a store that keeps failing while closing gets here
+        except Exception as e:  # a bug, not the store: store calls are retried
             self.failure = e
-            for fut in [f for _, f in self._waiters + self._q_waiters] + [self._room]:
-                if fut is not None and not fut.done():
-                    fut.set_exception(RuntimeError("store writes are failing"))
+            self._fail_waiters()
             raise
+
+    def _fail_waiters(self) -> None:
+        for fut in [f for _, f in self._waiters + self._q_waiters] + [self._room]:
+            if fut is not None and not fut.done():
+                fut.set_exception(RuntimeError("store writes are failing"))
+        self._waiters, self._q_waiters = [], []
 
     async def _loop(self) -> None:
         while True:
@@ -199,8 +215,10 @@ class StreamWriter:
         ticket = self._ticket - len(self._batch)  # tickets count events only, FIFO
         if self._room is not None and len(self._batch) < self.max_pending:
             _resolve(self._room)
+        self._inflight = len(batch) + len(quarantined)
         if quarantined:
             await self._retrying(self.store.quarantine, self.stream, quarantined)
+            self._inflight -= len(quarantined)
             self.stats.quarantined += len(quarantined)
             self._q_written += len(quarantined)
             self._q_waiters = _release(self._q_waiters, self._q_written)
@@ -211,6 +229,7 @@ class StreamWriter:
             started = loop.time()
             result = await self._retrying(self.store.append, self.stream, batch, None, self.epoch)
             self._commit_s = loop.time() - started
+            self._inflight = 0
             if result.fenced and not self.fenced:
                 self.fenced = True
                 log.info(
@@ -227,19 +246,29 @@ class StreamWriter:
             self._waiters = _release(self._waiters, self.committed_ticket)
 
     async def _retrying(self, fn: Callable[..., Awaitable[_T]], *args: object) -> _T:
-        """Retry a store call until it succeeds: a store outage must not lose buffered events."""
-        delay = 0.1
+        """Retry a store call until it succeeds (or ``close`` gives up on it): a store outage
+        must not lose buffered events. Logs once per attempt, and keeps the error in the
+        stream's ``reason`` (so ``longline status`` shows it) until a call succeeds."""
+        delay = RETRY_FIRST
         while True:
             try:
-                return await fn(*args)
+                result = await fn(*args)
             except Exception as e:  # a StoreError or a lost database connection
-                if self._closing and delay > 5:
-                    raise
+                if self._closing:
+                    delay = min(delay, RETRY_MAX_CLOSING)
                 log.error(
                     "stream %s: store write failed (%s); retrying in %.1fs", self.stream, e, delay
                 )
+                self._store_error = self.stats.reason = f"store write failed: {e}"
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            if self._store_error is not None:
+                log.info("stream %s: store writes succeed again", self.stream)
+                if self.stats.reason == self._store_error:
+                    self.stats.reason = None
+                self._store_error = None
+            return result
 
     async def wait_committed(self, ticket: int) -> None:
         """Return once every item pushed up to ``ticket`` has been committed."""
@@ -250,8 +279,10 @@ class StreamWriter:
         await fut
 
     async def flush(self) -> None:
-        """Commit everything pushed so far."""
+        """Commit everything pushed so far (raises once a close gave up on some of it)."""
         if self._task is None:
+            if self._closing and self.uncommitted:
+                raise RuntimeError("store writes are failing")
             return
         self._urgent = True
         self._wake_flusher()
@@ -262,10 +293,42 @@ class StreamWriter:
             self._wake_flusher()
             await fut
 
-    async def close(self) -> None:
-        """Commit what is buffered and stop the flusher."""
+    def release(self) -> None:
+        """Stop holding producers back: shutdown began, so connections must end now rather
+        than wait for room in a buffer that a slow store drains."""
+        self._released = True
+        if self._room is not None:
+            _resolve(self._room)
+
+    @property
+    def uncommitted(self) -> int:
+        """Items (events and quarantined ones) pushed but not committed."""
+        return len(self._batch) + len(self._quarantine) + self._inflight
+
+    @property
+    def store_error(self) -> str | None:
+        """The last store failure, while store calls are failing."""
+        return self._store_error
+
+    async def close(self, timeout: float | None = None) -> int:
+        """Commit what is buffered and stop the flusher; return how many items are left.
+
+        After ``timeout`` seconds the flusher is cancelled: what it had not committed is not in
+        the store, so no checkpoint covers it (a resumable feed sends it again on the next
+        run). A store call under way when cancelled may still complete on its own; it then
+        commits its events together with their checkpoint, so the count is an upper bound.
+        """
         self._closing = True
+        self.release()
         self._wake_flusher()
-        if self._task is not None:
-            await self._task
+        task = self._task
+        if task is not None:
+            done, _ = await asyncio.wait([task], timeout=timeout)
+            if not done:
+                task.cancel()
+                await asyncio.wait([task])
+                self._fail_waiters()
             self._task = None
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error
+        return self.uncommitted
