@@ -110,7 +110,9 @@ async def test_feed_without_ids_is_stored_whole_with_no_quarantine(tmp_db: Path)
     second = "".join(f'data: {{"n": {i}}}\n\n' for i in range(101, 201))  # 101..150 replayed
     async with ScriptedSSE([blocks(first, typed, again), blocks(second)]) as server:
         cfg = make_config(tmp_db, sse_stream(server.url))
-        runner = await capture_until(cfg, lambda r: r.stats["s"].events >= 201)
+        runner = await capture_until(
+            cfg, lambda r: r.stats["s"].events >= 201 and len(server.last_event_ids) >= 3
+        )
     events, checkpoint = await read_back(cfg, "s")
     expected = [f'{{"n": {i}}}' for i in range(1, 151)]
     expected += ['{"n": 150}']
@@ -127,7 +129,7 @@ async def test_feed_without_ids_is_stored_whole_with_no_quarantine(tmp_db: Path)
     assert await quarantined(cfg, "s") == []
     assert runner.stats["s"].quarantined == 0
     assert runner.stats["s"].events == 201
-    assert server.last_event_ids[:3] == [None, None, None]
+    assert server.last_event_ids == [None, None, None]
 
 
 async def test_redundant_connections_without_ids_collapse(tmp_db: Path) -> None:
@@ -142,6 +144,19 @@ async def test_redundant_connections_without_ids_collapse(tmp_db: Path) -> None:
     events, _ = await read_back(cfg, "s")
     assert [e.payload for e in events] == [f"e{i}" for i in range(1, 101)]
     assert runner.stats["s"].duplicates == 100
+    assert await quarantined(cfg, "s") == []
+
+
+async def test_rotation_overlap_without_ids_collapses(tmp_db: Path) -> None:
+    """Each make-before-break successor gets the same id-less events again: stored once."""
+    feed = blocks(*(f"data: r{i}\n\n" for i in range(1, 51)))
+    async with ScriptedSSE([], held=feed) as server:
+        cfg = make_config(tmp_db, sse_stream(server.url, max_lifetime="300ms"))
+        runner = await capture_until(cfg, lambda r: r.stats["s"].rotations >= 2)
+    events, checkpoint = await read_back(cfg, "s")
+    assert [e.payload for e in events] == [f"r{i}" for i in range(1, 51)]
+    assert runner.stats["s"].duplicates >= 100
+    assert checkpoint is None
     assert await quarantined(cfg, "s") == []
 
 
