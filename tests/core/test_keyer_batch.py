@@ -71,24 +71,19 @@ def reference(
         k = _lookup(key, doc)
         if k is None:
             return Quarantined(f"key path {key} not found", msg.data, now)
-    elif key == "hash":
-        if sse and msg.event is not None and msg.event != "message":
-            k = blake2b(msg.event.encode() + b"\n" + msg.data, digest_size=16).hexdigest()
-        else:
-            k = blake2b(msg.data, digest_size=16).hexdigest()
+    elif key == "sse-id" and msg.own_id and msg.id is not None:
+        k = msg.id  # the event's own id
+    elif sse and msg.event is not None and msg.event != "message":  # hash, or sse-id without
+        k = blake2b(msg.event.encode() + b"\n" + msg.data, digest_size=16).hexdigest()
     else:
-        if msg.id is None:
-            return Quarantined("no SSE id", msg.data, now)
-        k = msg.id
+        k = blake2b(msg.data, digest_size=16).hexdigest()
     c: str | None = None
     if cursor is not None and cursor.startswith("$"):
         c = _lookup(cursor, doc)
         if c is None:
             return Quarantined(f"cursor path {cursor} not found", msg.data, now)
     elif cursor == "sse-id":
-        if msg.id is None:
-            return Quarantined("no SSE id for the cursor", msg.data, now)
-        c = msg.id
+        c = msg.id  # the last event ID in force; None when empty (the checkpoint stays)
     return Event(k, text, c, now, msg.event if sse else None)
 
 
@@ -133,7 +128,7 @@ raw = st.sampled_from(
 bodies = st.one_of(full_documents, full_documents, partial_documents, raw, st.binary(max_size=8))
 sse_ids = st.none() | st.sampled_from(["", "1", "abc", "é"])
 event_types = st.none() | st.sampled_from(["message", "tick", ""])
-messages = st.builds(Message, bodies, event_types, sse_ids)
+messages = st.builds(Message, bodies, event_types, sse_ids, st.booleans())
 oversized = st.builds(Oversized, st.integers(0, 10**6), st.binary(max_size=6))
 items = st.lists(messages | bodies | oversized, max_size=12)
 
@@ -194,13 +189,14 @@ def test_key_into_appends_and_counts_only_what_it_added(
 def test_every_spec_on_a_fixed_mix(key: str, cursor: str | None, transport: str) -> None:
     keyer = Keyer(key, cursor, transport)
     seq: list[Item] = [
-        Message(b'{"id": 1, "a": {"b": "x"}, "arr": [0, 2], "x y": true}', "tick", "9"),
+        Message(b'{"id": 1, "a": {"b": "x"}, "arr": [0, 2], "x y": true}', "tick", "9", True),
         b'{"id": "s", "a": {"b": 1.5}, "arr": [1, [3]], "x y": {"q": 1, "p": 2}}',
         Oversized(5000, b"head"),
-        Message(b"\xff\xfe", None, "1"),
+        Message(b"\xff\xfe", None, "1", True),
         b"not json",
         Message(b'{"id": 2}', "message", None),
         Message(b'{"id": 3, "a": {"b": 4}, "arr": [5, 6], "x y": "v"}', None, "7"),
+        Message(b'{"id": 4}', "tick", None, True),
     ]
     out = EventBatch()
     bad: list[Quarantined] = []

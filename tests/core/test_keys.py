@@ -119,14 +119,33 @@ def make(key: str, cursor: str | None, transport: str, msg: Message) -> Event | 
 
 
 def test_sse_id_key_and_cursor() -> None:
-    msg = Message(b'{"x":1}', "message", "42")
+    msg = Message(b'{"x":1}', "message", "42", own_id=True)
     assert make("sse-id", "sse-id", "sse", msg) == Event("42", '{"x":1}', "42", T, "message")
 
 
-def test_sse_id_missing() -> None:
-    msg = Message(b"x", "message", None)
-    assert make("sse-id", None, "sse", msg) == Quarantined("no SSE id", b"x", T)
-    assert make("hash", "sse-id", "sse", msg) == Quarantined("no SSE id for the cursor", b"x", T)
+def test_sse_event_without_an_id_of_its_own_is_keyed_by_its_content() -> None:
+    """It carries the last event ID in force as its cursor, but that id names an earlier event:
+    keyed by it, the event would be dropped as a duplicate of that one."""
+    plain = blake2b(b"x", digest_size=16).hexdigest()
+    typed = blake2b(b"tick\nx", digest_size=16).hexdigest()
+    inherited = Message(b"x", "message", "41")
+    assert make("sse-id", "sse-id", "sse", inherited) == Event(plain, "x", "41", T, "message")
+    ticked = Message(b"x", "tick", "41")
+    assert make("sse-id", "sse-id", "sse", ticked) == Event(typed, "x", "41", T, "tick")
+    # the same key as "hash" gives: a rotation overlap or redundant connection still collapses
+    assert make("hash", "sse-id", "sse", ticked) == Event(typed, "x", "41", T, "tick")
+
+
+def test_sse_event_with_no_last_event_id_is_stored_without_a_cursor() -> None:
+    """Nothing is quarantined for lacking an id; a None cursor leaves the checkpoint as is."""
+    plain = blake2b(b"x", digest_size=16).hexdigest()
+    none = Message(b"x", "message", None)
+    assert make("sse-id", "sse-id", "sse", none) == Event(plain, "x", None, T, "message")
+    assert make("sse-id", None, "sse", none) == Event(plain, "x", None, T, "message")
+    assert make("hash", "sse-id", "sse", none) == Event(plain, "x", None, T, "message")
+    # "id:" with an empty value: an id of its own, but empty, so no key to take from it
+    reset = Message(b"x", "message", None, own_id=True)
+    assert make("sse-id", "sse-id", "sse", reset) == Event(plain, "x", None, T, "message")
 
 
 def test_sse_event_type_kept_only_for_sse() -> None:

@@ -31,12 +31,16 @@ def bytewise(stream: bytes, **kw: object) -> list[Item]:
     return parse(stream, list(range(1, len(stream))), **kw)
 
 
-def msg(data: bytes, event: str = "message", id: str | None = None) -> Message:
-    return Message(data, event, id)
+def msg(data: bytes, event: str = "message", id: str | None = None, own: bool = False) -> Message:
+    return Message(data, event, id, own)
 
 
 def reference(stream: bytes, limit: int | None = None) -> tuple[list[Item], str, int | None]:
-    """The WHATWG algorithm, literally, byte by byte, plus longline's size rule."""
+    """The WHATWG algorithm, literally, byte by byte, plus longline's size rule.
+
+    Returns the events, the last event ID (as a browser keeps it: set from the buffer by each
+    blank line, so an ``id`` of an unfinished event does not count) and the retry delay.
+    """
     if stream.startswith(BOM):
         stream = stream[3:]
     lines, start, pos = [], 0, 0
@@ -48,16 +52,17 @@ def reference(stream: bytes, limit: int | None = None) -> tuple[list[Item], str,
             start = pos + 1
         pos += 1
     out: list[Item] = []
-    data, etype, last_id, retry = b"", "", "", None
+    data, etype, id_buffer, last_id, own, retry = b"", "", "", "", False, None
     for line in lines:
         if line == b"":
+            last_id = id_buffer
             if data:
                 body = data[:-1]
                 if limit is not None and len(body) > limit:
                     out.append(Oversized(len(body), body[:256]))
                 else:
-                    out.append(Message(body, etype or "message", last_id or None))
-            data, etype = b"", ""
+                    out.append(Message(body, etype or "message", last_id or None, own))
+            data, etype, own = b"", "", False
             continue
         if line.startswith(b":"):
             continue
@@ -71,7 +76,8 @@ def reference(stream: bytes, limit: int | None = None) -> tuple[list[Item], str,
         elif name == b"event":
             etype = value.decode("utf-8", "replace")
         elif name == b"id" and b"\0" not in value:
-            last_id = value.decode("utf-8", "replace")
+            id_buffer = value.decode("utf-8", "replace")
+            own = True
         elif name == b"retry" and value and all(c in b"0123456789" for c in value):
             retry = int(value)
     return out, last_id, retry
@@ -105,19 +111,19 @@ WPT_CASES = {
     "format-field-event-empty": (b"event: \ndata:data\n\n", [msg(b"data")]),
     "format-field-id": (
         b"id: 1\ndata: a\n\nid: 2\ndata: b\n\n",
-        [msg(b"a", id="1"), msg(b"b", id="2")],
+        [msg(b"a", id="1", own=True), msg(b"b", id="2", own=True)],
     ),
     "format-field-id-2": (
         b"id:1\ndata:1\n\ndata:2\n\nid\ndata:3\n\n",
-        [msg(b"1", id="1"), msg(b"2", id="1"), msg(b"3")],
+        [msg(b"1", id="1", own=True), msg(b"2", id="1"), msg(b"3", own=True)],
     ),
     "format-field-id-3": (
         b"id:1\ndata:1\n\nid:\ndata:2\n\n",
-        [msg(b"1", id="1"), msg(b"2")],
+        [msg(b"1", id="1", own=True), msg(b"2", own=True)],
     ),
     "format-field-id-null": (
         b"id:1\ndata:a\n\nid:2\x003\ndata:b\n\nid:\x00\ndata:c\n\n",
-        [msg(b"a", id="1"), msg(b"b", id="1"), msg(b"c", id="1")],
+        [msg(b"a", id="1", own=True), msg(b"b", id="1"), msg(b"c", id="1")],
     ),
     "format-field-parsing": (
         b"data:\0\ndata:  2\rData:1\ndata\0:2\ndata:1\r\0data:4\nda-ta:3\rdata_5\ndata:3\rdata:\r\n"
@@ -137,7 +143,19 @@ WPT_CASES = {
     "colon-in-value": (b"data: a: b\n\n", [msg(b"a: b")]),
     "empty-data-buffer-no-dispatch": (
         b"id:5\n\nevent:e\n\n:c\n\n\n\ndata:x\n\n",
-        [msg(b"x", id="5")],
+        [msg(b"x", id="5")],  # the id of a block without data is in force, not its own
+    ),
+    "id-only-block-then-id-less-events": (
+        b"id: 3\n\ndata: a\n\n: comment\n\ndata: b\n\n",
+        [msg(b"a", id="3"), msg(b"b", id="3")],
+    ),
+    "last-id-field-of-a-block-wins": (
+        b"id: 1\nid: 2\ndata: a\n\nid: 3\nid:\ndata: b\n\nid: 4\nid: 5\x00\ndata: c\n\n",
+        [msg(b"a", id="2", own=True), msg(b"b", own=True), msg(b"c", id="4", own=True)],
+    ),
+    "id-reset-then-id-less-events-carry-no-id": (
+        b"id: 1\ndata: a\n\nid\n\ndata: b\n\nid: 2\ndata: c\n\ndata: d\n\n",
+        [msg(b"a", id="1", own=True), msg(b"b"), msg(b"c", id="2", own=True), msg(b"d", id="2")],
     ),
     "event-type-reset-after-dispatch": (
         b"event:a\n\ndata:x\n\nevent:b\ndata:y\n\ndata:z\n\n",
@@ -147,7 +165,7 @@ WPT_CASES = {
     "crlf-blank": (b"data:x\r\n\r\ndata:y\r\rdata:z\n\n", [msg(b"x"), msg(b"y"), msg(b"z")]),
     "cr-cr-lf": (b"data:x\r\r\ndata:y\n\n", [msg(b"x"), msg(b"y")]),
     "invalid-utf8-kept-raw": (b"data:\xff\xfe\n\n", [msg(b"\xff\xfe")]),
-    "id-invalid-utf8-replaced": (b"id:\xff\ndata:x\n\n", [msg(b"x", id="\ufffd")]),
+    "id-invalid-utf8-replaced": (b"id:\xff\ndata:x\n\n", [msg(b"x", id="\ufffd", own=True)]),
     "bom-only-at-start": (b"data:1\n\n" + BOM + b"data:2\n\n", [msg(b"1")]),
 }
 
@@ -186,19 +204,45 @@ def test_retry(stream: bytes, expected: int | None) -> None:
 def test_last_event_id_property_persists_and_survives_close() -> None:
     parser = SSEParser()
     assert parser.last_event_id == ""
-    assert parser.feed(b"id: 7\ndata: a\n\n") == [msg(b"a", id="7")]
-    assert parser.feed(b"id: 8\n") == []
+    assert parser.feed(b"id: 7\ndata: a\n\n") == [msg(b"a", id="7", own=True)]
+    assert parser.feed(b"id: 8\n\n") == []  # an id-only block moves the last event ID
     assert parser.last_event_id == "8"
-    assert parser.feed(b"data: cut") == []
+    assert parser.feed(b"data: b\n\n") == [msg(b"b", id="8")]
     parser.close()
     assert parser.last_event_id == "8"
     # a new stream on the same parser: id persists (WHATWG), BOM is skipped again
-    assert parser.feed(BOM + b"data: b\n\n") == [msg(b"b", id="8")]
+    assert parser.feed(BOM + b"data: c\n\n") == [msg(b"c", id="8")]
+
+
+def test_id_of_an_event_cut_off_by_the_end_of_the_stream_does_not_count() -> None:
+    """Resuming after the id of an event never received would lose that event (browsers, too,
+    take the last event ID from the last blank line)."""
+    parser = SSEParser()
+    assert parser.feed(b"id: 7\ndata: a\n\nid: 8\n") == [msg(b"a", id="7", own=True)]
+    assert parser.last_event_id == "7"
+    assert parser.feed(b"data: cut") == []
+    parser.close()
+    assert parser.last_event_id == "7"
+    assert parser.feed(b"data: b\n\n") == [msg(b"b", id="7")]
 
 
 def test_seeded_last_event_id() -> None:
     parser = SSEParser(last_event_id="42")
-    assert parser.feed(b"data: x\n\nid\ndata: y\n\n") == [msg(b"x", id="42"), msg(b"y")]
+    assert parser.feed(b"data: x\n\nid\ndata: y\n\n") == [
+        msg(b"x", id="42"),
+        msg(b"y", own=True),
+    ]
+    assert parser.last_event_id == ""
+
+
+def test_retry_survives_close_and_seeds_the_next_parser() -> None:
+    parser = SSEParser(retry=250)
+    assert parser.retry == 250
+    assert parser.feed(b"retry: 300\ndata: x\n\n") == [msg(b"x")]
+    parser.close()
+    assert parser.retry == 300
+    assert parser.feed(b"retry: soon\ndata: y\n\n") == [msg(b"y")]
+    assert parser.retry == 300
 
 
 def test_close_discards_unfinished_event_and_line() -> None:
@@ -252,7 +296,7 @@ def test_empty_and_tiny_streams() -> None:
 def test_many_events_in_one_chunk() -> None:
     stream = b"".join(b'id: %d\ndata: {"n": %d}\n\n' % (i, i) for i in range(1000))
     out = parse(stream)
-    assert out == [msg(b'{"n": %d}' % i, id=str(i)) for i in range(1000)]
+    assert out == [msg(b'{"n": %d}' % i, id=str(i), own=True) for i in range(1000)]
 
 
 def test_long_line_in_many_chunks() -> None:
@@ -297,7 +341,7 @@ def test_oversized_line_is_not_buffered() -> None:
         assert parser._data == []
     assert parser.feed(b"\ndata: more\n\nid: 3\ndata: ok\n\n") == [
         Oversized(1_000_005, b"x" * 256),  # 10**6 x, LF, "more"
-        msg(b"ok", id="3"),
+        msg(b"ok", id="3", own=True),
     ]
 
 
@@ -322,9 +366,9 @@ def test_oversized_comment_and_unknown_lines_dropped_as_they_arrive() -> None:
 def test_overlong_id_event_retry_values_are_ignored() -> None:
     stream = b"id: 1\nid: 12345678901\nevent: 12345678901\nretry: 12345678901\ndata: x\n\n"
     parser = SSEParser(max_message_size=10)
-    assert parser.feed(stream) == [msg(b"x", id="1")]
+    assert parser.feed(stream) == [msg(b"x", id="1", own=True)]
     assert parser.retry is None
-    assert bytewise(stream, max_message_size=10) == [msg(b"x", id="1")]
+    assert bytewise(stream, max_message_size=10) == [msg(b"x", id="1", own=True)]
 
 
 def test_data_exactly_at_limit() -> None:

@@ -133,15 +133,18 @@ def test_only_simple_blocks_in_one_chunk(blocks: list[list[bytes]], limit: int |
 def test_state_carries_over_between_streams_after_close(
     first: bytes, second: bytes, limit: int | None
 ) -> None:
-    """The id in force survives ``close`` (WHATWG); the fast path must use it too."""
-    _, last_id, _ = reference(first, limit)
+    """The last event ID and retry survive ``close`` (as in an ``EventSource``), the same as a
+    new parser seeded with them (the next connection's); the fast path must use them too."""
+    _, last_id, retry = reference(first, limit)
     parser = SSEParser(limit)
     parser.feed(first)
     parser.close()
     assert parser.last_event_id == last_id
-    seeded = SSEParser(limit, last_event_id=last_id)
+    assert parser.retry == retry
+    seeded = SSEParser(limit, last_event_id=last_id, retry=retry)
     assert parser.feed(second) == seeded.feed(second)
     assert parser.last_event_id == seeded.last_event_id
+    assert parser.retry == seeded.retry
 
 
 @pytest.fixture
@@ -150,9 +153,9 @@ def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     calls: list[bytes] = []
     real = sse_module._message
 
-    def spy(data: bytes, event: str, ident: str | None) -> Message:
+    def spy(data: bytes, event: str, ident: str | None, own: bool) -> Message:
         calls.append(data)
-        return real(data, event, ident)
+        return real(data, event, ident, own)
 
     monkeypatch.setattr(sse_module, "_message", spy)
     return calls
@@ -163,10 +166,10 @@ def test_fast_path_is_taken_for_simple_blocks(fast_calls: list[bytes]) -> None:
         b"id: 1\nevent: a\ndata: x\n\nevent: b\nid: 2\ndata: y\n\ndata:z\n\nid:\x003\ndata: w\n\n"
     )
     assert SSEParser().feed(stream) == [
-        Message(b"x", "a", "1"),
-        Message(b"y", "b", "2"),
+        Message(b"x", "a", "1", own_id=True),
+        Message(b"y", "b", "2", own_id=True),
         Message(b"z", "message", "2"),
-        Message(b"w", "message", "2"),
+        Message(b"w", "message", "2"),  # an id with NUL is ignored: not its own
     ]
     assert fast_calls == [b"x", b"y", b"z", b"w"]
 
@@ -184,7 +187,7 @@ def test_fast_path_missed_blocks_give_the_same_messages(fast_calls: list[bytes])
         Message(b"c", "message", None),
         Message(b"a\nb", "message", None),
         Message(b"r", "message", None),
-        Message(b"i", "message", "2"),
+        Message(b"i", "message", "2", own_id=True),
         Message(b"f", "message", "2"),
     ]
     assert parser.retry == 5
@@ -202,10 +205,26 @@ def test_fast_path_respects_the_limit(fast_calls: list[bytes]) -> None:
     assert fast_calls == [b"123", b"ok"]
 
 
+def test_an_id_line_in_an_earlier_chunk_makes_the_block_its_own(fast_calls: list[bytes]) -> None:
+    """The block's id was read by the line loop: the rest of it must not take the fast path,
+    which would lose that the id is the event's own."""
+    parser = SSEParser()
+    assert parser.feed(b"id: 1\ndata: a\n\nid: 2\n") == [Message(b"a", "message", "1", True)]
+    assert parser.last_event_id == "1"
+    assert parser.feed(b"data: b\n\ndata: c\n\n") == [
+        Message(b"b", "message", "2", own_id=True),
+        Message(b"c", "message", "2"),
+    ]
+    assert fast_calls == [b"a", b"c"]
+
+
 @pytest.mark.parametrize("eol", [b"\n", b"\r", b"\r\n"])
 def test_line_ends_are_normalised_before_the_fast_path(eol: bytes, fast_calls: list[bytes]) -> None:
     stream = BOM + eol.join([b"id: 5", b"event: t", b"data: d", b"", b"data: e", b"", b""])
-    assert SSEParser().feed(stream) == [Message(b"d", "t", "5"), Message(b"e", "message", "5")]
+    assert SSEParser().feed(stream) == [
+        Message(b"d", "t", "5", own_id=True),
+        Message(b"e", "message", "5"),
+    ]
     assert fast_calls == [b"d", b"e"]
 
 

@@ -163,7 +163,7 @@ class StreamConfig(_Model):
         check_headers(self.headers, p)
         if self.subscribe and not ws:
             p.add("subscribe", "subscribe messages are only for transport ws")
-        if "key" not in given:
+        if "key" not in given:  # sse-id: the event's own id, else a hash of type and data
             self.key = "sse-id" if sse else "hash"
         check_selector("key", self.key, sse, ("sse-id", "hash"), p)
         if "cursor" not in given:

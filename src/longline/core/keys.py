@@ -1,7 +1,14 @@
 """Turn framed messages into keyed events: the dedup key, the resume cursor and the payload.
 
-A message that cannot be keyed (invalid UTF-8, invalid JSON, a missing path, no SSE id, too
-large) becomes a ``Quarantined`` item with its reason, never a silent drop.
+A message that cannot be keyed (invalid UTF-8, invalid JSON, a missing path, too large) becomes
+a ``Quarantined`` item with its reason, never a silent drop. An SSE event without an ``id`` is
+never one of them:
+
+- key ``sse-id`` (the SSE default) is the event's own id when its block had a non-empty ``id``
+  field, else the ``hash`` key below (event type and data), so the overlap of a rotation or of
+  ``redundancy`` still collapses; the price is that identical id-less events collapse too;
+- cursor ``sse-id`` is the last event ID in force (inherited from earlier events, WHATWG); when
+  it is empty the event's cursor is None, which leaves the stored checkpoint as it was.
 
 Key and cursor values become strings the same way on every backend: a JSON string as is, a
 number or boolean as its JSON text (``1``, ``1.5``, ``true``), an object or array as compact JSON
@@ -257,8 +264,9 @@ def _source(spec: str | None, role: str) -> tuple[int, JsonPath | None]:
 class Keyer:
     """Make events from messages for one stream: ``make`` per message, ``oversized`` per refusal.
 
-    ``key`` is ``"sse-id"``, ``"hash"`` or a JSON path; ``cursor`` is ``"sse-id"``, a JSON path
-    or ``None``; ``transport`` is ``"sse"``, ``"ws"`` or ``"lines"``.
+    ``key`` is ``"sse-id"`` (the event's own id, else its hash), ``"hash"`` or a JSON path;
+    ``cursor`` is ``"sse-id"`` (the last event ID), a JSON path or ``None``; ``transport`` is
+    ``"sse"``, ``"ws"`` or ``"lines"``.
     """
 
     __slots__ = (
@@ -316,11 +324,12 @@ class Keyer:
         event: str | None = None
         ident: str | None = None
         doc: object = None
+        own = False
         for item in items:
             if type(item) is bytes:
-                data, event, ident = item, None, None
+                data, event, ident, own = item, None, None, False
             elif type(item) is Message:
-                data, event, ident = item.data, item.event, item.id
+                data, event, ident, own = item.data, item.event, item.id, item.own_id
             else:
                 assert isinstance(item, Oversized)
                 bad.append(self.oversized(item, received_at, limit))
@@ -343,18 +352,15 @@ class Keyer:
                     reason = f"key path {self._key_path} not found"
                     bad.append(Quarantined(reason, data, received_at))
                     continue
-            elif key_kind == _HASH:
+            elif own and key_kind == _SSE_ID and ident is not None:
+                key = ident
+            else:  # "hash", or "sse-id" for an event without an id of its own
                 if sse and event is not None and event != "message":
                     digest = blake2b(event.encode() + b"\n", digest_size=16)
                     digest.update(data)
                     key = digest.hexdigest()
                 else:
                     key = blake2b(data, digest_size=16).hexdigest()
-            else:
-                if ident is None:
-                    bad.append(Quarantined("no SSE id", data, received_at))
-                    continue
-                key = ident
             cursor: str | None = None
             if same:
                 cursor = key
@@ -365,10 +371,7 @@ class Keyer:
                     bad.append(Quarantined(reason, data, received_at))
                     continue
             elif cursor_kind == _SSE_ID:
-                cursor = ident
-                if cursor is None:
-                    bad.append(Quarantined("no SSE id for the cursor", data, received_at))
-                    continue
+                cursor = ident  # None (empty last event ID): the checkpoint stays
             keys.append(key)
             payloads.append(text)
             cursors.append(cursor)

@@ -14,13 +14,16 @@ class Message:
     """One framed message, before it is keyed.
 
     ``data`` is the message body as received (UTF-8 bytes for SSE and lines; the frame payload
-    for WebSocket). ``event`` and ``id`` are set only by the SSE framer (``id`` is the last event
-    id in force when the event was dispatched, which persists across events per WHATWG).
+    for WebSocket). ``event``, ``id`` and ``own_id`` are set only by the SSE framer: ``id`` is the
+    last event ID in force when the event was dispatched (None when empty), which persists across
+    events and reconnects per WHATWG; ``own_id`` says the event had an ``id`` field of its own
+    (so ``id`` names this event, not an earlier one: the default SSE key uses it).
     """
 
     data: bytes
     event: str | None = None
     id: str | None = None
+    own_id: bool = False
 
 
 @dataclass(slots=True, frozen=True)

@@ -20,9 +20,11 @@ class ConnectRequest:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     subscribe: tuple[str, ...] = ()
-    # SSE: the last event id in force when resuming. WHATWG carries it across reconnects, so
-    # events after a reconnect that have no ``id:`` line of their own still get one.
+    # SSE: the last event ID in force and the reconnection time (ms) the server last asked for.
+    # A browser's EventSource carries both across reconnects, so events after a reconnect that
+    # have no ``id:`` line of their own still get one, and ``retry`` still holds.
     last_event_id: str = ""
+    retry: int | None = None
 
 
 def with_query(url: str, name: str, value: str) -> str:

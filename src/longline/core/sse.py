@@ -2,11 +2,19 @@
 
 Sans-I/O: the SSE transport feeds it body chunks as they arrive and gets framed messages back.
 It follows the WHATWG rules exactly (CR, LF and CRLF line ends, also a CRLF split across two
-chunks; one leading BOM; comments; ``id`` with NUL ignored and persisting to later events;
-``retry`` only when all ASCII digits; the unfinished event discarded at end of stream). The
+chunks; one leading BOM; comments; ``id`` with NUL ignored; ``retry`` only when all ASCII digits;
+the unfinished event discarded at end of stream). The
 ``data`` path is never decoded: bytes stay raw and the keyer detects invalid UTF-8, so a bad byte
 quarantines one message instead of silently becoming U+FFFD. ``event`` and ``id`` values are
 decoded with ``errors="replace"``, as a browser would.
+
+The last event ID, as browsers keep it: an ``id`` field sets the *buffer*; each blank line
+makes the buffer the *last event ID* (even when no event is dispatched), so an ``id`` in an event
+cut off by the end of the stream never counts: resuming after it would skip that event. Every
+event carries the last event ID in force (``Message.id``, None when empty) and says whether its
+block had an ``id`` field of its own (``Message.own_id``); ``id:`` with an empty value resets the
+last event ID to empty. Both the last event ID and ``retry`` survive ``close()`` and seed the
+parser of the next connection, as in an ``EventSource``.
 
 Speed: CR and CRLF are normalised to LF in one pass; only the chunk's unfinished last line is
 carried over (as a list of pieces, so a long line arriving in many chunks is joined once).
@@ -49,15 +57,17 @@ _slots = vars(Message)  # the slot descriptors: set fields without the frozen __
 _set_data: Callable[[Message, bytes], None] = _slots["data"].__set__
 _set_event: Callable[[Message, str], None] = _slots["event"].__set__
 _set_id: Callable[[Message, str | None], None] = _slots["id"].__set__
+_set_own: Callable[[Message, bool], None] = _slots["own_id"].__set__
 
 
-def _message(data: bytes, event: str, ident: str | None) -> Message:
-    """``Message(data, event, ident)`` at half the cost: a frozen dataclass's ``__init__``
+def _message(data: bytes, event: str, ident: str | None, own: bool) -> Message:
+    """``Message(data, event, ident, own)`` at half the cost: a frozen dataclass's ``__init__``
     assigns through ``object.__setattr__``; the slot descriptors are direct (same object)."""
     msg: Message = _new(Message)
     _set_data(msg, data)
     _set_event(msg, event)
     _set_id(msg, ident)
+    _set_own(msg, own)
     return msg
 
 
@@ -65,8 +75,9 @@ class SSEParser:
     """Turn an SSE body, fed chunk by chunk, into ``Message`` and ``Oversized`` items.
 
     ``close()`` ends one stream and readies the parser for the next connection of the same
-    source: like a browser's ``EventSource``, the last event id and the retry delay survive it.
-    ``last_event_id`` seeds the id in force (from a stored checkpoint, for instance).
+    source: like a browser's ``EventSource``, the last event ID and the retry delay survive it.
+    ``last_event_id`` and ``retry`` seed them (from the previous connection, or the last event
+    ID from a stored checkpoint).
     """
 
     __slots__ = (
@@ -75,9 +86,11 @@ class SSEParser:
         "_cr",
         "_data",
         "_head",
+        "_id",
         "_last_id",
         "_max",
         "_oversized",
+        "_own",
         "_pending",
         "_pending_len",
         "_retry",
@@ -86,12 +99,20 @@ class SSEParser:
         "_type",
     )
 
-    def __init__(self, max_message_size: int | None = None, *, last_event_id: str = "") -> None:
+    def __init__(
+        self,
+        max_message_size: int | None = None,
+        *,
+        last_event_id: str = "",
+        retry: int | None = None,
+    ) -> None:
         if max_message_size is not None and max_message_size < 0:
             raise ValueError(f"max_message_size must be >= 0, got {max_message_size}")
         self._max = max_message_size
-        self._last_id = last_event_id
-        self._retry: int | None = None
+        self._last_id = last_event_id  # the last event ID (set by each blank line)
+        self._id = last_event_id  # the last event ID buffer (set by each ``id`` field)
+        self._own = False  # the current block has an ``id`` field of its own
+        self._retry = retry
         self._bom = b""  # the first bytes of the stream while they may still be a BOM
         self._bom_pending = True
         self._cr = False  # the last chunk ended with CR: an LF starting the next one is no line
@@ -106,7 +127,7 @@ class SSEParser:
 
     @property
     def last_event_id(self) -> str:
-        """The last event id in force ("" when none): what to send as ``Last-Event-ID``."""
+        """The last event ID in force ("" when none): what to send as ``Last-Event-ID``."""
         return self._last_id
 
     @property
@@ -115,7 +136,10 @@ class SSEParser:
         return self._retry
 
     def close(self) -> None:
-        """End of stream: discard the unfinished line and event, keep the id and retry."""
+        """End of stream: discard the unfinished line and event, keep the last event ID and
+        retry (an ``id`` of the discarded event does not count)."""
+        self._id = self._last_id
+        self._own = False
         self._bom = b""
         self._bom_pending = True
         self._cr = False
@@ -177,7 +201,9 @@ class SSEParser:
         """Process the complete lines ``chunk[:end]``: simple events whole, the rest by line."""
         pos = 0
         while pos < end:
-            if not (self._data or self._oversized or self._size or self._type is not None):
+            if not (
+                self._data or self._oversized or self._size or self._own or self._type is not None
+            ):
                 pos = self._simple(chunk, pos, end, out)
                 if pos >= end:
                     return
@@ -199,18 +225,20 @@ class SSEParser:
             if limit is not None and len(data) > limit:
                 break
             ident = id1 if id1 is not None else id2
+            own = False
             if (
                 ident is not None
                 and b"\x00" not in ident
                 and (limit is None or len(ident) <= limit)
             ):
-                self._last_id = ident.decode("utf-8", "replace")
+                self._id = self._last_id = ident.decode("utf-8", "replace")
+                own = True
             kind = type1 if type1 is not None else type2
             if kind is None or (limit is not None and len(kind) > limit):
                 name = "message"
             else:
                 name = kind.decode("utf-8", "replace") or "message"
-            out.append(_message(data, name, self._last_id or None))
+            out.append(_message(data, name, self._last_id or None, own))
             pos = m.end()
         return pos
 
@@ -220,17 +248,24 @@ class SSEParser:
         data = self._data
         for line in lines:
             if not line:
+                self._last_id = self._id
                 if self._oversized:
                     out.append(Oversized(self._size - 1, self._head))
                     self._oversized = False
                     self._head = b""
                 elif data:
                     out.append(
-                        Message(b"\n".join(data), self._type or "message", self._last_id or None)
+                        Message(
+                            b"\n".join(data),
+                            self._type or "message",
+                            self._last_id or None,
+                            self._own,
+                        )
                     )
                     data.clear()
                 self._size = 0
                 self._type = None
+                self._own = False
                 continue
             colon = line.find(b":")
             if colon == 0:
@@ -253,7 +288,8 @@ class SSEParser:
                 continue
             elif name == b"id":
                 if b"\x00" not in value:
-                    self._last_id = value.decode("utf-8", "replace")
+                    self._id = value.decode("utf-8", "replace")
+                    self._own = True
             elif name == b"event":
                 self._type = value.decode("utf-8", "replace")
             elif name == b"retry" and value.isdigit():

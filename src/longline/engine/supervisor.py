@@ -2,7 +2,10 @@
 
 The supervisor owns ``redundancy`` connection *slots*. Each slot keeps one connection alive:
 it resumes from the stored checkpoint, backs off by cause when a connection ends (``core.errors``),
-and rotates make-before-break before ``max_lifetime`` (``core.handoff``). All connections of a
+and rotates make-before-break before ``max_lifetime`` (``core.handoff``). An SSE slot behaves like
+a browser's ``EventSource``: the last event ID and the ``retry`` time of one connection carry
+over to the next (the stored checkpoint only seeds the first), and ``retry`` is the least delay
+before reconnecting. All connections of a
 stream push into the same writer; the store's key drops what several of them delivered.
 A stall watchdog aborts any connection that received nothing for ``stall_timeout``.
 """
@@ -29,6 +32,7 @@ from longline.engine.stats import StreamStats
 from longline.engine.writer import StreamWriter
 from longline.stores.base import Store
 from longline.transports.base import Connection, Flag
+from longline.transports.stream import SSEConnection, SSEState
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +92,20 @@ class Supervisor:
         cfg = self.cfg
         policy = RetryPolicy(Backoff(cfg.backoff.initial, cfg.backoff.max))
         first = True
+        sse: SSEState | None = None  # this slot's EventSource state, once a connection ran
         while not self._stopping.is_set():
             if not first:
                 self.stats.reconnects += 1
             first = False
             self._set_state("connecting")
-            conn = await self._new_connection()
+            conn = await self._new_connection(sse)
             if cfg.max_lifetime is None:  # never rotates: one coroutine frame less
                 outcome, was_live = await self._serve_alone(conn)
             else:
-                outcome, was_live = await self._serve(conn)
+                outcome, was_live, conn = await self._serve(conn)
+            if isinstance(conn, SSEConnection):
+                sse = conn.state
+            del conn  # an idle backoff holds no closed connection
             if self._stopping.is_set():
                 return
             decision = policy.decide(outcome, was_live)
@@ -107,22 +115,39 @@ class Supervisor:
                 if self._failed_slots >= cfg.redundancy:
                     self.stats.state, self.stats.reason = "failed", decision.reason
                 return
+            delay = decision.delay
+            if sse is not None and sse.retry is not None:
+                delay = max(delay, sse.retry / 1000)  # the server's retry: never sooner
             log.warning(
                 "stream %s: connection ended (%s); reconnecting in %.2fs",
                 cfg.name,
                 outcome.detail,
-                decision.delay,
+                delay,
             )
             self.stats.reason = outcome.detail
             self._set_state("backing-off")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), decision.delay)
+                await asyncio.wait_for(self._stopping.wait(), delay)
 
-    async def _new_connection(self) -> Connection:
-        """A connection that resumes from the committed checkpoint."""
+    async def _new_connection(self, sse: SSEState | None) -> Connection:
+        """A connection that resumes where the stream is.
+
+        That is the committed checkpoint, except for an SSE slot that already ran a connection
+        (``sse``, read before the flush so that all it covers is committed): there, as in a
+        browser, ``Last-Event-ID`` is the last event ID of the previous connection, and none
+        is sent when it is empty, although the stored checkpoint keeps the last non-empty one.
+        """
         cfg = self.cfg
         await self.writer.flush()
         cursor = await self.store.checkpoint(cfg.name)
+        last_event_id = ""
+        if cfg.transport == "sse":
+            if cfg.cursor == "sse-id" and sse is not None:
+                cursor = sse.last_event_id or None
+            if cfg.cursor == "sse-id":
+                last_event_id = cursor or ""
+            elif sse is not None:
+                last_event_id = sse.last_event_id
         resume = cfg.resume
         request = build_request(
             cfg.url,
@@ -132,12 +157,13 @@ class Supervisor:
             resume_query=resume.query if resume else None,
             cursor=cursor,
         )
-        if cfg.cursor == "sse-id" and cursor:
-            request = dataclasses.replace(request, last_event_id=cursor)
+        retry = None if sse is None else sse.retry
+        request = dataclasses.replace(request, last_event_id=last_event_id, retry=retry)
         return connection_for(cfg, self.session, request)
 
-    async def _serve(self, conn: Connection) -> tuple[Outcome, bool]:
-        """Run ``conn`` (and its successors, on rotation) until the current one ends."""
+    async def _serve(self, conn: Connection) -> tuple[Outcome, bool, Connection]:
+        """Run ``conn`` (and its successors, on rotation) until the current one ends; return
+        how it ended, whether it delivered, and which connection that was."""
         loop = asyncio.get_running_loop()
         rotation = Rotation(self.cfg.max_lifetime)
         task = self._start(conn)
@@ -162,7 +188,7 @@ class Supervisor:
                     successor = None
                     rotation.on_opened(now)
                     continue
-                return task.result(), conn.pushed > 0
+                return task.result(), conn.pushed > 0, conn
             if successor is not None:
                 new, new_task = successor
                 if new_task.done():
@@ -177,7 +203,8 @@ class Supervisor:
                     rotation.on_successor_committed()
             action = rotation.decide(now)
             if action is Action.OPEN_SUCCESSOR:
-                new = await self._new_connection()
+                state = conn.state if isinstance(conn, SSEConnection) else None
+                new = await self._new_connection(state)
                 successor = (new, self._start(new))
             elif action is Action.CLOSE_PREDECESSOR and successor is not None:
                 conn.abort(ROTATED)

@@ -7,7 +7,7 @@ aiohttp's per-line iteration (DESIGN.md), and lets ``max_message_size`` apply wh
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import aiohttp
 
@@ -96,13 +96,34 @@ class HTTPStreamConnection(Connection):
             self._resp.close()
 
 
+class SSEState(NamedTuple):
+    """What a browser's ``EventSource`` keeps from one connection to the next."""
+
+    last_event_id: str
+    retry: int | None  # milliseconds, from the last valid ``retry`` field
+
+
 class SSEConnection(HTTPStreamConnection):
-    """Server-Sent Events (WHATWG framing by ``core.sse``)."""
+    """Server-Sent Events (WHATWG framing by ``core.sse``).
+
+    The parser starts from ``request.last_event_id`` and ``request.retry`` (the previous
+    connection's ``state``), so both survive reconnects as in a browser.
+    """
 
     accept = "text/event-stream"
 
-    def make_framer(self) -> Framer:
-        return SSEParser(self.max_message_size, last_event_id=self.request.last_event_id)
+    def make_framer(self) -> SSEParser:
+        request = self.request
+        return SSEParser(
+            self.max_message_size, last_event_id=request.last_event_id, retry=request.retry
+        )
+
+    @property
+    def state(self) -> SSEState:
+        """The last event ID in force and the reconnection time, as of the last event read."""
+        parser = self.framer
+        assert isinstance(parser, SSEParser)
+        return SSEState(parser.last_event_id, parser.retry)
 
 
 class LinesConnection(HTTPStreamConnection):
