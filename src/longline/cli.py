@@ -17,8 +17,9 @@ from longline.config import Config, ConfigError, load_config
 from longline.ops.logging import setup_logging
 
 
-def _load(path: str) -> Config:
-    """Load a config or exit 2 with the field-named errors (no traceback).
+def _load(path: str, *, read_only: bool = False) -> Config:
+    """Load a config or exit 2 with the field-named errors (no traceback). ``read_only``: for
+    commands that only read the store, which need no stream or processor credentials.
 
     Also records ``path`` for :class:`_Main`'s error line.
     """
@@ -26,7 +27,7 @@ def _load(path: str) -> Config:
     if ctx is not None and isinstance(ctx.obj, dict):
         ctx.obj["config"] = path
     try:
-        return load_config(path)
+        return load_config(path, read_only=read_only)
     except ConfigError as e:
         _fail(f"{path}: invalid configuration:\n{e}", 2)
     except OSError as e:
@@ -258,7 +259,7 @@ def _check_one(path: str, connect: bool) -> int:
 @click.option("--quarantined", is_flag=True, help="List quarantined items instead.")
 def events(config: str, stream: str, after: int, limit: int | None, quarantined: bool) -> None:
     """Print stored events of a stream as NDJSON, in seq order."""
-    cfg = _load(config)
+    cfg = _load(config, read_only=True)
     if stream not in {s.name for s in cfg.streams}:
         _fail(f"--stream: no stream named {stream!r} in {config}", 2)
     asyncio.run(_print_events(cfg, stream, after, limit, quarantined))
@@ -269,7 +270,7 @@ async def _print_events(
 ) -> None:
     from longline.stores import open_store
 
-    store = open_store(cfg.store)
+    store = open_store(cfg.store, create=False)
     await store.open()
     out = sys.stdout.buffer
     remaining = limit if limit is not None else -1
@@ -326,16 +327,27 @@ def _payload(text: str) -> Any:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(config: str, as_json: bool) -> None:
-    """Show each stream's state and counters (while `run` runs, and after)."""
-    from longline.ops.status import collect_status, render_status
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 1 when any stream is failed, dead or stalled (for scripts and health checks).",
+)
+def status(config: str, as_json: bool, check: bool) -> None:
+    """Show each stream's state and its totals over the store's life (while `run` runs, and
+    after)."""
+    from longline.ops.status import collect_status, problems, render_status
 
-    cfg = _load(config)
+    cfg = _load(config, read_only=True)
     data = asyncio.run(collect_status(cfg))
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
     else:
         render_status(data)
+    if check:
+        found = problems(data)
+        for line in found:
+            click.echo(line, err=True)
+        sys.exit(1 if found else 0)
 
 
 @main.command()

@@ -53,8 +53,8 @@ async def test_migrations_are_versioned_idempotent_and_safe_to_race(
     rows = await admin.fetch(
         f"SELECT version, name FROM {schema_of(pg_url)}.longline_migrations ORDER BY version"
     )
-    assert [tuple(r) for r in rows] == [(1, "initial"), (2, "leases")]
-    assert await stores[1].schema_version() == 2
+    assert [tuple(r) for r in rows] == [(1, "initial"), (2, "leases"), (3, "totals")]
+    assert await stores[1].schema_version() == 3
     for s in stores:
         await s.close()
 

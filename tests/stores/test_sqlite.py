@@ -231,7 +231,7 @@ async def test_open_close_are_idempotent_and_data_survives_reopen(tmp_path: Path
     assert await store.checkpoint("s") == "c"
     await store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
         assert conn.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
     conn.close()
 
@@ -242,9 +242,9 @@ async def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
     await store.open()
     await store.close()
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE schema_version SET version = 2")
+        conn.execute("UPDATE schema_version SET version = 3")
     conn.close()
-    with pytest.raises(StoreError, match="schema version 2"):
+    with pytest.raises(StoreError, match="schema version 3"):
         await store.open()
     with pytest.raises(StoreError, match="not open"):
         await store.read("s")

@@ -14,7 +14,14 @@ from urllib.parse import urlsplit
 
 from longline.ops.logging import redact
 
-__all__ = ["SENSITIVE_HEADERS", "Interpolator", "header_secrets", "redact_tree", "url_secrets"]
+__all__ = [
+    "SENSITIVE_HEADERS",
+    "UNSET_PLACEHOLDER",
+    "Interpolator",
+    "header_secrets",
+    "redact_tree",
+    "url_secrets",
+]
 
 SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
@@ -52,11 +59,18 @@ def redact_tree(node: Any, secrets: frozenset[str]) -> Any:
     return node
 
 
+UNSET_PLACEHOLDER = "unset"
+
+
 class Interpolator:
     """Replaces ``${VAR}`` from ``env`` in the fields that may carry credentials."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], *, read_only: bool = False) -> None:
         self.env = env
+        # Commands that only read the store need the store's variables, not the streams' nor
+        # the processors' credentials: unset ones there become UNSET_PLACEHOLDER.
+        self.read_only = read_only
+        self.skipped: dict[str, str] = {}  # path -> the unset variable read_only let through
         self.secrets: set[str] = set()
         self.errors: list[str] = []
         self.paths: set[str] = set()  # fields with an interpolation error
@@ -77,6 +91,9 @@ class Interpolator:
                 )
                 return ""
             if name not in self.env:
+                if self.read_only and path != "store":
+                    self.skipped[path] = name
+                    return UNSET_PLACEHOLDER
                 self.paths.add(path)
                 self.errors.append(f"{path}: environment variable {name} is not set")
                 return ""

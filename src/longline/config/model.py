@@ -253,13 +253,19 @@ class Config(_Model):
 # --- entry points ----------------------------------------------------------------------------
 
 
-def parse_config(data: object, env: Mapping[str, str] | None = None) -> Config:
-    """Validate already-parsed YAML/JSON data; ``env`` defaults to ``os.environ``."""
+def parse_config(
+    data: object, env: Mapping[str, str] | None = None, *, read_only: bool = False
+) -> Config:
+    """Validate already-parsed YAML/JSON data; ``env`` defaults to ``os.environ``.
+
+    ``read_only`` (``status``, ``events``, listing dead letters): only the store's ``${VAR}``
+    must be set; the streams' and processors' credentials are not needed to read the store.
+    """
     if data is None:
         raise ConfigError(["(root): the config is empty; it needs at least a `streams` list"])
     if not isinstance(data, Mapping):
         raise ConfigError([f"(root): expected a mapping, got {type(data).__name__}"])
-    interp = Interpolator(os.environ if env is None else env)
+    interp = Interpolator(os.environ if env is None else env, read_only=read_only)
     resolved = interp.config(data)
     errors = interp.errors
     try:
@@ -267,9 +273,12 @@ def parse_config(data: object, env: Mapping[str, str] | None = None) -> Config:
     except ValidationError as e:
         # A field whose variable is missing was validated as if the variable were empty: its
         # own errors would only be noise next to "environment variable X is not set".
-        errors = errors + [
-            m for m in messages(e, Config) if m.split(": ", 1)[0] not in interp.paths
-        ]
+        for m in messages(e, Config):
+            where = m.split(": ", 1)[0]
+            if where in interp.skipped:  # read_only let it through, but this field needs it
+                m = f"{where}: environment variable {interp.skipped[where]} is not set"
+            if where not in interp.paths and m not in errors:
+                errors = [*errors, m]
     if errors:
         raise ConfigError([redact(m, interp.secrets) for m in errors])
     return config
@@ -289,8 +298,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read, parse and validate a YAML config file."""
+def load_config(
+    path: str | Path, env: Mapping[str, str] | None = None, *, read_only: bool = False
+) -> Config:
+    """Read, parse and validate a YAML config file (``read_only``: see ``parse_config``)."""
     where = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -311,4 +322,4 @@ def loads_config(text: str, where: str = "-", env: Mapping[str, str] | None = No
         raise ConfigError([f"{where}: {pos}: {e.problem or 'invalid YAML'}"]) from None
     except yaml.YAMLError as e:
         raise ConfigError([f"{where}: invalid YAML ({type(e).__name__})"]) from None
-    return parse_config(data, env)
+    return parse_config(data, env, read_only=read_only)

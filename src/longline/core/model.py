@@ -93,6 +93,17 @@ class AppendResult:
 
 
 @dataclass(slots=True, frozen=True)
+class Totals:
+    """A stream's counters over the store's whole life, kept by the store itself and updated
+    in the same transaction as the writes they count, so a restart or a SIGKILL keeps them."""
+
+    events: int = 0  # stored
+    duplicates: int = 0  # dropped: their key was already stored
+    quarantined: int = 0
+    reconnects: int = 0
+
+
+@dataclass(slots=True, frozen=True)
 class DeadLetter:
     """An event a processor gave up on after its retries, with the last error."""
 

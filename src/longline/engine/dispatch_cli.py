@@ -36,10 +36,10 @@ T = TypeVar("T")
 _CONFIG = click.argument("config", type=click.Path(dir_okay=False))
 
 
-def _setup(ctx: click.Context, path: str) -> Config:
+def _setup(ctx: click.Context, path: str, *, read_only: bool = False) -> Config:
     from longline.cli import _fail, _load  # cli imports this module; import at call time
 
-    cfg = _load(path)
+    cfg = _load(path, read_only=read_only)
     setup_logging((ctx.obj or {}).get("log_level", "INFO"), secrets=cfg.secrets)
     if not cfg.processors:
         _fail(f"{path}: no processors configured", 2)
@@ -47,11 +47,12 @@ def _setup(ctx: click.Context, path: str) -> Config:
 
 
 def _with_store(cfg: Config, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store, run ``work``, close; request errors exit 2 (store errors: ``cli._Main``)."""
+    """Open the (existing) store, run ``work``, close; request errors exit 2 (store errors:
+    ``cli._Main``)."""
     from longline.cli import _fail
 
     async def go() -> T:
-        store = open_store(cfg.store)
+        store = open_store(cfg.store, create=False)
         await store.open()
         try:
             return await work(store)
@@ -115,7 +116,7 @@ def deadletters_command(
     ctx: click.Context, config: str, processor: str | None, retry: bool
 ) -> None:
     """List the dead letters as NDJSON, or re-deliver them with --retry."""
-    cfg = _setup(ctx, config)
+    cfg = _setup(ctx, config, read_only=not retry)
     if processor is not None:
         _known(cfg, processor)
     if retry:

@@ -25,6 +25,21 @@ class StreamStats:
     started_at: float = 0.0
     updated_at: float = 0.0
     pid: int = 0
+    # Since when no connection has been live (None while one is): `status --check` calls a
+    # stream stalled when this is older than its stall_timeout.
+    down_since: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.down_since is None:
+            self.down_since = self.started_at or time.time()
+
+    def set_state(self, state: str) -> None:
+        """Move to ``state``; going live clears the reason of the last failure."""
+        if state == "live":
+            self.reason, self.down_since = None, None
+        elif self.state == "live" or self.down_since is None:
+            self.down_since = time.time()
+        self.state = state
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy with ``updated_at`` set to now."""

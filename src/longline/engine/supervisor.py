@@ -79,6 +79,8 @@ class Supervisor:
                 await asyncio.gather(*slots)
         finally:
             await watchdog.leave(self)
+            if self._stopping.is_set() and self.stats.state != "failed":
+                self.stats.reason = None  # a clean stop leaves no stale error behind
 
     def stop(self) -> None:
         """Close every connection; ``run`` returns once they are closed."""
@@ -95,7 +97,7 @@ class Supervisor:
         sse: SSEState | None = None  # this slot's EventSource state, once a connection ran
         while not self._stopping.is_set():
             if not first:
-                self.stats.reconnects += 1
+                self.writer.note_reconnect()
             first = False
             self._set_state("connecting")
             conn = await self._new_connection(sse)
@@ -266,7 +268,7 @@ class Supervisor:
 
     def _set_state(self, state: str) -> None:
         if self.stats.state != "failed":
-            self.stats.state = state
+            self.stats.set_state(state)
 
 
 async def _wait_any(tasks: list[asyncio.Task[Outcome]], timeout: float | None) -> None:

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from longline.core.keys import EventBatch, Keyer
-from longline.core.model import Quarantined
+from longline.core.model import AppendResult, Quarantined
 from longline.engine.stats import StreamStats
 from longline.stores.base import Store
 from longline.transports.base import Connection, Item
@@ -109,6 +109,7 @@ class StreamWriter:
         # stores); ``fenced`` turns True once the store says a newer owner took over.
         self.epoch = epoch
         self.fenced = False
+        self._reconnects = 0  # counted since the last append, which adds them to the totals
 
     # -- producer side (called by connections, on the loop) -------------------------------
 
@@ -135,6 +136,13 @@ class StreamWriter:
         if not self._lingering or len(batch) >= self.batch_max:
             self._wake_flusher()
 
+    def note_reconnect(self) -> None:
+        """Count a reconnect; the next append (an empty one if no event comes within the
+        linger) adds it to the stream's totals in its transaction."""
+        self.stats.reconnects += 1
+        self._reconnects += 1
+        self._wake_flusher()
+
     def _wake_flusher(self) -> None:
         if self._task is None:
             if self._started and not self._closing:
@@ -158,7 +166,7 @@ class StreamWriter:
     def start(self) -> None:
         """Let the flusher run; its task starts with the first pushed message."""
         self._started = True
-        if self._batch or self._quarantine:
+        if self._batch or self._quarantine or self._reconnects:
             self._wake_flusher()
 
     async def _run(self) -> None:
@@ -177,7 +185,7 @@ class StreamWriter:
 
     async def _loop(self) -> None:
         while True:
-            if not self._batch and not self._quarantine:
+            if not self._batch and not self._quarantine and not self._reconnects:
                 self._urgent = False
                 if self._closing:
                     return
@@ -224,10 +232,12 @@ class StreamWriter:
             self._q_waiters = _release(self._q_waiters, self._q_written)
             for q in quarantined:
                 log.warning("stream %s: quarantined: %s", self.stream, q.reason)
-        if batch:
+        reconnects = self._reconnects
+        if batch or reconnects:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            result = await self._retrying(self.store.append, self.stream, batch, None, self.epoch)
+            result = await self._retrying(self._append, batch, reconnects)
+            self._reconnects -= reconnects
             self._commit_s = loop.time() - started
             self._inflight = 0
             if result.fenced and not self.fenced:
@@ -244,6 +254,13 @@ class StreamWriter:
         self.committed_ticket = max(self.committed_ticket, ticket)
         if self._waiters:
             self._waiters = _release(self._waiters, self.committed_ticket)
+
+    async def _append(self, batch: EventBatch, reconnects: int) -> AppendResult:
+        if reconnects:  # passed only when there are some: wrappers of older stores still work
+            return await self.store.append(
+                self.stream, batch, None, self.epoch, reconnects=reconnects
+            )
+        return await self.store.append(self.stream, batch, None, self.epoch)
 
     async def _retrying(self, fn: Callable[..., Awaitable[_T]], *args: object) -> _T:
         """Retry a store call until it succeeds (or ``close`` gives up on it): a store outage

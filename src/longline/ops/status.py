@@ -1,4 +1,9 @@
-"""``longline status``: the saved state of every stream, as JSON or a table."""
+"""``longline status``: the saved state of every stream, as JSON or a table.
+
+The counters shown are the store's totals (kept by the store in the transactions that write
+what they count), so they survive restarts; the running process's own figures are under
+``run``. ``problems`` says which streams a health check (``status --check``) should fail on.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,17 @@ from rich.console import Console
 from rich.table import Table
 
 from longline.config import Config
+from longline.core.model import Totals
 from longline.stores import open_store
 from longline.stores.base import Store
 
 # A running process saves status every second; older than this means it is not running.
 STALE_AFTER = 10.0
 DEAD_LETTER_COUNT_LIMIT = 10_000
+COUNTERS = ("events", "duplicates", "quarantined", "reconnects")
+# The figures of the process that saved the status (they restart at 0 with each run).
+RUN_FIELDS = (*COUNTERS, "rotations", "connections", "started_at")
+RUNNING = ("connecting", "live", "backing-off")
 
 
 def _alive(pid: int) -> bool:
@@ -31,17 +41,25 @@ def _alive(pid: int) -> bool:
 async def collect_status(cfg: Config) -> dict[str, Any]:
     """The status of every configured stream.
 
-    Shape: ``{"streams": {NAME: {state, events, duplicates, quarantined, reconnects, cursor}}}``.
+    Shape: ``{"streams": {NAME: {state, reason, events, duplicates, quarantined, reconnects,
+    cursor, ..., run: {events, ...}}}, "processors": {...}}``: the top-level counters are the
+    store's totals, ``run`` holds the last (or running) process's own. Opens an existing store
+    only: a mistyped SQLite path is a ``StoreError``, not a new empty file.
     """
-    store = open_store(cfg.store)
+    store = open_store(cfg.store, create=False)
     await store.open()
     try:
         saved = await store.get_status()
+        totals = await store.totals()
         streams: dict[str, Any] = {}
         now = time.time()
         for s in cfg.streams:
             st = dict(saved.get(s.name) or {"state": "never-run"})
-            running = st.get("state") not in ("stopped", "failed", "never-run")
+            if "state" in saved.get(s.name, {}):
+                st["run"] = {k: st.pop(k) for k in RUN_FIELDS if k in st}
+            total = totals.get(s.name, Totals())
+            st.update({k: getattr(total, k) for k in COUNTERS})
+            running = st.get("state") in RUNNING
             # A worker may run on another host: its pid means nothing here, only its age does.
             local = "worker" not in st
             if running and (
@@ -49,11 +67,29 @@ async def collect_status(cfg: Config) -> dict[str, Any]:
                 or (local and not _alive(int(st.get("pid", 0))))
             ):
                 st["state"], st["reason"] = "dead", "the process stopped without shutting down"
+            elif running and st.get("state") != "live":
+                down = st.get("down_since")
+                if down is not None and now - float(down) > s.stall_timeout:
+                    st["stalled"] = True
             st["cursor"] = await store.checkpoint(s.name)
             streams[s.name] = st
         return {"streams": streams, "processors": await _processors(cfg, store, streams)}
     finally:
         await store.close()
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    """One line per stream a health check should fail on: ``failed``, ``dead`` (its process
+    ended without shutting down), or stalled (running but without a live connection for longer
+    than its ``stall_timeout``)."""
+    out = []
+    for name, st in data["streams"].items():
+        state = st.get("state")
+        if state in ("failed", "dead") or st.get("stalled"):
+            what = "stalled" if st.get("stalled") else state
+            reason = st.get("reason")
+            out.append(f"stream {name}: {what}" + (f": {reason}" if reason else ""))
+    return out
 
 
 async def _processors(
@@ -94,9 +130,10 @@ def render_status(data: dict[str, Any], console: Console | None = None) -> None:
         last = st.get("last_event_at")
         age = f"{now - last:.0f}s ago" if last else "-"
         owner = f"{st['worker']} (epoch {st.get('epoch')})" if st.get("worker") else "-"
+        state = st.get("state", "?") + (" (stalled)" if st.get("stalled") else "")
         table.add_row(
             name,
-            st.get("state", "?"),
+            state,
             owner,
             str(st.get("events", 0)),
             str(st.get("duplicates", 0)),

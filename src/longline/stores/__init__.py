@@ -22,14 +22,15 @@ def _driver_missing(exc: ModuleNotFoundError, what: str, extra: str, *modules: s
     return StoreDriverMissing(found.what, found.package, found.extra)
 
 
-def open_store(url: str, *, create_tables: bool = False) -> Store:
+def open_store(url: str, *, create_tables: bool = False, create: bool = True) -> Store:
     """Build (not yet open) the store a URL names.
 
     ``postgresql://user@host:port/db?schema=NAME`` (also ``postgres://``) and
     ``dynamodb://PREFIX?region=...&endpoint_url=...`` load their driver only when named.
     ``create_tables`` lets a DynamoDB store create missing tables (SQLite and PostgreSQL
     always create and migrate their schema). A backend whose driver is not installed raises
-    :class:`StoreDriverMissing` naming the extra to install.
+    :class:`StoreDriverMissing` naming the extra to install. ``create=False`` (the commands
+    that only read) refuses a SQLite file that does not exist instead of creating one.
 
     ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` follow the SQLAlchemy
     convention (three slashes, then the path). ``?synchronous=FULL`` trades throughput for
@@ -63,4 +64,4 @@ def open_store(url: str, *, create_tables: bool = False) -> Store:
     synchronous = options.pop("synchronous", "NORMAL")
     if options:
         raise StoreError(f"unknown SQLite store option(s): {', '.join(sorted(options))}")
-    return SQLiteStore(path, synchronous=synchronous)
+    return SQLiteStore(path, synchronous=synchronous, create=create)

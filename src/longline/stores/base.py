@@ -18,6 +18,7 @@ from longline.core.model import (
     Quarantined,
     StoredEvent,
     StoredQuarantine,
+    Totals,
 )
 
 
@@ -41,6 +42,7 @@ class Store(Protocol):
         events: Sequence[Event],
         checkpoint: str | None = None,
         epoch: int | None = None,
+        reconnects: int = 0,
     ) -> AppendResult:
         """Atomically insert the new events and save the checkpoint.
 
@@ -51,6 +53,10 @@ class Store(Protocol):
         must never move the checkpoint backwards); when neither exists it is left unchanged.
         With ``epoch`` given and the stream's lease at a newer epoch, the events are still
         inserted but the checkpoint is not saved, and the result says ``fenced``.
+
+        The same transaction adds the new events, the duplicates and ``reconnects`` (counted by
+        the caller since its last append; ``events`` may then be empty) to the stream's
+        ``totals``.
         """
         ...
 
@@ -63,12 +69,18 @@ class Store(Protocol):
         ...
 
     async def quarantine(self, stream: str, items: Sequence[Quarantined]) -> None:
-        """Keep items that could not be stored as events, with their reasons."""
+        """Keep items that could not be stored as events, with their reasons, and add them to
+        the stream's ``quarantined`` total in the same transaction."""
 
     async def read_quarantine(
         self, stream: str, after_id: int = 0, limit: int = 1000
     ) -> list[StoredQuarantine]:
         """Quarantined items of ``stream`` in arrival order."""
+        ...
+
+    async def totals(self) -> dict[str, Totals]:
+        """The life-long counters of every stream that has any (what ``longline status``
+        shows); streams never written are absent."""
         ...
 
     async def put_status(self, stream: str, status: dict[str, Any]) -> None:

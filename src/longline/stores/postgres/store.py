@@ -35,6 +35,7 @@ from longline.core.model import (
     Quarantined,
     StoredEvent,
     StoredQuarantine,
+    Totals,
 )
 from longline.stores import migrations
 from longline.stores.base import StoreError
@@ -195,6 +196,7 @@ class PostgresStore(DeliveryMixin):
         events: Sequence[Event],
         checkpoint: str | None = None,
         epoch: int | None = None,
+        reconnects: int = 0,
     ) -> AppendResult:
         """Insert new events and save the checkpoint in one transaction (see ``Store``)."""
         now = time.time()
@@ -218,14 +220,18 @@ class PostgresStore(DeliveryMixin):
                 n, cursor = int(row["n"]), row["cursor"]
                 last = base + n
             saved = None if fenced else checkpoint if checkpoint is not None else cursor
-            if n or saved is not None:
+            if n or saved is not None or records or reconnects:
                 await conn.execute(
                     "UPDATE streams SET last_seq = $2, cursor = COALESCE($3, cursor),"
-                    " updated_at = $4 WHERE stream = $1",
+                    " updated_at = $4, events = events + $5, duplicates = duplicates + $6,"
+                    " reconnects = reconnects + $7 WHERE stream = $1",
                     stream,
                     last,
                     saved,
                     now,
+                    n,
+                    len(events) - n,
+                    reconnects,
                 )
             if n:
                 await conn.execute("SELECT pg_notify($1, $2)", self._channel, stream)
@@ -254,10 +260,16 @@ class PostgresStore(DeliveryMixin):
         rows = [(stream, i.reason, bytes(i.raw), i.received_at) for i in items]
         if not rows:
             return
-        async with self._conn("quarantine in") as conn:
+        async with self._conn("quarantine in") as conn, conn.transaction():
             await conn.executemany(
                 "INSERT INTO quarantine (stream, reason, raw, received_at) VALUES ($1, $2, $3, $4)",
                 rows,
+            )
+            await conn.execute(ADD_STREAM, stream, time.time())
+            await conn.execute(
+                "UPDATE streams SET quarantined = quarantined + $2 WHERE stream = $1",
+                stream,
+                len(rows),
             )
 
     async def read_quarantine(
@@ -294,6 +306,14 @@ class PostgresStore(DeliveryMixin):
         async with self._conn("read status from") as conn:
             rows = await conn.fetch("SELECT stream, data::text FROM status ORDER BY stream")
         return {r[0]: json.loads(r[1]) for r in rows}
+
+    async def totals(self) -> dict[str, Totals]:
+        """The life-long counters of every stream that has any."""
+        async with self._conn("read totals from") as conn:
+            rows = await conn.fetch(
+                "SELECT stream, events, duplicates, quarantined, reconnects FROM streams"
+            )
+        return {r[0]: Totals(r[1], r[2], r[3], r[4]) for r in rows}
 
     async def streams(self) -> list[str]:
         """Every stream with events, a checkpoint, quarantined items or a status, sorted."""

@@ -40,6 +40,7 @@ from longline.core.model import (
     Quarantined,
     StoredEvent,
     StoredQuarantine,
+    Totals,
 )
 from longline.stores.base import StoreError
 from longline.stores.sqlite import leases as sqlite_leases
@@ -50,7 +51,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the totals table
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _BUSY_TIMEOUT_MS = 10_000
 _MAX_CATCH_UP_PASSES = 8
@@ -73,6 +74,25 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS status (
         stream TEXT PRIMARY KEY, data TEXT NOT NULL, updated_at REAL NOT NULL)""",
     *sqlite_leases.SCHEMA,
+)
+# Life-long counters per stream, updated inside the transactions that write what they count.
+_TOTALS_TABLE = """CREATE TABLE IF NOT EXISTS totals (
+    stream TEXT PRIMARY KEY, events INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0, quarantined INTEGER NOT NULL DEFAULT 0,
+    reconnects INTEGER NOT NULL DEFAULT 0)"""
+# A store made before totals existed: what its rows tell (duplicates and reconnects were never
+# recorded, so they start at 0).
+_BACKFILL_TOTALS = """INSERT INTO totals (stream, events, quarantined)
+    SELECT stream, SUM(e), SUM(q) FROM (
+        SELECT stream, COUNT(*) AS e, 0 AS q FROM events GROUP BY stream
+        UNION ALL SELECT stream, 0, COUNT(*) FROM quarantine GROUP BY stream)
+    GROUP BY stream"""
+_ADD_TOTALS = (
+    "INSERT INTO totals (stream, events, duplicates, quarantined, reconnects)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (stream) DO UPDATE SET"
+    " events = events + excluded.events, duplicates = duplicates + excluded.duplicates,"
+    " quarantined = quarantined + excluded.quarantined,"
+    " reconnects = reconnects + excluded.reconnects"
 )
 _INSERT_EVENT = (
     "INSERT INTO events (stream, seq, key, cursor, received_at, event, payload)"
@@ -139,6 +159,7 @@ class SQLiteStore(DeliveryMixin):
         self,
         path: str | Path,
         *,
+        create: bool = True,
         synchronous: str = "NORMAL",
         checkpoint_interval: float = 1.0,
         wal_limit: int = 64 * 1024 * 1024,
@@ -149,6 +170,8 @@ class SQLiteStore(DeliveryMixin):
         if str(path) in ("", ":memory:") or str(path).startswith("file:"):
             raise StoreError("SQLiteStore needs a file path (WAL needs a real file)")
         self.path = Path(path)
+        # False for commands that only read: a mistyped path must not create an empty store.
+        self.create = create
         self.synchronous = sync
         self._interval = checkpoint_interval
         self._wal_limit = wal_limit
@@ -221,9 +244,12 @@ class SQLiteStore(DeliveryMixin):
         events: Sequence[Event],
         checkpoint: str | None = None,
         epoch: int | None = None,
+        reconnects: int = 0,
     ) -> AppendResult:
         """Insert new events and save the checkpoint in one transaction (see ``Store``)."""
-        return await self._call(self._writer, self._append, stream, events, checkpoint, epoch)
+        return await self._call(
+            self._writer, self._append, stream, events, checkpoint, epoch, reconnects
+        )
 
     async def checkpoint(self, stream: str) -> str | None:
         """The last committed cursor of ``stream``, or None."""
@@ -243,13 +269,8 @@ class SQLiteStore(DeliveryMixin):
 
     async def quarantine(self, stream: str, items: Sequence[Quarantined]) -> None:
         """Keep items that could not be stored as events, with their reasons."""
-        rows = [(stream, i.reason, bytes(i.raw), i.received_at) for i in items]
-        await self._call(
-            self._writer,
-            self._write_many,
-            "INSERT INTO quarantine (stream, reason, raw, received_at) VALUES (?, ?, ?, ?)",
-            rows,
-        )
+        if items:
+            await self._call(self._writer, self._quarantine, stream, items)
 
     async def read_quarantine(
         self, stream: str, after_id: int = 0, limit: int = 1000
@@ -282,6 +303,13 @@ class SQLiteStore(DeliveryMixin):
         """The last saved status of every stream."""
         rows = await self._query("SELECT stream, data FROM status ORDER BY stream", ())
         return {stream: json.loads(data) for stream, data in rows}
+
+    async def totals(self) -> dict[str, Totals]:
+        """The life-long counters of every stream that has any."""
+        rows = await self._query(
+            "SELECT stream, events, duplicates, quarantined, reconnects FROM totals", ()
+        )
+        return {row[0]: Totals(*row[1:]) for row in rows}
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -371,6 +399,8 @@ class SQLiteStore(DeliveryMixin):
         return conn
 
     def _open_writer(self) -> None:
+        if not self.create and not self.path.is_file():
+            raise StoreError(f"no SQLite store at {self.path} (`longline run` creates it)")
         conn = self._connect()
         try:
             mode = _enter_wal(conn)
@@ -383,13 +413,17 @@ class SQLiteStore(DeliveryMixin):
                 for ddl in (*_SCHEMA, *DELIVERY_SCHEMA):
                     conn.execute(ddl)
                 found = conn.execute("SELECT MAX(version) FROM schema_version").fetchall()[0][0]
-                if found is None:
-                    conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-                elif found > SCHEMA_VERSION:
+                if found is not None and found > SCHEMA_VERSION:
                     raise StoreError(
                         f"{self.path} has schema version {found}; this longline knows "
                         f"up to {SCHEMA_VERSION}"
                     )
+                conn.execute(_TOTALS_TABLE)
+                if found is not None and found < 2:
+                    conn.execute(_BACKFILL_TOTALS)
+                if found != SCHEMA_VERSION:
+                    conn.execute("DELETE FROM schema_version")
+                    conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.rollback()
@@ -453,8 +487,21 @@ class SQLiteStore(DeliveryMixin):
         with self._transaction() as conn:
             conn.executemany(sql, rows)
 
+    def _quarantine(self, stream: str, items: Sequence[Quarantined]) -> None:
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO quarantine (stream, reason, raw, received_at) VALUES (?, ?, ?, ?)",
+                [(stream, i.reason, bytes(i.raw), i.received_at) for i in items],
+            )
+            conn.execute(_ADD_TOTALS, (stream, 0, 0, len(items), 0))
+
     def _append(
-        self, stream: str, events: Sequence[Event], checkpoint: str | None, epoch: int | None
+        self,
+        stream: str,
+        events: Sequence[Event],
+        checkpoint: str | None,
+        epoch: int | None,
+        reconnects: int,
     ) -> AppendResult:
         fenced = False
         with self._transaction() as conn:
@@ -467,6 +514,7 @@ class SQLiteStore(DeliveryMixin):
             seq, new, cursor = self._insert(conn, stream, int(last or 0), events, checkpoint)
             if cursor is not None and not fenced:
                 conn.execute(_UPSERT_CHECKPOINT, (stream, cursor, seq, time.time()))
+            conn.execute(_ADD_TOTALS, (stream, new, len(events) - new, 0, reconnects))
         return AppendResult(new, len(events) - new, seq, fenced)
 
     def _insert(
