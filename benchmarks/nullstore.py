@@ -19,6 +19,7 @@ from longline.core.model import (
     Quarantined,
     StoredEvent,
     StoredQuarantine,
+    Totals,
 )
 
 
@@ -42,6 +43,7 @@ class NullStore:
         events: Sequence[Event],
         checkpoint: str | None = None,
         epoch: int | None = None,
+        reconnects: int = 0,
     ) -> AppendResult:
         """Count the batch as new events."""
         seq = self._seq.get(stream, 0) + len(events)
@@ -68,6 +70,10 @@ class NullStore:
 
     async def put_status(self, stream: str, status: dict[str, Any]) -> None:
         """Status is dropped."""
+
+    async def totals(self) -> dict[str, Totals]:
+        """No totals are kept."""
+        return {}
 
     async def get_status(self) -> dict[str, dict[str, Any]]:
         """No status is kept."""

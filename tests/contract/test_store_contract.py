@@ -26,6 +26,7 @@ from longline.core.model import (
     Quarantined,
     StoredEvent,
     StoredQuarantine,
+    Totals,
 )
 from longline.stores import Store, StoreError, open_store
 
@@ -193,6 +194,42 @@ async def test_status_round_trip(store: Store) -> None:
         await store.put_status("a", {"bad": object()})
 
 
+# -- totals ----------------------------------------------------------------------------------
+
+
+async def test_totals_count_each_commit_and_survive_reopening(make_store: StoreFactory) -> None:
+    store = await make_store()
+    assert await store.totals() == {}
+    await store.append("s", [ev("a", "c-a"), ev("b"), ev("a")])  # a repeated within the batch
+    await store.append("s", [ev("b"), ev("c")], reconnects=2)
+    await store.append("s", [], reconnects=1)  # a reconnect with no event after it
+    await store.quarantine("s", [Quarantined("no key", b"{}", 1.0), Quarantined("x", b"y", 2.0)])
+    await store.append("t", [ev("a")], epoch=None)
+    await store.quarantine("u", [Quarantined("bad json", b"{", 3.0)])
+    bad = Event("z", cast(str, None), "c-z", 1.0)  # a failed append counts nothing
+    with pytest.raises((StoreError, TypeError, AttributeError, ValueError)):
+        await store.append("s", [ev("d"), bad], reconnects=5)
+    expected = {
+        "s": Totals(events=3, duplicates=2, quarantined=2, reconnects=3),
+        "t": Totals(events=1),
+        "u": Totals(quarantined=1),
+    }
+    assert await store.totals() == expected
+    await store.close()
+    again = await make_store()  # another process, later
+    assert await again.totals() == expected
+    await again.append("s", [ev("c"), ev("e")], reconnects=1)
+    assert (await again.totals())["s"] == Totals(4, 3, 2, 4)
+
+
+async def test_a_fenced_append_still_counts_what_it_stored(store: Store) -> None:
+    old = await store.take_lease("s", "w1", 60)
+    await store.take_lease("s", "w2", 60)
+    assert (await store.append("s", [ev("a", "c-a")], epoch=old.epoch, reconnects=1)).fenced
+    assert (await store.append("s", [ev("a", "c-a")], "x", epoch=old.epoch)).fenced
+    assert (await store.totals())["s"] == Totals(events=1, duplicates=1, reconnects=1)
+
+
 # -- delivery --------------------------------------------------------------------------------
 
 
@@ -285,13 +322,14 @@ async def test_an_older_epoch_stores_events_but_not_the_checkpoint(store: Store)
 # -- crashes ---------------------------------------------------------------------------------
 
 
-async def _state(url: str) -> tuple[list[tuple[int, str]], str | None]:
+async def _state(url: str) -> tuple[list[tuple[int, str]], str | None, int]:
+    """The stored events, the checkpoint and the events total of the crash stream."""
     store = open_store(url)
     await store.open()
     try:
-        return [(e.seq, e.key) for e in await read_all(store, "crash")], await store.checkpoint(
-            "crash"
-        )
+        events = [(e.seq, e.key) for e in await read_all(store, "crash")]
+        total = (await store.totals()).get("crash", Totals()).events
+        return events, await store.checkpoint("crash"), total
     finally:
         await store.close()
 
@@ -323,8 +361,9 @@ async def test_sigkill_while_appending_leaves_a_consistent_store(
         lines = (head + out).decode().split("\n")[:-1]  # a line cut by the kill: not committed
         killed += proc.returncode == -signal.SIGKILL
         printed += [int(line) for line in lines if line != "done"]
-        events, cp = await _state(store_url)
+        events, cp, counted = await _state(store_url)
         last = len(events)
+        assert counted == last, seed  # the total committed with the events it counts
         assert events == [(i, f"k{i}") for i in range(1, last + 1)], seed
         assert cp == (f"k{last}" if last else None), seed
         assert all(seq <= last for seq in printed), seed  # every reported commit survived

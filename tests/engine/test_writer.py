@@ -56,6 +56,7 @@ class FakeStore:
     fenced: bool = False
     seen: set[str] = field(default_factory=set)
     seq: int = 0
+    reconnects: int = 0
 
     async def append(
         self,
@@ -63,8 +64,10 @@ class FakeStore:
         events: Sequence[Event],
         checkpoint: str | None = None,
         epoch: int | None = None,
+        reconnects: int = 0,
     ) -> AppendResult:
         self.append_attempts += 1
+        self.reconnects += reconnects
         if self.gate is not None:
             await self.gate.wait()
         if self.delay:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from longline.core.model import (
@@ -20,6 +20,7 @@ from longline.core.model import (
     Quarantined,
     StoredEvent,
     StoredQuarantine,
+    Totals,
 )
 from longline.stores.base import StoreError
 
@@ -97,6 +98,46 @@ def oversized(ev: Event, size: int) -> Quarantined:
     return Quarantined(reason=reason, raw=raw, received_at=ev.received_at)
 
 
+# The stream item's attributes holding its life-long totals (``Store.totals``).
+TOTALS = {
+    "events": "total_events",
+    "duplicates": "total_duplicates",
+    "quarantined": "total_quarantined",
+    "reconnects": "total_reconnects",
+}
+
+
+def add_totals(update: Item, counts: Mapping[str, int]) -> None:
+    """Add ``ADD`` clauses for the non-zero ``counts`` (keys of ``TOTALS``) to an update."""
+    adds = []
+    for n, (name, value) in enumerate(counts.items()):
+        if value:
+            update["ExpressionAttributeNames"][f"#t{n}"] = TOTALS[name]
+            update["ExpressionAttributeValues"][f":t{n}"] = num_attr(value)
+            adds.append(f"#t{n} :t{n}")
+    if adds:
+        old = update.get("UpdateExpression", "")
+        update["UpdateExpression"] = f"{old} ADD {', '.join(adds)}".strip()
+
+
+def totals_update(tables: Tables, stream: str, counts: Mapping[str, int]) -> Item:
+    """UpdateItem arguments adding ``counts`` to a stream's totals (nothing else)."""
+    update: Item = {
+        "TableName": tables["streams"],
+        "Key": {"stream": str_attr(stream)},
+        "ExpressionAttributeNames": {},
+        "ExpressionAttributeValues": {},
+    }
+    add_totals(update, counts)
+    return update
+
+
+def load_totals(item: Item) -> Totals:
+    """The totals held in a stream's item (0 where never counted)."""
+    got = {k: int(item[a]["N"]) if a in item else 0 for k, a in TOTALS.items()}
+    return Totals(**got)
+
+
 def append_items(
     tables: Tables,
     stream: str,
@@ -104,8 +145,10 @@ def append_items(
     events: Sequence[Event],
     cursor: str | None,
     now: float,
+    totals: Mapping[str, int] | None = None,
 ) -> list[Item]:
-    """The transaction of one part: event and key puts, and the stream's conditional update."""
+    """The transaction of one part: event and key puts, and the stream's conditional update
+    (which adds ``totals`` to the stream's counters)."""
     items: list[Item] = []
     for i, ev in enumerate(events, start=base + 1):
         item: Item = {
@@ -138,18 +181,16 @@ def append_items(
         names["#c"], values[":c"] = "cursor", str_attr(cursor)
         update += ", #c = :c"
     condition = "#l = :b" if base else "attribute_not_exists(#l) OR #l = :b"
-    items.append(
-        {
-            "Update": {
-                "TableName": tables["streams"],
-                "Key": {"stream": str_attr(stream)},
-                "UpdateExpression": update,
-                "ConditionExpression": condition,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            }
-        }
-    )
+    stream_update: Item = {
+        "TableName": tables["streams"],
+        "Key": {"stream": str_attr(stream)},
+        "UpdateExpression": update,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+    add_totals(stream_update, totals or {})
+    items.append({"Update": stream_update})
     return items
 
 
@@ -239,6 +280,21 @@ def stored_event(item: Item) -> StoredEvent:
         payload=item["payload"]["S"],
         event=item["event"]["S"] if "event" in item else None,
     )
+
+
+def quarantine_parts(puts: list[Item]) -> list[list[Item]]:
+    """Quarantine items in groups that fit one transaction beside the totals update (at most
+    99 items and well under its 4 MB)."""
+    parts: list[list[Item]] = [[]]
+    size = 0
+    for p in puts:
+        n = len(p["raw"]["B"]) + len(p["reason"]["S"].encode()) + 200
+        if len(parts[-1]) == 99 or (parts[-1] and size + n > 3_500_000):
+            parts.append([])
+            size = 0
+        parts[-1].append(p)
+        size += n
+    return [p for p in parts if p]
 
 
 def quarantine_item(stream: str, ident: int, q: Quarantined) -> Item:

@@ -34,6 +34,7 @@ from longline.core.model import (
     Quarantined,
     StoredEvent,
     StoredQuarantine,
+    Totals,
 )
 from longline.stores.base import StoreError
 from longline.stores.dynamodb import items as di
@@ -56,10 +57,14 @@ class DynamoDBStore(DeliveryMixin):
         events: Sequence[Event],
         checkpoint: str | None = None,
         epoch: int | None = None,
+        reconnects: int = 0,
     ) -> AppendResult:
         """Insert new events and save the checkpoint (see ``Store`` and the module docstring).
 
         Events too large for one item are quarantined and counted neither new nor duplicate.
+        Each part's transaction adds its events to the stream's totals; the last one also the
+        duplicates and ``reconnects`` (or, when no part is left to write, the checkpoint's
+        update does).
         """
         now = time.time()
         unique: dict[str, Event] = {}
@@ -82,7 +87,13 @@ class DynamoDBStore(DeliveryMixin):
                 part_cursor = last_cursor
             cursor = (checkpoint if checkpoint is not None else part_cursor) if final else None
             evs = [e for e, _ in part]
-            items = di.append_items(self._t, stream, base, evs, None if fenced else cursor, now)
+            counts = {"events": len(part)}
+            if final:
+                counts["duplicates"] = len(events) - new - len(part) - len(too_big)
+                counts["reconnects"] = reconnects
+            items = di.append_items(
+                self._t, stream, base, evs, None if fenced else cursor, now, counts
+            )
             if final and epoch is not None and not fenced and cursor is not None:
                 di.fence(items[-1]["Update"], epoch)
             try:
@@ -102,11 +113,15 @@ class DynamoDBStore(DeliveryMixin):
             last_cursor = part_cursor
             pending = pending[len(part) :]
             saved = final
+        duplicates = len(events) - new - len(too_big)
+        counts = {"duplicates": duplicates, "reconnects": reconnects} if not saved else {}
         if not saved and not fenced:
             cursor = checkpoint if checkpoint is not None else last_cursor
             if cursor is not None:
-                fenced = not await self._save_cursor(stream, cursor, epoch)
-        duplicates = len(events) - new - len(too_big)
+                fenced = not await self._save_cursor(stream, cursor, epoch, counts)
+                counts = counts if fenced else {}
+        if any(counts.values()):
+            await self._write("update_item", **di.totals_update(self._t, stream, counts))
         return AppendResult(new=new, duplicates=duplicates, last_seq=base, fenced=fenced)
 
     async def _head(self, stream: str, epoch: int | None) -> tuple[int, bool]:
@@ -116,9 +131,13 @@ class DynamoDBStore(DeliveryMixin):
         lease = di.lease(stream, item)
         return last, epoch is not None and lease is not None and lease.epoch > epoch
 
-    async def _save_cursor(self, stream: str, cursor: str, epoch: int | None) -> bool:
-        """Save only the checkpoint; False when a newer lease fenced ``epoch`` off."""
+    async def _save_cursor(
+        self, stream: str, cursor: str, epoch: int | None, totals: dict[str, int]
+    ) -> bool:
+        """Save only the checkpoint (adding ``totals``); False, and nothing written, when a
+        newer lease fenced ``epoch`` off."""
         update = di.set_cursor(self._t, stream, cursor)
+        di.add_totals(update, totals)
         if epoch is not None:
             di.fence(update, epoch)
         try:
@@ -190,7 +209,13 @@ class DynamoDBStore(DeliveryMixin):
         counter = {"stream": {"S": stream}, "id": {"N": "0"}}
         first = await self._allocate("quarantine", counter, len(items))
         puts = [di.quarantine_item(stream, first + i, q) for i, q in enumerate(items)]
-        await self._batch_write("quarantine", [{"PutRequest": {"Item": p}} for p in puts])
+        # Each transaction writes its items and adds them to the stream's quarantined total.
+        for part in di.quarantine_parts(puts):
+            count = di.totals_update(self._t, stream, {"quarantined": len(part)})
+            table = self._t["quarantine"]
+            await self._transact(
+                [{"Put": {"TableName": table, "Item": p}} for p in part] + [{"Update": count}]
+            )
 
     async def read_quarantine(
         self, stream: str, after_id: int = 0, limit: int = 1000
@@ -219,6 +244,17 @@ class DynamoDBStore(DeliveryMixin):
             ExpressionAttributeNames={"#s": "stream", "#st": "status"},
         )
         return {i["stream"]["S"]: di.load_status(i) for i in items if "status" in i}
+
+    async def totals(self) -> dict[str, Totals]:
+        """The life-long counters of every stream (a scan of the small ``streams`` table)."""
+        attrs = list(di.TOTALS.values())
+        names = {f"#a{i}": a for i, a in enumerate(["stream", *attrs])}
+        items = await self._scan(
+            "streams",
+            ProjectionExpression=", ".join(names),
+            ExpressionAttributeNames=names,
+        )
+        return {i["stream"]["S"]: di.load_totals(i) for i in items if any(a in i for a in attrs)}
 
     async def wait_for_events(self, timeout: float) -> None:
         """DynamoDB has no notification channel here: sleep, so the dispatcher polls."""
