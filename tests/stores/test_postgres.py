@@ -69,7 +69,7 @@ async def test_a_newer_schema_is_refused(
     await admin.execute(
         f"INSERT INTO {schema_of(pg_url)}.longline_migrations (version, name) VALUES (9, 'x')"
     )
-    with pytest.raises(StoreError, match="is at version 9; this longline knows up to 2"):
+    with pytest.raises(StoreError, match="is at version 9; this longline knows up to 3"):
         await from_url(pg_url).open()
 
 
