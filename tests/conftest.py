@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from longline.config import Config, parse_config
+from longline.core.model import Totals
 from longline.engine.runner import Runner
 from longline.stores import open_store
 from longline.testing.provider import Provider
@@ -90,6 +91,16 @@ async def stored(cfg: Config, stream: str) -> list[tuple[int, bytes, str]]:
     finally:
         await store.close()
     return out
+
+
+async def totals(cfg: Config, stream: str) -> Totals:
+    """The stream's totals as the store keeps them."""
+    store = open_store(cfg.store)
+    await store.open()
+    try:
+        return (await store.totals()).get(stream, Totals())
+    finally:
+        await store.close()
 
 
 async def quarantined(cfg: Config, stream: str) -> list[str]:

@@ -11,8 +11,16 @@ from typing import Any
 
 import pytest
 
+from longline.core.model import Totals
 from longline.testing.provider import Provider, event_bytes
-from tests.conftest import capture_until, events_at_least, make_config, quarantined, stored
+from tests.conftest import (
+    capture_until,
+    events_at_least,
+    make_config,
+    quarantined,
+    stored,
+    totals,
+)
 
 TRANSPORTS = ["sse", "ws", "lines"]
 N = 600
@@ -96,6 +104,8 @@ async def test_retry_after_is_honoured(
     name = cfg.streams[0].name
     assert_exact(await stored(cfg, name), f"busy{status}", N)
     assert runner.stats[name].reconnects == 2
+    # The reconnects reached the store's totals, each with a commit of its own or an append.
+    assert await totals(cfg, name) == Totals(events=N, reconnects=2)
     # Two refusals each asking for 1 s: the client may not come back sooner.
     assert time.monotonic() - t0 >= 2.0
 

@@ -103,7 +103,8 @@ async def _processors(
         lanes = {}
         for name in p.streams or [s.name for s in cfg.streams]:
             cursor = await store.delivery_cursor(p.name, name)
-            last = int(streams.get(name, {}).get("last_seq") or 0)
+            # seq is gapless from 1, so the events total is the last seq stored.
+            last = int(streams.get(name, {}).get("events") or 0)
             lanes[name] = {"delivered_seq": cursor, "lag": max(0, last - cursor)}
         out[p.name] = {"streams": lanes, "dead_letters": dead}
     return out
