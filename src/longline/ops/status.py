@@ -55,6 +55,8 @@ async def collect_status(cfg: Config) -> dict[str, Any]:
         now = time.time()
         for s in cfg.streams:
             st = dict(saved.get(s.name) or {"state": "never-run"})
+            if s.name not in saved and s.name in totals:  # killed before its first save
+                st = {"state": "unknown", "reason": "the store holds data but no status"}
             if "state" in saved.get(s.name, {}):
                 st["run"] = {k: st.pop(k) for k in RUN_FIELDS if k in st}
             total = totals.get(s.name, Totals())
