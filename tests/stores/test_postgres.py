@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from longline.core.model import AppendResult, Event
+from longline.core.model import AppendResult, Event, Quarantined, Totals
 from longline.stores import StoreError, open_store
 from longline.stores.postgres.store import PostgresStore, from_url
 
@@ -158,3 +158,28 @@ async def test_unreachable_server_raises_store_error_without_the_password() -> N
     with pytest.raises(StoreError, match="not open"):
         await s.read("s")
     await s.close()
+
+
+async def test_migration_3_counts_totals_from_the_rows(
+    pg_url: str,
+    admin: asyncpg.Connection,
+) -> None:
+    store = from_url(pg_url)
+    await store.open()
+    await store.append("a", [ev("1"), ev("2"), ev("2")])
+    await store.quarantine("a", [Quarantined("x", b"y", 1.0)])
+    await store.quarantine("b", [Quarantined("x", b"y", 1.0)] * 2)
+    await store.close()
+    schema = schema_of(pg_url)
+    await admin.execute(  # back to version 2, as longline before totals left it
+        f"ALTER TABLE {schema}.streams DROP COLUMN events, DROP COLUMN duplicates,"
+        f" DROP COLUMN quarantined, DROP COLUMN reconnects;"
+        f" DELETE FROM {schema}.streams WHERE stream = 'b';"
+        f" DELETE FROM {schema}.longline_migrations WHERE version = 3"
+    )
+    await store.open()
+    try:
+        assert await store.schema_version() == 3
+        assert await store.totals() == {"a": Totals(2, 0, 1, 0), "b": Totals(quarantined=2)}
+    finally:
+        await store.close()

@@ -18,7 +18,7 @@ from typing import Any, cast
 import pytest
 
 import longline
-from longline.core.model import AppendResult, Event, Quarantined, StoredEvent
+from longline.core.model import AppendResult, Event, Quarantined, StoredEvent, Totals
 from longline.stores import StoreError, open_store
 from longline.stores.sqlite.store import SQLiteStore
 
@@ -298,3 +298,33 @@ def test_constructor_validates_synchronous() -> None:
         SQLiteStore("x.db", synchronous="fast")
     extra: dict[str, Any] = {"synchronous": "extra"}
     assert SQLiteStore("x.db", **extra).synchronous == "EXTRA"
+
+
+async def test_a_version_1_store_gets_totals_from_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await store.append("a", [ev("1"), ev("2"), ev("2")])
+    await store.quarantine("a", [Quarantined("x", b"y", 1.0)])
+    await store.quarantine("b", [Quarantined("x", b"y", 1.0)] * 2)
+    await store.close()
+    with sqlite3.connect(path) as conn:  # as longline before totals left it
+        conn.execute("DROP TABLE totals")
+        conn.execute("UPDATE schema_version SET version = 1")
+    conn.close()
+    await store.open()
+    try:
+        assert await store.totals() == {"a": Totals(2, 0, 1, 0), "b": Totals(quarantined=2)}
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    conn.close()
+
+
+async def test_reading_commands_never_create_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "typo.db"
+    store = open_store(f"sqlite:///{path}", create=False)
+    with pytest.raises(StoreError, match=r"no SQLite store at .*typo\.db"):
+        await store.open()
+    assert not path.exists()
