@@ -120,6 +120,8 @@ async def test_status_while_running_and_after_sigkill(provider: Provider, tmp_pa
         for _ in range(50):
             await asyncio.sleep(0.2)
             code, out, _ = await _run_cli("status", str(cfg), "--json")
+            if code != 0:  # `run` has not created the store yet; status never creates one
+                continue
             st = orjson.loads(out)["streams"]["live"]
             if st["state"] == "live" and int(st["events"]) > 0:  # type: ignore[call-overload]
                 break

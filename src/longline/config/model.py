@@ -308,11 +308,18 @@ def load_config(
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
         raise ConfigError([f"{where}: cannot read: {reason}"]) from None
-    return loads_config(text, where, env)
+    return loads_config(text, where, env, read_only=read_only)
 
 
-def loads_config(text: str, where: str = "-", env: Mapping[str, str] | None = None) -> Config:
-    """Parse and validate YAML config text (``where`` names it in errors: a path, ``-``)."""
+def loads_config(
+    text: str,
+    where: str = "-",
+    env: Mapping[str, str] | None = None,
+    *,
+    read_only: bool = False,
+) -> Config:
+    """Parse and validate YAML config text (``where`` names it in errors: a path, ``-``;
+    ``read_only``: see ``parse_config``)."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as e:
