@@ -562,3 +562,27 @@ def test_every_key_is_documented() -> None:
         if f"`{field}`" not in doc
     ]
     assert missing == []
+
+
+def test_read_only_needs_only_the_stores_variables() -> None:
+    data = {
+        "store": "sqlite:///${DB_DIR}/x.db",
+        "streams": [{"name": "a", "transport": "sse", "url": "https://h/?t=${FEED_TOKEN}",
+                     "headers": {"Authorization": "Bearer ${FEED_TOKEN}"}}],
+        "processors": [{"name": "p", "kind": "webhook", "url": "https://hook/",
+                        "secret": "${HOOK_SECRET}"}],
+    }
+    cfg = parse_config(data, {"DB_DIR": "/var/lib"}, read_only=True)
+    assert cfg.store == "sqlite:////var/lib/x.db"
+    assert [p.name for p in cfg.processors] == ["p"]
+    with pytest.raises(ConfigError) as e:  # capture and delivery still need every variable
+        parse_config(data, {"DB_DIR": "/var/lib"})
+    assert "streams[0].headers.Authorization: environment variable FEED_TOKEN is not set" in str(
+        e.value)
+    with pytest.raises(ConfigError, match="store: environment variable DB_DIR is not set"):
+        parse_config(data, {}, read_only=True)
+    # A variable that is a whole URL is needed to validate it, read-only or not: named as such.
+    whole = {**data, "processors": [{"name": "p", "kind": "webhook", "url": "${HOOK_URL}"}]}
+    with pytest.raises(ConfigError) as e:
+        parse_config(whole, {"DB_DIR": "/d"}, read_only=True)
+    assert e.value.errors == ["processors[0].url: environment variable HOOK_URL is not set"]
