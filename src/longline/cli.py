@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 import orjson
 
+from longline.cli_options import DURATION, Duration, log_level_of, log_level_option
 from longline.config import Config, ConfigError, load_config
 from longline.ops.logging import setup_logging
 
@@ -72,21 +73,14 @@ class _Main(click.Group):
 
 @click.group(cls=_Main)
 @click.version_option(package_name="longline")
-@click.option(
-    "--log-level",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
-@click.pass_context
-def main(ctx: click.Context, log_level: str) -> None:
+@log_level_option(group=True)
+def main() -> None:
     """Keep outbound event streams alive and store every event exactly once."""
-    ctx.obj = {"log_level": log_level.upper()}
 
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--duration", type=DURATION, default=None, help="Stop after this long (90, 90s, 5m).")
 @click.option(
     "--create-tables",
     is_flag=True,
@@ -106,6 +100,7 @@ def main(ctx: click.Context, log_level: str) -> None:
 )
 @click.option(
     "--lease-ttl",
+    type=Duration(minimum=0.3),
     default=None,
     help="With --worker: how long a lease outlives a dead worker (default 15s).",
 )
@@ -118,7 +113,7 @@ def run(
     worker: bool,
     worker_id: str | None,
     max_streams: int | None,
-    lease_ttl: str | None,
+    lease_ttl: float | None,
 ) -> None:
     """Capture every stream of CONFIG (with --worker: the streams it leases) until
     SIGINT/SIGTERM (or --duration).
@@ -133,9 +128,9 @@ def run(
 
     if not worker and (worker_id, max_streams, lease_ttl) != (None, None, None):
         raise click.UsageError("--worker-id, --max-streams and --lease-ttl need --worker")
-    ttl = DEFAULT_LEASE_TTL if lease_ttl is None else _lease_ttl(lease_ttl)
+    ttl = DEFAULT_LEASE_TTL if lease_ttl is None else lease_ttl
     cfg = _load(config)
-    setup_logging(ctx.obj["log_level"], secrets=cfg.secrets)
+    setup_logging(log_level_of(ctx), secrets=cfg.secrets)
 
     async def go() -> int:
         store = open_store(cfg.store, create_tables=create_tables)
@@ -170,18 +165,6 @@ def _exit_now(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-def _lease_ttl(text: str) -> float:
-    from longline.core.units import parse_duration
-
-    try:
-        ttl = parse_duration(text)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--lease-ttl") from None
-    if ttl < 0.3:
-        raise click.BadParameter("must be at least 300ms", param_hint="--lease-ttl")
-    return ttl
 
 
 @main.command()
@@ -255,7 +238,7 @@ def _check_one(path: str, connect: bool) -> int:
     show_default=True,
     help="Only events with seq greater than this.",
 )
-@click.option("--limit", type=int, default=None, help="At most this many.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most this many.")
 @click.option("--quarantined", is_flag=True, help="List quarantined items instead.")
 def events(config: str, stream: str, after: int, limit: int | None, quarantined: bool) -> None:
     """Print stored events of a stream as NDJSON, in seq order."""
@@ -353,10 +336,10 @@ def status(config: str, as_json: bool, check: bool) -> None:
 @main.command()
 @click.option(
     "--duration",
-    type=float,
-    default=20.0,
+    type=DURATION,
+    default="20s",
     show_default=True,
-    help="How long to capture, in seconds.",
+    help="How long to capture (90, 90s, 5m).",
 )
 @click.option(
     "--db",
@@ -393,6 +376,12 @@ def _register_optional() -> None:
     main.add_command(dispatch_cli.dispatch_command, "dispatch")
     main.add_command(dispatch_cli.deadletters_command, "deadletters")
     main.add_command(dispatch_cli.replay_command, "replay")
+    for command in main.commands.values():  # --log-level also after the subcommand
+        if not any(p.name == "log_level" for p in command.params):
+            log_level_option()(command)
 
 
 _register_optional()
+
+if __name__ == "__main__":  # `python -m longline.cli` is the CLI too (as `python -m longline`)
+    main()

@@ -199,8 +199,8 @@ def test_missing_environment_variables() -> None:
         "store: environment variable DB_PASSWORD is not set",
         "streams[0].headers.Authorization: environment variable WIKI_TOKEN is not set",
         "streams[1].subscribe[0]: environment variable WS_KEY is not set",
-        "streams[1].subscribe[1]: malformed ${...}: write ${NAME} (letters, digits, _) "
-        "or $${ for a literal ${",
+        "streams[1].subscribe[1]: malformed ${...}: write ${NAME} or ${NAME:-default} "
+        "(NAME: letters, digits, _) or $${ for a literal ${",
     ]
 
 

@@ -72,8 +72,20 @@ def test_duplicate_processor_names() -> None:
 
 def test_unknown_or_missing_kind() -> None:
     tags = ", ".join(registry.kinds())
-    assert errors({"name": "p", "kind": "kafka"}) == [f"processors[0].kind: must be one of {tags}"]
-    assert errors({"name": "p"}) == [f"processors[0].kind: must be one of {tags}"]
+    assert errors({"name": "p", "kind": "kafka"}) == [
+        f"processors[0].kind: unknown kind; must be one of {tags}"
+    ]
+    assert errors({"name": "p"}) == [f"processors[0].kind: required: one of {tags}"]
+
+
+def test_misspelt_kind_gets_did_you_mean_without_echoing_the_input() -> None:
+    tags = ", ".join(registry.kinds())
+    assert errors({"name": "p", "kind": "webhok", "url": "https://h/x"}) == [
+        f"processors[0].kind: unknown kind (did you mean webhook?); must be one of {tags}"
+    ]
+    assert errors({"name": "p", "kind": "Redis"}) == [
+        f"processors[0].kind: unknown kind (did you mean redis?); must be one of {tags}"
+    ]
 
 
 def test_field_errors_name_the_field_without_the_kind_tag() -> None:

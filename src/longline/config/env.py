@@ -1,5 +1,7 @@
 """``${VAR}`` interpolation and the collection of every value that must never be shown.
 
+``${VAR:-default}`` takes ``default`` when VAR is unset or empty, as a shell does.
+
 Interpolation is limited to the fields that may carry credentials (store, stream url, headers
 and subscribe messages, and every string of a processor entry), and each substituted value is
 recorded as a secret. Credential headers and URL passwords are secrets too, written inline or not.
@@ -24,7 +26,8 @@ __all__ = [
 ]
 
 SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
-_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
+# $${ (a literal ${), ${NAME}, ${NAME:-default} (default: no "}"), or a malformed ${.
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}|\$\{")
 
 
 def header_secrets(headers: Mapping[str, object]) -> set[str]:
@@ -86,10 +89,13 @@ class Interpolator:
             if name is None:
                 self.paths.add(path)
                 self.errors.append(
-                    f"{path}: malformed ${{...}}: write ${{NAME}} (letters, digits, _) "
-                    "or $${ for a literal ${"
+                    f"{path}: malformed ${{...}}: write ${{NAME}} or ${{NAME:-default}} "
+                    "(NAME: letters, digits, _) or $${ for a literal ${"
                 )
                 return ""
+            fallback = m.group(2)
+            if fallback is not None and not self.env.get(name):
+                return fallback[2:]  # written in the file, so not collected as a secret
             if name not in self.env:
                 if self.read_only and path != "store":
                     self.skipped[path] = name

@@ -109,7 +109,7 @@ def messages(error: ValidationError, root: type[BaseModel]) -> list[str]:
         tagged: tuple[int | str, ...] = tuple(e["loc"])
         loc = _untag(tagged)
         if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            out.append(f"{_path(loc, 'kind')}: must be one of {', '.join(kinds())}")
+            out.append(f"{_path(loc, 'kind')}: {_kind_message(e.get('ctx', {}))}")
             continue
         if e["type"] == _PROBLEMS_TYPE:
             out.extend(f"{_path(loc, f)}: {m}" for f, m in e["ctx"]["problems"])
@@ -131,3 +131,16 @@ def messages(error: ValidationError, root: type[BaseModel]) -> list[str]:
             msg = _FRIENDLY.get(e["type"], e["msg"].removeprefix("Value error, "))
         out.append(f"{_path(loc)}: {msg}")
     return out
+
+
+def _kind_message(ctx: dict[str, object]) -> str:
+    """Unknown or missing processor kind; the closest known kind is suggested, the input
+    (which may come from ``${VAR}``) is never echoed."""
+    known = list(kinds())
+    tag = ctx.get("tag")
+    close = difflib.get_close_matches(str(tag), known, n=1) if isinstance(tag, str) else []
+    if close:
+        return f"unknown kind (did you mean {close[0]}?); must be one of {', '.join(known)}"
+    if tag is None:
+        return f"required: one of {', '.join(known)}"
+    return f"unknown kind; must be one of {', '.join(known)}"

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from longline.cli_options import DURATION, log_level_of
 from longline.config import Config
 from longline.delivery.dispatcher import Dispatcher, run_dispatch
 from longline.delivery.redeliver import (
@@ -40,7 +41,7 @@ def _setup(ctx: click.Context, path: str, *, read_only: bool = False) -> Config:
     from longline.cli import _fail, _load  # cli imports this module; import at call time
 
     cfg = _load(path, read_only=read_only)
-    setup_logging((ctx.obj or {}).get("log_level", "INFO"), secrets=cfg.secrets)
+    setup_logging(log_level_of(ctx), secrets=cfg.secrets)
     if not cfg.processors:
         _fail(f"{path}: no processors configured", 2)
     return cfg
@@ -86,7 +87,7 @@ def _known(cfg: Config, processor: str) -> None:
 
 @click.command()
 @_CONFIG
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--duration", type=DURATION, default=None, help="Stop after this long (90, 90s, 5m).")
 @click.pass_context
 def dispatch_command(ctx: click.Context, config: str, duration: float | None) -> None:
     """Deliver stored events to the processors of CONFIG, without capturing.
@@ -159,6 +160,10 @@ def replay_command(
     to_seq: int | None,
 ) -> None:
     """Re-deliver stored events FROM..TO of a stream to a processor (its cursor stays put)."""
+    if to_seq is not None and from_seq > to_seq:
+        raise click.BadParameter(
+            f"--from-seq {from_seq} is after --to-seq {to_seq}", param_hint="--from-seq/--to-seq"
+        )
     cfg = _setup(ctx, config)
     result = _with_store(cfg, lambda s: replay(cfg, s, processor, stream, from_seq, to_seq))
     _report(result, f"replay of {stream} to {processor}")

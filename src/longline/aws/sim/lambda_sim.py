@@ -236,7 +236,7 @@ def lambda_sim_command() -> Any:
     import click
     from rich.console import Console
 
-    from longline.core.units import parse_duration
+    from longline.cli_options import DURATION
 
     @click.command("lambda-sim")
     @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -245,21 +245,29 @@ def lambda_sim_command() -> Any:
     )
     @click.option(
         "--timeout",
+        type=DURATION,
         default="20s",
         show_default=True,
         help="Function timeout (Lambda's maximum is 15m).",
     )
     @click.option(
         "--margin",
+        type=DURATION,
         default="5s",
         show_default=True,
         help="Remaining time at which the handoff starts.",
     )
     @click.option(
-        "--duration", default="120s", show_default=True, help="How long to keep the chain going."
+        "--duration",
+        type=DURATION,
+        default="120s",
+        show_default=True,
+        help="How long to keep the chain going.",
     )
-    @click.option("--watchdog", default=None, help="Watchdog schedule period (self mode).")
-    @click.option("--lease-ttl", default=None, help="Lease time-to-live.")
+    @click.option(
+        "--watchdog", type=DURATION, default=None, help="Watchdog schedule period (self mode)."
+    )
+    @click.option("--lease-ttl", type=DURATION, default=None, help="Lease time-to-live.")
     @click.option(
         "--kill",
         multiple=True,
@@ -270,11 +278,11 @@ def lambda_sim_command() -> Any:
     def command(
         config: Path,
         mode: str,
-        timeout: str,
-        margin: str,
-        duration: str,
-        watchdog: str | None,
-        lease_ttl: str | None,
+        timeout: float,
+        margin: float,
+        duration: float,
+        watchdog: float | None,
+        lease_ttl: float | None,
         kill: tuple[str, ...],
         as_json: bool,
     ) -> None:
@@ -283,11 +291,11 @@ def lambda_sim_command() -> Any:
             sim = LambdaSim(
                 config,
                 mode=mode,
-                timeout=parse_duration(timeout),
-                margin=parse_duration(margin),
-                duration=parse_duration(duration),
-                watchdog_every=parse_duration(watchdog) if watchdog else None,
-                lease_ttl=parse_duration(lease_ttl) if lease_ttl else None,
+                timeout=timeout,
+                margin=margin,
+                duration=duration,
+                watchdog_every=watchdog,
+                lease_ttl=lease_ttl,
                 kill=_parse_kill(kill),
             )
         except ValueError as e:
