@@ -71,7 +71,9 @@ async def process_records(
             for settings in cfg.processors:
                 if not _wants(settings, stream):
                     continue
-                dead = await _deliver_once(processors[settings.name], settings, stream, events)
+                dead = await _deliver_once(
+                    processors[settings.name], settings, stream, events, cfg.secrets
+                )
                 if dead is None:
                     log.warning(
                         "processor %s: stream %s: retrying from record %s",
@@ -89,7 +91,11 @@ async def process_records(
 
 
 async def _deliver_once(
-    processor: Processor, settings: ProcessorSettings, stream: str, events: list[StoredEvent]
+    processor: Processor,
+    settings: ProcessorSettings,
+    stream: str,
+    events: list[StoredEvent],
+    secrets: frozenset[str],
 ) -> list[tuple[StoredEvent, str, int]] | None:
     """One attempt; Lambda's retries (and ``BisectBatchOnFunctionError``) do the rest.
 
@@ -105,7 +111,9 @@ async def _deliver_once(
             return None
     except Exception:  # a processor bug: retry, as the dispatcher would
         return None
-    return await deliver_batch(processor, stream, events, settings.retry, name=settings.name)
+    return await deliver_batch(
+        processor, stream, events, settings.retry, name=settings.name, secrets=secrets
+    )
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

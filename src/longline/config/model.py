@@ -207,6 +207,7 @@ class Config(_Model):
     shutdown_timeout: Duration = Field(default=10.0, gt=0)
     streams: list[StreamConfig]
     processors: list[ProcessorEntry] = Field(default_factory=list)
+    log_summary_interval: Duration = Field(default=60.0, ge=0)  # INFO summaries; 0: none
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @property

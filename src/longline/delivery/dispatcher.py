@@ -27,12 +27,14 @@ from typing import Any
 from longline.config import Config
 from longline.core.backoff import Backoff
 from longline.core.model import StoredEvent
+from longline.engine.summary import Periodic, dispatch_lines
+from longline.ops.logging import redact_stored
 from longline.processors.base import Processor, ProcessorError
 from longline.processors.registry import ProcessorSettings, RetrySettings, build_processor
 from longline.stores import open_store
 from longline.stores.base import Store
 
-__all__ = ["DeliveryStats", "Dispatcher", "deliver_batch", "run_dispatch"]
+__all__ = ["DeliveryStats", "Dispatcher", "dead_letter_summary", "deliver_batch", "run_dispatch"]
 
 log = logging.getLogger(__name__)
 Dead = tuple[StoredEvent, str, int]  # (event, last error, attempts)
@@ -60,8 +62,13 @@ async def deliver_batch(
     stats: DeliveryStats | None = None,
     rng: random.Random | None = None,
     name: str = "processor",
+    secrets: frozenset[str] = frozenset(),
 ) -> list[Dead] | None:
-    """Deliver ``events`` with retries; the dead ones (empty when all went), None if stopped."""
+    """Deliver ``events`` with retries; the dead ones (empty when all went), None if stopped.
+
+    Error texts are redacted (``secrets`` and the registered ones) here, before anything
+    stores or prints them: a processor's error may quote a token (a command's stderr).
+    """
     stats = stats if stats is not None else DeliveryStats()
     backoff = Backoff(retry.initial, retry.max, rng)
     attempts = 0
@@ -74,30 +81,44 @@ async def deliver_batch(
             err = exc
         except Exception as exc:  # a processor bug must not kill the lane
             err = ProcessorError(f"{type(exc).__name__}: {exc}")
-        stats.last_error = str(err)
+        text = stats.last_error = redact_stored(str(err), secrets)
         if err.permanent and len(events) > 1:
             mid = len(events) // 2
-            left = await deliver_batch(
-                processor, stream, events[:mid], retry, stop=stop, stats=stats, rng=rng, name=name
-            )
-            if left is None:
-                return None
-            right = await deliver_batch(
-                processor, stream, events[mid:], retry, stop=stop, stats=stats, rng=rng, name=name
-            )
-            return None if right is None else left + right
+            halves: list[Dead] = []
+            for half in (events[:mid], events[mid:]):
+                dead = await deliver_batch(
+                    processor, stream, half, retry, stop=stop, stats=stats, rng=rng, name=name,
+                    secrets=secrets,
+                )  # fmt: skip
+                if dead is None:
+                    return None
+                halves += dead
+            return halves
         if err.permanent or attempts >= retry.max_attempts:
-            return [(ev, str(err), attempts) for ev in events]
+            return [(ev, text, attempts) for ev in events]
         delay = backoff.next_delay()
         if err.retry_after is not None:
             delay = max(delay, min(err.retry_after, retry.max))
         stats.retries += 1
         log.warning(
             "%s: delivery of %s seq %d..%d failed (attempt %d/%d, retry in %.2fs): %s",
-            name, stream, events[0].seq, events[-1].seq, attempts, retry.max_attempts, delay, err,
+            name, stream, events[0].seq, events[-1].seq, attempts, retry.max_attempts, delay, text,
         )  # fmt: skip
         if await _stopped_within(stop, delay):
             return None
+
+
+def dead_letter_summary(name: str, stream: str, dead: Sequence[Dead]) -> str:
+    """One log line for the dead letters of one batch, however many: a backlog that a
+    processor refuses must not flood the log with a line per event."""
+    seqs = [ev.seq for ev, _, _ in dead]
+    reasons = {err for _, err, _ in dead}
+    first_err, attempts = dead[0][1], max(n for _, _, n in dead)
+    others = f" (and {len(reasons) - 1} other error(s))" if len(reasons) > 1 else ""
+    return (
+        f"processor {name} dead-lettered {len(dead)} event(s) of {stream}, "
+        f"seq {min(seqs)}..{max(seqs)}, after up to {attempts} attempt(s): {first_err}{others}"
+    )
 
 
 async def _stopped_within(stop: asyncio.Event | None, seconds: float) -> bool:
@@ -108,6 +129,13 @@ async def _stopped_within(stop: asyncio.Event | None, seconds: float) -> bool:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
     return stop.is_set()
+
+
+def _some(names: Sequence[str], what: str) -> str:
+    """``stream a, b`` or, for many, ``40 streams`` (a start line must not grow unbounded)."""
+    if len(names) > 5:
+        return f"{len(names)} {what}s"
+    return f"{what}{'s' if len(names) != 1 else ''} {', '.join(names)}"
 
 
 def lane_streams(config: Config, settings: ProcessorSettings) -> list[str]:
@@ -155,6 +183,10 @@ class Dispatcher:
         stopper = asyncio.ensure_future(self._stop.wait())
         # Ends by itself only when no processor could start (each failure is logged).
         ended = asyncio.gather(*tasks, return_exceptions=True)
+        summary = Periodic(
+            self.config.log_summary_interval, lambda b, s: dispatch_lines(self.stats, b, s)
+        )
+        summary.start()
         try:
             waits: list[asyncio.Future[Any]] = [stopper, ended]
             await asyncio.wait(waits, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
@@ -172,6 +204,7 @@ class Dispatcher:
                     await processor.close()
                 except Exception as exc:
                     log.warning("closing processor %s failed: %s", name, exc)
+            await summary.stop()
         return self.stats
 
     async def _run_processor(self, settings: ProcessorSettings) -> None:
@@ -191,6 +224,11 @@ class Dispatcher:
         while not self._stop.is_set():
             try:
                 await processor.start()
+                streams = lane_streams(self.config, settings)
+                log.info(
+                    "processor %s (%s) started: delivering %s",
+                    settings.name, settings.kind, _some(streams, "stream"),
+                )  # fmt: skip
                 return True
             except Exception as exc:
                 permanent = isinstance(exc, ProcessorError) and exc.permanent
@@ -220,16 +258,13 @@ class Dispatcher:
                 stats.state = "delivering"
                 dead = await deliver_batch(
                     processor, stream, events, settings.retry, stop=self._stop, stats=stats,
-                    rng=self._rng, name=name,
+                    rng=self._rng, name=name, secrets=self.config.secrets,
                 )  # fmt: skip
                 if dead is None:
                     break
                 await self.store.ack(name, stream, events[-1].seq, dead)
-                for ev, err, attempts in dead:
-                    log.error(
-                        "processor %s gave up on %s seq %d after %d attempt(s): %s",
-                        name, stream, ev.seq, attempts, err,
-                    )  # fmt: skip
+                if dead:
+                    log.error("%s", dead_letter_summary(name, stream, dead))
                 cursor = stats.cursor = events[-1].seq
                 stats.delivered += len(events) - len(dead)
                 stats.dead += len(dead)

@@ -72,7 +72,12 @@ async def replay(
                 events = [e for e in events if e.seq <= to_seq]
             if not events:
                 break
-            dead = await deliver_batch(proc, stream, events, settings.retry, name=processor) or []
+            dead = (
+                await deliver_batch(
+                    proc, stream, events, settings.retry, name=processor, secrets=config.secrets
+                )
+                or []
+            )
             out.delivered += len(events) - len(dead)
             out.failed += [(processor, stream, ev.seq, err) for ev, err, _ in dead]
             after = events[-1].seq
@@ -107,7 +112,7 @@ async def retry_dead_letters(
         proc = given or build_processor(settings)
         await proc.start()
         try:
-            await _retry_group(store, proc, settings, stream, group, out)
+            await _retry_group(store, proc, settings, stream, group, out, config.secrets)
         finally:
             if given is None:
                 await proc.close()
@@ -121,6 +126,7 @@ async def _retry_group(
     stream: str,
     group: Sequence[DeadLetter],
     out: Redelivered,
+    secrets: frozenset[str],
 ) -> None:
     by_seq = {d.seq: d for d in group}
     events = await store.read_keys(stream, sorted(by_seq))
@@ -129,7 +135,10 @@ async def _retry_group(
     once = settings.retry.model_copy(update={"max_attempts": 1})
     for i in range(0, len(events), settings.batch):
         batch: list[StoredEvent] = events[i : i + settings.batch]
-        dead = await deliver_batch(proc, stream, batch, once, name=settings.name) or []
+        dead = (
+            await deliver_batch(proc, stream, batch, once, name=settings.name, secrets=secrets)
+            or []
+        )
         failed = {ev.seq for ev, _, _ in dead}
         delivered = [by_seq[e.seq].id for e in batch if e.seq not in failed]
         # The ack moves no cursor (seq 0, never backwards); it records the new error.

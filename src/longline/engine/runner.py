@@ -32,8 +32,10 @@ from longline.config import Config, StreamConfig
 from longline.core.keys import Keyer
 from longline.delivery.dispatcher import Dispatcher
 from longline.engine.stats import StreamStats
+from longline.engine.summary import Periodic, stream_lines
 from longline.engine.supervisor import Supervisor
 from longline.engine.writer import StreamWriter
+from longline.ops.logging import redact_stored
 from longline.stores import open_store
 from longline.stores.base import Store
 from longline.transports.http import refusal_trace
@@ -122,6 +124,10 @@ class Runner:
         )
         self._on_tick, self._down, self._close_by = on_tick, False, None
         self.closed_cleanly = True
+        summary = Periodic(
+            self.config.log_summary_interval, lambda b, s: stream_lines(self.stats, b, s)
+        )
+        summary.start()
         delivery = self._start_dispatcher()
         try:
             self._status_task = asyncio.create_task(self._status_loop(on_tick))
@@ -134,6 +140,7 @@ class Runner:
             session, self._session = self._session, None
             await session.close()
             await self.bounded(self.store.close(), "close the store")
+            await summary.stop()
 
     def start_stream(self, cfg: StreamConfig, epoch: int | None = None) -> asyncio.Task[None]:
         """Start capturing ``cfg`` (its writer commits under lease ``epoch`` when given)."""
@@ -156,6 +163,7 @@ class Runner:
             batch_window=writer_cfg.batch_window,
             max_message_size=cfg.max_message_size,
             epoch=epoch,
+            secrets=self.config.secrets,
         )
         writer.start()
         sup = Supervisor(cfg, self.store, self._session, writer, stats)
@@ -283,6 +291,8 @@ class Runner:
     def status_of(self, name: str) -> dict[str, Any]:
         """The status saved for ``name``; in worker mode with the owner and its lease epoch."""
         snap = self.stats[name].snapshot()
+        if snap.get("reason"):  # may quote a URL or a provider's reply: never store a secret
+            snap["reason"] = redact_stored(snap["reason"], self.config.secrets)
         if self.worker is not None:
             snap["worker"], snap["epoch"] = self.worker, self.epochs.get(name)
         return snap

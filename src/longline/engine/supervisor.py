@@ -19,6 +19,7 @@ import functools
 import logging
 from collections.abc import Callable
 from typing import ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -59,6 +60,7 @@ class Supervisor:
         self.open: set[Connection] = set()
         self._stopping = Flag()  # an asyncio.Event allocates a deque (~850 B) up front
         self._failed_slots = 0
+        self._resumed_from: str | None = None  # the cursor the last connection resumed after
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -101,10 +103,11 @@ class Supervisor:
             first = False
             self._set_state("connecting")
             conn = await self._new_connection(sse)
+            live = functools.partial(self._went_live, n, self._resumed_from)
             if cfg.max_lifetime is None:  # never rotates: one coroutine frame less
-                outcome, was_live = await self._serve_alone(conn)
+                outcome, was_live = await self._serve_alone(conn, live)
             else:
-                outcome, was_live, conn = await self._serve(conn)
+                outcome, was_live, conn = await self._serve(conn, live)
             if isinstance(conn, SSEConnection):
                 sse = conn.state
             del conn  # an idle backoff holds no closed connection
@@ -150,6 +153,7 @@ class Supervisor:
                 last_event_id = cursor or ""
             elif sse is not None:
                 last_event_id = sse.last_event_id
+        self._resumed_from = cursor
         resume = cfg.resume
         request = build_request(
             cfg.url,
@@ -163,7 +167,9 @@ class Supervisor:
         request = dataclasses.replace(request, last_event_id=last_event_id, retry=retry)
         return connection_for(cfg, self.session, request)
 
-    async def _serve(self, conn: Connection) -> tuple[Outcome, bool, Connection]:
+    async def _serve(
+        self, conn: Connection, live: Callable[[], None]
+    ) -> tuple[Outcome, bool, Connection]:
         """Run ``conn`` (and its successors, on rotation) until the current one ends; return
         how it ended, whether it delivered, and which connection that was."""
         loop = asyncio.get_running_loop()
@@ -173,7 +179,7 @@ class Supervisor:
         await _first_of(conn.connected.wait(), task)
         rotation.on_opened(loop.time())
         if conn.connected.is_set():
-            self._set_state("live")
+            live()
         while True:
             deadline = rotation.next_deadline()
             waits: list[asyncio.Task[Outcome]] = [task]
@@ -221,10 +227,12 @@ class Supervisor:
                 successor = None
                 rotation.on_successor_failed(now, retry_in=self.cfg.backoff.initial)
 
-    async def _serve_alone(self, conn: Connection) -> tuple[Outcome, bool]:
+    async def _serve_alone(
+        self, conn: Connection, live: Callable[[], None]
+    ) -> tuple[Outcome, bool]:
         """``_serve`` without rotation: no successor, so ``conn`` runs in this task instead of
         one of its own (a task and the wait on it are ~1.5 KB per idle stream)."""
-        conn.connected = _NotifyingFlag(self._went_live)
+        conn.connected = _NotifyingFlag(live)
         self._opened(conn)
         try:
             outcome = await conn.run(self.writer)
@@ -232,8 +240,18 @@ class Supervisor:
             self._closed(conn)
         return outcome, conn.pushed > 0
 
-    def _went_live(self) -> None:
+    def _went_live(self, slot: int, cursor: str | None) -> None:
+        """Live: say so at INFO, with where it resumed (rotations are not announced)."""
         self._set_state("live")
+        cfg = self.cfg
+        if cfg.resume is None:
+            where = "resume: none"
+        elif cursor:
+            where = f"resumed after cursor {cursor!r}"
+        else:
+            where = "no checkpoint yet"
+        which = f" [connection {slot + 1}/{cfg.redundancy}]" if cfg.redundancy > 1 else ""
+        log.info("stream %s%s: connected to %s (%s)", cfg.name, which, shown_url(cfg.url), where)
 
     def _start(self, conn: Connection) -> asyncio.Task[Outcome]:
         self._opened(conn)
@@ -269,6 +287,14 @@ class Supervisor:
     def _set_state(self, state: str) -> None:
         if self.stats.state != "failed":
             self.stats.set_state(state)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as logs show it: no user or password, and the query (which often carries a
+    token) reduced to ``?…``."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))
 
 
 async def _wait_any(tasks: list[asyncio.Task[Outcome]], timeout: float | None) -> None:

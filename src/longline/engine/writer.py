@@ -26,6 +26,7 @@ store, and so out of the checkpoint, and is returned as a count.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,6 +35,7 @@ from typing import TypeVar
 from longline.core.keys import EventBatch, Keyer
 from longline.core.model import AppendResult, Quarantined
 from longline.engine.stats import StreamStats
+from longline.ops.logging import redact_stored
 from longline.stores.base import Store
 from longline.transports.base import Connection, Item
 
@@ -75,6 +77,7 @@ class StreamWriter:
         max_message_size: int,
         max_pending: int | None = None,
         epoch: int | None = None,
+        secrets: frozenset[str] = frozenset(),
     ) -> None:
         self.stream = stream
         self.store = store
@@ -84,6 +87,7 @@ class StreamWriter:
         self.batch_window = batch_window
         self.max_message_size = max_message_size
         self.max_pending = max_pending or batch_max * 8
+        self.secrets = secrets  # redacted from quarantine reasons before they are stored
         self._batch = EventBatch()
         self._quarantine: list[Quarantined] = []
         self._ticket = 0
@@ -225,6 +229,10 @@ class StreamWriter:
             _resolve(self._room)
         self._inflight = len(batch) + len(quarantined)
         if quarantined:
+            quarantined = [
+                dataclasses.replace(q, reason=redact_stored(q.reason, self.secrets))
+                for q in quarantined
+            ]
             await self._retrying(self.store.quarantine, self.stream, quarantined)
             self._inflight -= len(quarantined)
             self.stats.quarantined += len(quarantined)

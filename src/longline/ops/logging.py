@@ -8,6 +8,7 @@ any formatter sees it, and the plain and JSON formatters redact their final outp
 
 from __future__ import annotations
 
+import functools
 import json as _json
 import logging
 import re
@@ -21,6 +22,7 @@ __all__ = [
     "RedactingFilter",
     "add_secrets",
     "redact",
+    "redact_stored",
     "registered_secrets",
     "setup_logging",
 ]
@@ -39,10 +41,25 @@ def _compile(values: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(v) for v in unique)) if unique else None
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(values: frozenset[str]) -> re.Pattern[str] | None:
+    return _compile(values)
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every occurrence of every non-empty secret replaced by ``***``."""
-    pattern = _compile(secrets)
+    pattern = _compiled(frozenset(secrets))
     return pattern.sub(REDACTED, text) if pattern else text
+
+
+def redact_stored(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` as it may be stored (dead letter errors, quarantine and status reasons):
+    ``secrets`` (a config's) and every secret registered for the logs replaced by ``***``.
+
+    Stored text is printed later by other commands (``deadletters``, ``status``, ``events``),
+    beyond the reach of the log filter, so it is redacted before it is written.
+    """
+    return redact(text, frozenset(secrets) | _secrets)
 
 
 def registered_secrets() -> frozenset[str]:
