@@ -23,8 +23,8 @@ import yaml
 from longline.aws.templates import Settings, build, render
 from longline.aws.templates.common import NAME_PATTERN, secret_parameter
 from longline.aws.templates.ec2 import USER_DATA_LIMIT, unit_text, user_data_script
+from longline.cli_options import DURATION
 from longline.config import ConfigError, load_config
-from longline.core.units import parse_duration
 
 __all__ = ["LAMBDA_ENV_BUDGET", "deploy_command", "prepare_config"]
 
@@ -172,11 +172,7 @@ def _check_size(option: int, config: str) -> None:
             )
 
 
-def _margin(value: str) -> int:
-    try:
-        seconds = parse_duration(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--margin") from None
+def _margin(seconds: float) -> int:
     if not 1 <= seconds <= 450:
         raise click.BadParameter(
             "must be between 1s and 450s (half the 900 s Lambda timeout)", param_hint="--margin"
@@ -207,6 +203,7 @@ def _margin(value: str) -> int:
 )
 @click.option(
     "--margin",
+    type=DURATION,
     default="60s",
     show_default=True,
     help="Lambda: hand over this long before the 900 s timeout (Step Functions waits "
@@ -219,7 +216,7 @@ def _margin(value: str) -> int:
     help="Lambda code: a directory holding longline and its dependencies, or s3://...",
 )
 def deploy_command(
-    option: str, config_path: Path | None, name: str, margin: str, code_uri: str
+    option: str, config_path: Path | None, name: str, margin: float, code_uri: str
 ) -> None:
     """Print the CloudFormation/SAM template of deployment OPTION (redirect it to a file).
 

@@ -1,0 +1,55 @@
+"""Quarantine and status reasons are redacted before they are stored: `events --quarantined`
+and `status` print them from the store, where the log filter cannot reach."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from longline.config import parse_config
+from longline.engine.runner import Runner
+from longline.ops.logging import REDACTED
+from longline.stores import SQLiteStore
+from longline.testing.provider import Provider
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def test_reasons_are_stored_without_secrets(provider: Provider, tmp_path: Path) -> None:
+    host = f"127.0.0.1:{closed_port()}"
+    env = {"FEED_HOST": host, "ACCT": "acct_7f3k9"}
+    cfg = parse_config(
+        {
+            "store": f"sqlite:///{tmp_path / 'r.db'}",
+            "streams": [
+                # A connection that cannot be made: its error names the (secret) host.
+                {"name": "down", "transport": "sse", "url": "http://${FEED_HOST}/sse",
+                 "backoff": {"initial": "50ms", "max": "100ms"}},
+                # Every event lacks the key path, whose name happens to be a secret's value.
+                {"name": "bad", "transport": "lines", "key": "$.acct_7f3k9",
+                 "url": provider.url("lines", "q", total=3), "headers": {"X-Acct": "${ACCT}"}},
+            ],
+        },
+        env=env,
+    )  # fmt: skip
+    assert {host, "acct_7f3k9"} <= cfg.secrets
+    runner = Runner(cfg, status_interval=0.1)
+    await runner.run(duration=1.0)
+
+    store = SQLiteStore(tmp_path / "r.db")
+    await store.open()
+    try:
+        status = await store.get_status()
+        quarantined = await store.read_quarantine("bad", 0, 100)
+    finally:
+        await store.close()
+    reason = status["down"]["reason"]
+    assert reason.startswith("ClientConnectorError: Cannot connect to host ")
+    assert host not in reason and REDACTED in reason
+    assert [q.reason for q in quarantined] == [f"key path $.{REDACTED} not found"] * 3
+    assert "acct_7f3k9" not in str(status)
