@@ -137,3 +137,25 @@ def test_dispatch_periodic_summary(tmp_path: Path) -> None:
         rf"{N} dead-lettered",
         logs[-1],
     )
+
+
+async def test_command_stderr_is_redacted_before_it_is_cut() -> None:
+    """The error keeps the last 500 characters of stderr: a cut through a secret must not
+    leave its tail behind (a piece no redactor recognises)."""
+    from longline.ops.logging import add_secrets
+    from longline.processors.base import ProcessorError
+    from longline.processors.command import CommandProcessor, CommandSettings
+
+    secret = "cut-9a8b7c6d5e4f"
+    add_secrets([secret])  # what `longline dispatch` registers from the config
+    script = f"import sys; sys.stderr.write('A' * 50 + {secret!r} + 'B' * 494); sys.exit(3)"
+    proc = CommandProcessor(
+        CommandSettings(name="c", kind="command", argv=[sys.executable, "-c", script])
+    )
+    await proc.start()
+    try:
+        await proc.deliver("s", [])
+    except ProcessorError as exc:
+        message = str(exc)
+    assert message.endswith("B" * 494)
+    assert secret[-6:] not in message and message.endswith(REDACTED[-3:] + "B" * 494)
