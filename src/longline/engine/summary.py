@@ -20,7 +20,7 @@ from longline.core.units import format_duration
 from longline.engine.stats import StreamStats
 
 if TYPE_CHECKING:
-    from longline.engine.dispatcher import DeliveryStats
+    from longline.delivery.dispatcher import DeliveryStats
 
 __all__ = ["MAX_LINES", "Periodic", "dispatch_lines", "stream_lines"]
 
