@@ -74,8 +74,10 @@ class _Main(click.Group):
 @click.group(cls=_Main)
 @click.version_option(package_name="longline")
 @log_level_option(group=True)
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Keep outbound event streams alive and store every event exactly once."""
+    ctx.ensure_object(dict)  # _load records the config path here for _Main's error line
 
 
 @main.command()
