@@ -81,8 +81,11 @@ def stream_lines(
         where = f"{s.state} after {span}" if final else f"{s.state}, last {span}"
         reason = f" ({s.reason})" if s.reason and s.state != "live" else ""
         show = len(stats) <= MAX_LINES or s.state == "failed" or (not final and s.state != "live")
+        left = f", {s.uncommitted} uncommitted" if final and s.uncommitted else ""
         if show:
-            lines.append(f"stream {name}: {where}{reason}: {rate:.1f} events/s, {delta.text()}")
+            lines.append(
+                f"stream {name}: {where}{reason}: {rate:.1f} events/s, {delta.text()}{left}"
+            )
     if len(stats) > 1:
         rate = total.events / seconds if seconds > 0 else 0.0
         head = "run ended after" if final else "run, last"
