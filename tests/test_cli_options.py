@@ -3,6 +3,7 @@ messages and exit 2, and ``python -m longline.cli`` as the CLI."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 
 from longline.cli import main
 from longline.cli_options import DURATION, Duration
+from longline.stores import SQLiteStore
 
 DUMMY_URL = "http://127.0.0.1:9/sse/unused"
 
@@ -106,6 +108,12 @@ def test_log_level_is_offered_on_every_command_the_same_way() -> None:
 
 
 def test_limit_zero_prints_nothing(tmp_path: Path) -> None:
+    async def create() -> None:
+        store = SQLiteStore(tmp_path / "x.db")
+        await store.open()
+        await store.close()
+
+    asyncio.run(create())
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         yaml.safe_dump(
