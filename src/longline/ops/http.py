@@ -168,9 +168,11 @@ class OpsServer:
         self.app = app
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await runner.setup()
-        site = web.TCPSite(runner, self.listen.host, self.listen.port, shutdown_timeout=1.0)
+        site = web.TCPSite(runner, self.listen.host, self.listen.port)
         try:
             await site.start()
         except OSError as e:
