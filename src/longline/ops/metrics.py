@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from prometheus_client import Histogram, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # the writer imports this module for COMMIT_SECONDS: keep it 
 
 __all__ = ["COMMIT_SECONDS", "CONTENT_TYPE", "render"]
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format every Prometheus reads (the names here need no UTF-8 escaping).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 COMMIT_SECONDS = Histogram(
     "longline_commit_seconds",
