@@ -33,8 +33,11 @@ async def listening(
 
 
 @contextlib.asynccontextmanager
-async def running(cfg: Config, token: str | None = None) -> AsyncIterator[tuple[Runner, str]]:
-    """A runner capturing ``cfg`` with its listener; yields it and the listener's base URL."""
+async def running(
+    cfg: Config, token: str | None = None
+) -> AsyncIterator[tuple[Runner, str, OpsServer]]:
+    """A runner capturing ``cfg`` with its listener; yields it, the listener's base URL and
+    the listener."""
     runner = Runner(cfg, status_interval=0.2)
     async with listening(runner, token) as servers:
         task = asyncio.create_task(runner.run())
@@ -46,7 +49,7 @@ async def running(cfg: Config, token: str | None = None) -> AsyncIterator[tuple[
             if task.done():
                 task.result()
             assert servers, "the listener did not start"
-            yield runner, f"http://127.0.0.1:{servers[0].port}"
+            yield runner, f"http://127.0.0.1:{servers[0].port}", servers[0]
         finally:
             runner.stop()
             await task

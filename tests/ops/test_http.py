@@ -29,7 +29,7 @@ GUARDED = ["/metrics", "/readyz", "/api/status", "/", "/api/events/status"]
 async def test_token_guards_every_endpoint_but_healthz(provider: Provider, tmp_path: Path) -> None:
     cfg = make_config(tmp_path / "t.db", {"name": "a", "transport": "sse",
                                           "url": provider.url("sse", "a", total=5)})
-    async with running(cfg, token=TOKEN) as (_, base):
+    async with running(cfg, token=TOKEN) as (_, base, _server):
         assert (await get(base + "/healthz"))[0] == 200
         for path in GUARDED:
             status, body, headers = await get(base + path)
@@ -60,7 +60,7 @@ async def test_without_token_only_loopback_hosts_and_same_origin_posts(
 ) -> None:
     cfg = make_config(tmp_path / "h.db", {"name": "a", "transport": "sse",
                                           "url": provider.url("sse", "a", total=5)})
-    async with running(cfg) as (_, base):
+    async with running(cfg) as (_, base, _server):
         assert (await get(base + "/metrics"))[0] == 200
         port = base.rsplit(":", 1)[1]
         for host in (f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
@@ -111,7 +111,7 @@ async def test_metrics_count_processor_lanes(provider: Provider, tmp_path: Path)
          "url": provider.url("lines", "a", total=30)},
         processors=[{"name": "sink", "kind": "command", "argv": ["cat"], "batch": 10}],
     )
-    async with running(cfg) as (_, base):
+    async with running(cfg) as (_, base, _server):
         families: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
         for _ in range(200):
             _, text, _ = await get(base + "/metrics")
