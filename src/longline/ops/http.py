@@ -20,6 +20,7 @@ import binascii
 import contextlib
 import hmac
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -177,7 +178,8 @@ class OpsServer:
             await site.start()
         except OSError as e:
             await runner.cleanup()
-            raise ListenError(f"cannot listen on {self.listen}: {e.strerror or e}") from None
+            why = os.strerror(e.errno) if e.errno else str(e)
+            raise ListenError(f"cannot listen on {self.listen}: {why}") from None
         self._runner = runner
         server = site._server
         sockets = getattr(server, "sockets", None) or []
