@@ -224,6 +224,8 @@ def test_http_config_errors_name_the_field() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(_cfg({"listen": "127.0.0.1:9464", "token": "${NOPE}"}), env={})
     assert info.value.errors == ["http.token: environment variable NOPE is not set"]
+    # Commands that only read the store (status, events) need no token.
+    parse_config(_cfg({"listen": "127.0.0.1:9464", "token": "${NOPE}"}), env={}, read_only=True)
 
 
 def test_cli_refuses_a_public_address_without_token(tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ async def test_scraped_metrics_equal_status(provider: Provider, tmp_path: Path) 
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0, "".join(log)
-    status = (await status_json(cfg, env))["streams"]
+    status = (await status_json(cfg))["streams"]  # reading needs no token
     for family, key in (("longline_events_stored", "events"),
                         ("longline_duplicates", "duplicates"),
                         ("longline_quarantined", "quarantined")):
@@ -167,6 +167,40 @@ async def test_dispatch_serves_processor_lanes(provider: Provider, tmp_path: Pat
         assert m["longline_processor_lag_events"] == {lane: 0}
         assert m["longline_dead_letters"] == {lane: 0}
         assert m["longline_events_stored"] == {}  # this process captures nothing
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0, "".join(log)
+
+
+async def test_counters_continue_from_the_store_after_a_restart(
+    provider: Provider, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "store": f"sqlite:///{tmp_path / 'r.db'}",
+        "streams": [{"name": "a", "transport": "sse",
+                     "url": provider.url("sse", "a", total=60, disconnect_every=20),
+                     "backoff": {"initial": "50ms", "max": "200ms"}}],
+    }))
+    proc, port, log = await start("run", str(cfg), "--http", "127.0.0.1:0")
+    try:
+        for _ in range(150):
+            if per_stream(await scrape(port), "longline_events_stored") == {"a": 60}:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0, "".join(log)
+    before = (await status_json(cfg))["streams"]["a"]
+    assert before["events"] == 60 and before["reconnects"] >= 2
+    # A new process: its first scrape already shows the store's totals, not 0.
+    proc, port, log = await start("run", str(cfg), "--http", "127.0.0.1:0")
+    try:
+        m = await scrape(port)
+        assert per_stream(m, "longline_events_stored") == {"a": 60}
+        assert per_stream(m, "longline_duplicates") == {"a": before["duplicates"]}
+        reconnects = {dict(k)["cause"]: v for k, v in m["longline_reconnects"].items()}
+        assert reconnects == {"unknown": before["reconnects"]}  # causes are not stored
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0, "".join(log)

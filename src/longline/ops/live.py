@@ -213,8 +213,8 @@ class OpsView:
         if st.state not in ("connecting", "backing-off"):
             return None
         cfg = self._streams.get(name)
-        down = getattr(st, "down_since", None) or st.started_at
-        if cfg is None or not down:
+        down = st.down_since
+        if cfg is None or down is None:
             return None
         allowed = cfg.stall_timeout + cfg.backoff.max
         if now - down <= allowed:
@@ -300,10 +300,7 @@ class OpsView:
 
 
 async def _totals(store: Store) -> dict[str, dict[str, int]]:
-    """The store's life-long counters per stream, where the store keeps them."""
-    read = getattr(store, "totals", None)
-    if read is None:
-        return {}
-    totals = await read()
+    """The store's life-long counters per stream."""
     kinds = ("events", "duplicates", "quarantined", "reconnects")
-    return {name: {k: int(getattr(t, k, 0)) for k in kinds} for name, t in totals.items()}
+    totals = await store.totals()
+    return {name: {k: getattr(t, k) for k in kinds} for name, t in totals.items()}
