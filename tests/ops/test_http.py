@@ -242,3 +242,39 @@ def test_cli_refuses_a_public_address_without_token(tmp_path: Path) -> None:
             '(e.g. token: "${LONGLINE_HTTP_TOKEN}") or listen on 127.0.0.1'
         ]
         assert not (tmp_path / "c.db").exists()  # refused before anything started
+
+
+async def test_worker_mode_serves_the_streams_it_holds(
+    provider: Provider, tmp_path: Path
+) -> None:
+    from longline.engine.workers import Worker
+    from tests.ops.http_helpers import listening
+
+    cfg = make_config(
+        tmp_path / "w.db",
+        {"name": "a", "transport": "sse", "url": provider.url("sse", "a", total=25)},
+        {"name": "b", "transport": "sse", "url": provider.url("sse", "b", total=35)},
+    )
+    worker = Worker(cfg, worker_id="w1", lease_ttl=1.0, status_interval=0.2)
+    async with listening(worker.runner) as servers:
+        task = asyncio.create_task(worker.run())
+        try:
+            want = {"a": 25.0, "b": 35.0}
+            events: dict[str, float] = {}
+            for _ in range(200):
+                if servers:
+                    _, text, _ = await get(f"http://127.0.0.1:{servers[0].port}/metrics")
+                    events = {
+                        s.labels["stream"]: s.value
+                        for f in text_string_to_metric_families(text)
+                        if f.name == "longline_events_stored"
+                        for s in f.samples
+                        if s.name.endswith("_total")
+                    }
+                    if events == want:
+                        break
+                await asyncio.sleep(0.05)
+            assert events == want
+        finally:
+            worker.stop()
+            await task

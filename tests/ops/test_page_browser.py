@@ -64,6 +64,7 @@ async def test_page_shows_streams_live_and_survives_a_restart(
         {"name": "slow", "transport": "lines", "key": "$.id",
          "url": provider.url("lines", "slow", rate=5, malformed_every=4)},
         {"name": "denied", "transport": "sse", "url": provider.url("sse", "d", status=401)},
+        processors=[{"name": "sink", "kind": "command", "argv": ["cat"], "streams": ["slow"]}],
     )
     async with running(cfg) as (runner, base, server):
         page = await browser.new_page(viewport={"width": 1400, "height": 800})
@@ -88,6 +89,17 @@ async def test_page_shows_streams_live_and_survives_a_restart(
         rate = float(await page.locator('[data-stream="fast"] .rate .num').text_content())
         assert 10 < rate < 100
         assert runner.stats["fast"].events >= first + 40
+        # The processor lane, with what it delivered and its lag.
+        lane = page.locator('[data-lane="sink/slow"] td')
+        await page.wait_for_function(
+            """() => { const c = document.querySelectorAll('[data-lane="sink/slow"] td');
+                       return c.length === 7 && Number(c[3].textContent) > 0; }""",
+            timeout=10_000,
+        )
+        assert await lane.all_text_contents() != []
+        assert (await lane.nth(0).text_content(), await lane.nth(1).text_content()) == (
+            "sink", "slow"
+        )
         await page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         # The listener restarts (same port): the page says so, reconnects, and goes on.
         await server.stop()

@@ -106,6 +106,7 @@ class _Ticker:
     period: float = TICK
     frame: Frame | None = None
     clients: int = 0
+    closed: bool = False
     _cond: asyncio.Condition = field(default_factory=asyncio.Condition)
     _task: asyncio.Task[None] | None = None
 
@@ -119,11 +120,13 @@ class _Ticker:
         finally:
             self.clients -= 1
 
-    async def next_after(self, seen: int) -> Frame:
+    async def next_after(self, seen: int) -> Frame | None:
+        """The first frame newer than ``seen``; None once the listener is stopping."""
         async with self._cond:
-            await self._cond.wait_for(lambda: self.frame is not None and self.frame.n > seen)
-        assert self.frame is not None
-        return self.frame
+            await self._cond.wait_for(
+                lambda: self.closed or (self.frame is not None and self.frame.n > seen)
+            )
+        return None if self.closed else self.frame
 
     async def _loop(self) -> None:
         n = self.frame.n if self.frame is not None else 0
@@ -141,6 +144,10 @@ class _Ticker:
             await asyncio.sleep(self.period)
 
     async def stop(self) -> None:
+        """End every page's stream (their handlers return) and the ticking."""
+        async with self._cond:
+            self.closed = True
+            self._cond.notify_all()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -157,7 +164,6 @@ class OpsServer:
         self._token = listen.token.encode() if listen.token else None
         self._ticker = _Ticker(view)
         self._runner: web.AppRunner | None = None
-        self._streams: set[web.StreamResponse] = set()
         app = web.Application(middlewares=[self._guard])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -189,10 +195,7 @@ class OpsServer:
         log.info("HTTP listener on %s:%d (%s)", self.listen.host, self.port, auth)
 
     async def stop(self) -> None:
-        await self._ticker.stop()
-        for resp in list(self._streams):  # end the pages' event streams so cleanup is quick
-            with contextlib.suppress(Exception):
-                await resp.write_eof()
+        await self._ticker.stop()  # the pages' event streams end: cleanup need not wait
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -281,19 +284,15 @@ class OpsServer:
         )
         response.headers.update(_SECURITY_HEADERS)
         await response.prepare(request)
-        self._streams.add(response)
         try:
             await response.write(b"retry: 1000\n\n")
             async with self._ticker.watching():
                 sent: Frame | None = None
-                while True:
-                    frame = await self._ticker.next_after(sent.n if sent else 0)
+                while (frame := await self._ticker.next_after(sent.n if sent else 0)) is not None:
                     await response.write(_message(frame, sent))
                     sent = frame
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:  # the page went away
             pass
-        finally:
-            self._streams.discard(response)
         return response
 
 
