@@ -222,6 +222,11 @@ def test_http_config_errors_name_the_field() -> None:
     assert "http.listen: " in errors and "HOST:PORT" in errors
     assert "http.token: " in errors and "http.port: " in errors
     with pytest.raises(ConfigError) as info:
+        parse_config(_cfg({"listen": "0.0.0.0:9464"}))
+    assert info.value.errors == [
+        "http.token: required: 0.0.0.0:9464 is not a loopback address"
+    ]
+    with pytest.raises(ConfigError) as info:
         parse_config(_cfg({"listen": "127.0.0.1:9464", "token": "${NOPE}"}), env={})
     assert info.value.errors == ["http.token: environment variable NOPE is not set"]
     # Commands that only read the store (status, events) need no token.

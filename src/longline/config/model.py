@@ -153,6 +153,18 @@ class HttpConfig(_Model):
             raise ValueError("must not be empty (leave token out for no authentication)")
         return v
 
+    @model_validator(mode="after")
+    def _guarded(self) -> Self:
+        from longline.ops.listen import is_loopback, parse_listen
+
+        if self.listen is not None and self.token is None:
+            host, _ = parse_listen(self.listen)
+            if not is_loopback(host):
+                problems = Problems()
+                problems.add("token", f"required: {self.listen} is not a loopback address")
+                problems.raise_any()
+        return self
+
 
 class StreamConfig(_Model):
     """One provider connection (and its redundant twins), as described in docs/configuration.md."""
