@@ -283,3 +283,24 @@ async def test_worker_mode_serves_the_streams_it_holds(
         finally:
             worker.stop()
             await task
+
+
+async def test_readyz_names_a_stream_down_longer_than_its_backoff_allows(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path / "s.db", {
+        "name": "nowhere", "transport": "lines", "url": "http://127.0.0.1:9/",  # refused
+        "stall_timeout": "300ms", "backoff": {"initial": "50ms", "max": "200ms"},
+    })
+    async with running(cfg) as (runner, base, _server):
+        status, body, _ = await get(base + "/readyz")
+        assert status == 200, body  # reconnecting, within what its backoff allows
+        for _ in range(100):
+            status, body, _ = await get(base + "/readyz")
+            if status == 503:
+                break
+            await asyncio.sleep(0.05)
+        found = orjson.loads(body)
+        assert (status, list(found["streams"])) == (503, ["nowhere"])
+        why = found["streams"]["nowhere"]
+        assert why.startswith("no live connection for ") and "(allowed 0.5s)" in why
+        assert "Cannot connect to host 127.0.0.1:9" in why
+        assert runner.stats["nowhere"].state in ("connecting", "backing-off")
