@@ -219,7 +219,7 @@ class OpsView:
         allowed = cfg.stall_timeout + cfg.backoff.max
         if now - down <= allowed:
             return None
-        why = f"no live connection for {now - down:.0f}s (allowed {allowed:g}s)"
+        why = f"no live connection for {_duration(now - down)} (allowed {allowed:g}s)"
         return f"{why}: {st.reason}" if st.reason else why
 
     def _sample_lanes(self, heads: dict[str, int]) -> list[LaneSample]:
@@ -297,6 +297,15 @@ class OpsView:
                     self._cursors[s.name] = (s.events, await self.store.checkpoint(s.name))
             self._cursor_turn += budget
         return {name: cursor for name, (_, cursor) in self._cursors.items()}
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``17m``, ``5.2h``: short enough for a status line."""
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
 
 
 async def _totals(store: Store) -> dict[str, dict[str, int]]:
