@@ -187,10 +187,8 @@ class OpsServer:
             why = os.strerror(e.errno) if e.errno else str(e)
             raise ListenError(f"cannot listen on {self.listen}: {why}") from None
         self._runner = runner
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        if runner.addresses:
+            self.port = int(runner.addresses[0][1])
         auth = "token required" if self._token else "no token"
         log.info("HTTP listener on %s:%d (%s)", self.listen.host, self.port, auth)
 
