@@ -183,3 +183,25 @@ async def test_page_at_ten_thousand_streams_pages_and_filters(
     finally:
         await server.stop()
         await runner.store.close()
+
+
+async def test_page_with_a_token_asks_the_browser_for_it(
+    provider: Provider, browser: Any, tmp_path: Path
+) -> None:
+    token = "page-t0ken"
+    cfg = make_config(tmp_path / "t.db", {"name": "a", "transport": "sse",
+                                          "url": provider.url("sse", "a", rate=20)})
+    async with running(cfg, token=token) as (_, base, _server):
+        status, _, headers = await get(base + "/")
+        assert (status, headers["WWW-Authenticate"]) == (401, 'Basic realm="longline"')
+        # The login prompt's answer (any user, the token as password) also feeds the page's
+        # event stream: EventSource sends it along.
+        context = await browser.new_context(
+            http_credentials={"username": "ops", "password": token}
+        )
+        page = await context.new_page()
+        await page.goto(base + "/")
+        await page.wait_for_selector('[data-stream="a"]')
+        await page.wait_for_function(EVENTS_ABOVE, arg=["a", 5], timeout=10_000)
+        assert await page.text_content("#conn") == "live"
+        await context.close()
