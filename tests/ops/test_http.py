@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -304,3 +305,43 @@ async def test_readyz_names_a_stream_down_longer_than_its_backoff_allows(tmp_pat
         assert why.startswith("no live connection for ") and "(allowed 0.5s)" in why
         assert "Cannot connect to host 127.0.0.1:9" in why
         assert runner.stats["nowhere"].state in ("connecting", "backing-off")
+
+
+async def test_readyz_fails_while_the_store_refuses_writes(
+    provider: Provider, tmp_path: Path
+) -> None:
+    db = tmp_path / "refuse.db"
+    cfg = make_config(db, {"name": "a", "transport": "sse",
+                           "url": provider.url("sse", "a", rate=50)})
+    async with running(cfg) as (runner, base, _server):
+        for _ in range(100):
+            if runner.stats["a"].events > 5:
+                break
+            await asyncio.sleep(0.05)
+        assert (await get(base + "/readyz"))[0] == 200
+        holder = sqlite3.connect(db, timeout=10)
+        try:
+            holder.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN"
+                " SELECT RAISE(ABORT, 'writes refused by the test'); END"
+            )
+            holder.commit()
+            for _ in range(100):
+                status, body, _ = await get(base + "/readyz")
+                if status == 503:
+                    break
+                await asyncio.sleep(0.05)
+            found = orjson.loads(body)
+            assert (status, found["streams"]) == (503, {})
+            assert found["store"].startswith("stream a: store write failed: ")
+            assert "writes refused by the test" in found["store"]
+            holder.execute("DROP TRIGGER refuse")
+            holder.commit()
+            for _ in range(200):
+                status, body, _ = await get(base + "/readyz")
+                if status == 200:
+                    break
+                await asyncio.sleep(0.05)
+            assert status == 200, body
+        finally:
+            holder.close()
