@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import orjson
@@ -16,6 +16,9 @@ import orjson
 from longline.cli_options import DURATION, Duration, log_level_of, log_level_option
 from longline.config import Config, ConfigError, load_config
 from longline.ops.logging import setup_logging
+
+if TYPE_CHECKING:
+    from longline.ops.listen import Listen
 
 
 def _load(path: str, *, read_only: bool = False) -> Config:
@@ -48,13 +51,33 @@ def user_error(exc: BaseException) -> str | None:
     anything else keeps its traceback.
     """
     from longline.extras import MissingExtra
+    from longline.ops.listen import ListenError
     from longline.stores.base import StoreError
 
     if isinstance(exc, StoreError):
         return f"store: {exc}"
-    if isinstance(exc, MissingExtra):
+    if isinstance(exc, MissingExtra | ListenError):
         return str(exc)
     return None
+
+
+def _listen(cfg: Config, path: str, flag: str | None) -> Listen | None:
+    """The operators' listener ``--http`` or ``http.listen`` asks for; exit 2 when refused."""
+    from longline.ops.listen import ListenError, listen_settings
+
+    try:
+        return listen_settings(cfg, flag)
+    except ListenError as e:
+        _fail(f"{path}: {e}", 2)
+
+
+HTTP_OPTION = click.option(
+    "--http",
+    "http",
+    metavar="HOST:PORT",
+    default=None,
+    help="Serve /metrics, /healthz, /readyz and the status page here (wins over http.listen).",
+)
 
 
 class _Main(click.Group):
@@ -106,6 +129,7 @@ def main(ctx: click.Context) -> None:
     default=None,
     help="With --worker: how long a lease outlives a dead worker (default 15s).",
 )
+@HTTP_OPTION
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -116,6 +140,7 @@ def run(
     worker_id: str | None,
     max_streams: int | None,
     lease_ttl: float | None,
+    http: str | None,
 ) -> None:
     """Capture every stream of CONFIG (with --worker: the streams it leases) until
     SIGINT/SIGTERM (or --duration).
@@ -132,6 +157,7 @@ def run(
         raise click.UsageError("--worker-id, --max-streams and --lease-ttl need --worker")
     ttl = DEFAULT_LEASE_TTL if lease_ttl is None else lease_ttl
     cfg = _load(config)
+    listen = _listen(cfg, config, http)
     setup_logging(log_level_of(ctx), secrets=cfg.secrets)
 
     async def go() -> int:
@@ -141,6 +167,12 @@ def run(
             if worker
             else Runner(cfg, store=store)
         )
+        if listen is not None:
+            from longline.ops.http import runner_service
+
+            (proc.runner if isinstance(proc, Worker) else proc).services.append(
+                runner_service(listen)
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, proc.stop)

@@ -12,6 +12,7 @@ from longline.config import (
     BackoffConfig,
     Config,
     ConfigError,
+    HttpConfig,
     ResumeConfig,
     StreamConfig,
     WriterConfig,
@@ -554,7 +555,7 @@ def test_config_error_str_joins_lines() -> None:
 
 def test_every_key_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
-    models = (Config, WriterConfig, StreamConfig, ResumeConfig, BackoffConfig)
+    models = (Config, WriterConfig, StreamConfig, ResumeConfig, BackoffConfig, HttpConfig)
     missing = [
         f"{m.__name__}.{field}"
         for m in models

@@ -115,6 +115,8 @@ class Interpolator:
         streams = out.get("streams")
         if isinstance(streams, list):
             out["streams"] = [self.stream(s, f"streams[{i}]") for i, s in enumerate(streams)]
+        if isinstance(out.get("http"), Mapping):  # the token may come from the environment
+            out["http"] = self.tree(out["http"], "http")
         procs = out.get("processors")
         if isinstance(procs, list):
             out["processors"] = [self.tree(x, f"processors[{i}]") for i, x in enumerate(procs)]

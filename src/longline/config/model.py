@@ -62,6 +62,7 @@ __all__ = [
     "BackoffConfig",
     "Config",
     "ConfigError",
+    "HttpConfig",
     "ResumeConfig",
     "StreamConfig",
     "WriterConfig",
@@ -128,6 +129,41 @@ class WriterConfig(_Model):
 
     batch_max: StrictInt = Field(default=1000, ge=1)
     batch_window: Duration = 0.02
+
+
+class HttpConfig(_Model):
+    """The operators' HTTP listener (metrics, health, status page); off unless ``listen``."""
+
+    listen: str | None = None
+    token: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            from longline.ops.listen import parse_listen
+
+            parse_listen(v)  # a ValueError names what is wrong
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty (leave token out for no authentication)")
+        return v
+
+    @model_validator(mode="after")
+    def _guarded(self) -> Self:
+        from longline.ops.listen import is_loopback, parse_listen
+
+        if self.listen is not None and self.token is None:
+            host, _ = parse_listen(self.listen)
+            if not is_loopback(host):
+                problems = Problems()
+                problems.add("token", f"required: {self.listen} is not a loopback address")
+                problems.raise_any()
+        return self
 
 
 class StreamConfig(_Model):
@@ -208,6 +244,7 @@ class Config(_Model):
     streams: list[StreamConfig]
     processors: list[ProcessorEntry] = Field(default_factory=list)
     log_summary_interval: Duration = Field(default=60.0, ge=0)  # INFO summaries; 0: none
+    http: HttpConfig = Field(default_factory=lambda: HttpConfig())
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @property
@@ -242,6 +279,8 @@ class Config(_Model):
             found |= header_secrets(stream.headers) | url_secrets(stream.url)
         for proc in self.processors:
             found |= proc.secret_values()
+        if self.http.token:
+            found.add(self.http.token)
         self._secrets = frozenset(s for s in found if s)
         return self
 

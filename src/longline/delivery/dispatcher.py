@@ -281,10 +281,12 @@ async def run_dispatch(
     duration: float | None = None,
     *,
     on_start: Callable[[Dispatcher], None] | None = None,
+    service: Callable[[Dispatcher], contextlib.AbstractAsyncContextManager[object]] | None = None,
 ) -> dict[tuple[str, str], DeliveryStats]:
     """Open the store and deliver until ``duration`` or ``stop()`` (``longline dispatch``).
 
-    ``on_start`` receives the dispatcher before it runs (the CLI wires signals to ``stop``).
+    ``on_start`` receives the dispatcher before it runs (the CLI wires signals to ``stop``);
+    ``service`` runs around the delivery (the operators' HTTP listener).
     """
     store = open_store(config.store)
     await store.open()
@@ -292,6 +294,7 @@ async def run_dispatch(
         dispatcher = Dispatcher(config, store)
         if on_start is not None:
             on_start(dispatcher)
-        return await dispatcher.run(duration)
+        async with contextlib.nullcontext() if service is None else service(dispatcher):
+            return await dispatcher.run(duration)
     finally:
         await store.close()

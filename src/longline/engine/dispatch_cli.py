@@ -88,20 +88,34 @@ def _known(cfg: Config, processor: str) -> None:
 @click.command()
 @_CONFIG
 @click.option("--duration", type=DURATION, default=None, help="Stop after this long (90, 90s, 5m).")
+@click.option(
+    "--http",
+    "http",
+    metavar="HOST:PORT",
+    default=None,
+    help="Serve /metrics, /healthz, /readyz and the status page here (wins over http.listen).",
+)
 @click.pass_context
-def dispatch_command(ctx: click.Context, config: str, duration: float | None) -> None:
+def dispatch_command(
+    ctx: click.Context, config: str, duration: float | None, http: str | None
+) -> None:
     """Deliver stored events to the processors of CONFIG, without capturing.
 
     Runs beside `longline run` (or on another machine sharing the store) until SIGINT/SIGTERM.
     """
+    from longline.cli import _listen
+    from longline.ops.http import dispatch_service
+
     cfg = _setup(ctx, config)
+    listen = _listen(cfg, config, http)
+    service = None if listen is None else dispatch_service(listen)
 
     def wire(dispatcher: Dispatcher) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, dispatcher.stop)
 
-    stats = asyncio.run(run_dispatch(cfg, duration, on_start=wire))
+    stats = asyncio.run(run_dispatch(cfg, duration, on_start=wire, service=service))
     failed = sorted({p for (p, _), s in stats.items() if s.state == "failed"})
     if failed:
         click.echo(f"processor(s) could not start: {', '.join(failed)}", err=True)

@@ -73,6 +73,10 @@ class Runner:
         self._down = False
         self._close_by: float | None = None  # loop time by which closing must be done
         self.closed_cleanly = True  # False: a closing step was abandoned (see module doc)
+        # Started once the store is open, stopped after the last flush (the operators' HTTP
+        # listener: ops/http.py): each is called with this runner.
+        self.services: list[Callable[[Runner], contextlib.AbstractAsyncContextManager[object]]] = []
+        self.status_error: str | None = None  # why the last status save failed, if it did
         # Processors run in this process when the config has any (option "all on one
         # server"); set ``dispatcher = None`` before ``run`` to leave them to `longline dispatch`.
         self.dispatcher: Dispatcher | None = (
@@ -129,13 +133,17 @@ class Runner:
         )
         summary.start()
         delivery = self._start_dispatcher()
+        services = contextlib.AsyncExitStack()
         try:
+            for service in self.services:
+                await services.enter_async_context(service(self))
             self._status_task = asyncio.create_task(self._status_loop(on_tick))
             yield
         finally:
             if not self._down:  # left by an error: still commit what was received
                 self._close_by = await self._halt(list(self.supervisors), self._deadline())
             await self._cancel_status()
+            await self.bounded(services.aclose(), "stop the HTTP listener")
             await self.bounded(self._stop_dispatcher(delivery), "stop the processors")
             session, self._session = self._session, None
             await session.close()
@@ -277,7 +285,9 @@ class Runner:
             await asyncio.sleep(self.status_interval)
             try:
                 await self._save_status()
+                self.status_error = None
             except Exception as e:  # status is best effort; capture must go on
+                self.status_error = str(e)
                 log.warning("could not save status: %s", e)
             if on_tick is not None:
                 on_tick(self)

@@ -6,6 +6,20 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from longline.core.errors import Cause
+
+# The ``cause`` label of ``longline_reconnects_total`` for each way a connection ends.
+CAUSE_LABELS = {
+    Cause.NETWORK: "network",
+    Cause.HTTP_5XX: "http_5xx",
+    Cause.RATE_LIMITED: "rate_limited",
+    Cause.PERMANENT: "refused",
+    Cause.STALL: "stall",
+    Cause.CLOSED_BY_PEER: "closed",
+    Cause.TOO_BIG: "too_big",
+}
+_NOT_SAVED = ("reconnect_causes", "bytes_received")  # for /metrics only, not in status
+
 
 @dataclass(slots=True)
 class StreamStats:
@@ -28,6 +42,8 @@ class StreamStats:
     # Since when no connection has been live (None while one is): `status --check` calls a
     # stream stalled when this is older than its stall_timeout.
     down_since: float | None = None
+    reconnect_causes: dict[str, int] | None = None  # made at the first reconnect
+    bytes_received: int = 0  # by connections that have ended (open ones count their own)
 
     def __post_init__(self) -> None:
         if self.down_since is None:
@@ -41,7 +57,19 @@ class StreamStats:
             self.down_since = time.time()
         self.state = state
 
+    def count_cause(self, cause: Cause | None) -> None:
+        """Count one reconnect under the cause that ended the connection before it."""
+        if cause is None:
+            return
+        if self.reconnect_causes is None:
+            self.reconnect_causes = {}
+        label = CAUSE_LABELS[cause]
+        self.reconnect_causes[label] = self.reconnect_causes.get(label, 0) + 1
+
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy with ``updated_at`` set to now."""
         self.updated_at = time.time()
-        return asdict(self)
+        snap = asdict(self)
+        for name in _NOT_SAVED:
+            del snap[name]
+        return snap

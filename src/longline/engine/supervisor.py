@@ -97,9 +97,11 @@ class Supervisor:
         policy = RetryPolicy(Backoff(cfg.backoff.initial, cfg.backoff.max))
         first = True
         sse: SSEState | None = None  # this slot's EventSource state, once a connection ran
+        cause: Cause | None = None  # what ended the last connection
         while not self._stopping.is_set():
             if not first:
                 self.writer.note_reconnect()
+                self.stats.count_cause(cause)
             first = False
             self._set_state("connecting")
             conn = await self._new_connection(sse)
@@ -114,6 +116,7 @@ class Supervisor:
             if self._stopping.is_set():
                 return
             decision = policy.decide(outcome, was_live)
+            cause = outcome.cause
             if decision.stop:
                 self._failed_slots += 1
                 log.error("stream %s: giving up: %s", cfg.name, decision.reason)
@@ -272,6 +275,7 @@ class Supervisor:
 
     def _closed(self, conn: Connection) -> None:
         self.open.discard(conn)
+        self.stats.bytes_received += conn.rx_bytes
         self.stats.connections = len(self.open)
 
     # -- liveness -----------------------------------------------------------------------

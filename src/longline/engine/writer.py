@@ -36,6 +36,7 @@ from longline.core.keys import EventBatch, Keyer
 from longline.core.model import AppendResult, Quarantined
 from longline.engine.stats import StreamStats
 from longline.ops.logging import redact_stored
+from longline.ops.metrics import COMMIT_SECONDS
 from longline.stores.base import Store
 from longline.transports.base import Connection, Item
 
@@ -248,6 +249,7 @@ class StreamWriter:
             self._reconnects -= reconnects
             self._commit_s = loop.time() - started
             self._inflight = 0
+            COMMIT_SECONDS.observe(self._commit_s)
             if result.fenced and not self.fenced:
                 self.fenced = True
                 log.info(

@@ -38,16 +38,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
-async def collect_status(cfg: Config) -> dict[str, Any]:
-    """The status of every configured stream.
+async def collect_status(cfg: Config, store: Store | None = None) -> dict[str, Any]:
+    """The status of every configured stream (from ``store`` when given and already open,
+    as the HTTP listener's ``/api/status`` does, else from a store opened for this).
 
     Shape: ``{"streams": {NAME: {state, reason, events, duplicates, quarantined, reconnects,
     cursor, ..., run: {events, ...}}}, "processors": {...}}``: the top-level counters are the
     store's totals, ``run`` holds the last (or running) process's own. Opens an existing store
     only: a mistyped SQLite path is a ``StoreError``, not a new empty file.
     """
-    store = open_store(cfg.store, create=False)
-    await store.open()
+    own = store is None
+    if store is None:
+        store = open_store(cfg.store, create=False)
+        await store.open()
     try:
         saved = await store.get_status()
         totals = await store.totals()
@@ -77,7 +80,8 @@ async def collect_status(cfg: Config) -> dict[str, Any]:
             streams[s.name] = st
         return {"streams": streams, "processors": await _processors(cfg, store, streams)}
     finally:
-        await store.close()
+        if own:
+            await store.close()
 
 
 def problems(data: dict[str, Any]) -> list[str]:

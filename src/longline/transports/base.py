@@ -98,6 +98,7 @@ class Connection(ABC):
         self.loop = asyncio.get_running_loop()
         self.last_rx = self.loop.time()
         self.pushed = 0
+        self.rx_bytes = 0  # message bytes received (body chunks, WebSocket payloads)
         self.first_ticket: int | None = None
         self.connected = Flag()
         self._abort: Outcome | None = None

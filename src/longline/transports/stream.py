@@ -76,6 +76,7 @@ class HTTPStreamConnection(Connection):
                 if not chunk:
                     break
                 self.last_rx = loop.time()
+                self.rx_bytes += len(chunk)
                 items = framer.feed(chunk)
                 if items:
                     sink.push(items, self)

@@ -116,6 +116,7 @@ class WSConnection(Connection):
                 self.last_rx = loop.time()
                 kind = msg.type
                 if kind is text or kind is binary:
+                    self.rx_bytes += len(msg.data)
                     if self._queued is not queued:  # pushed by the callback meanwhile
                         queued = self._queued
                     queued.append(msg.data)

@@ -1,0 +1,65 @@
+"""Run a real ``Runner`` with the operators' listener on a free loopback port, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from longline.config import Config
+from longline.engine.runner import Runner
+from longline.ops.http import OpsServer, runner_service
+from longline.ops.listen import Listen
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    runner: Runner, token: str | None = None
+) -> AsyncIterator[list[OpsServer]]:
+    """Add the listener to ``runner.services``; the list gets the server once it is bound."""
+    servers: list[OpsServer] = []
+    inner = runner_service(Listen("127.0.0.1", 0, token))
+
+    @contextlib.asynccontextmanager
+    async def service(r: Runner) -> AsyncIterator[OpsServer]:
+        async with inner(r) as server:
+            servers.append(server)
+            yield server
+
+    runner.services.append(service)
+    yield servers
+
+
+@contextlib.asynccontextmanager
+async def running(
+    cfg: Config, token: str | None = None
+) -> AsyncIterator[tuple[Runner, str, OpsServer]]:
+    """A runner capturing ``cfg`` with its listener; yields it, the listener's base URL and
+    the listener."""
+    runner = Runner(cfg, status_interval=0.2)
+    async with listening(runner, token) as servers:
+        task = asyncio.create_task(runner.run())
+        try:
+            for _ in range(200):
+                if servers or task.done():
+                    break
+                await asyncio.sleep(0.02)
+            if task.done():
+                task.result()
+            assert servers, "the listener did not start"
+            yield runner, f"http://127.0.0.1:{servers[0].port}", servers[0]
+        finally:
+            runner.stop()
+            await task
+
+
+async def get(
+    url: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, str, dict[str, str]]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, url, headers=headers or {}) as resp,
+    ):
+        return resp.status, await resp.text(), dict(resp.headers)
