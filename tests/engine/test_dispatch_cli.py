@@ -79,7 +79,7 @@ def ndjson(text: str) -> list[dict[str, Any]]:
 
 def test_dead_letters_listed_retried_and_replay(tmp_path: Path) -> None:
     cfg = setup(tmp_path, 20, poison=[4, 17])
-    r = cli("dispatch", str(cfg), "--duration", "1.5")
+    r = cli("dispatch", str(cfg), "--duration", "6")
     assert r.exit_code == 0, r.output
     assert out_seqs(tmp_path) == [i for i in range(1, 21) if i not in (4, 17)]
 
