@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from longline.core.model import Lease
+
+T = TypeVar("T")
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS leases (
@@ -64,3 +70,58 @@ def renew(conn: sqlite3.Connection, lease: Lease, ttl: float, live: bool) -> Lea
         (expires, int(is_live), lease.stream, lease.epoch),
     )
     return Lease(cur.stream, cur.owner, cur.epoch, expires, is_live)
+
+
+class SQLiteLeases:
+    """The lease methods of ``SQLiteStore``, on its writer (and reader) thread."""
+
+    if TYPE_CHECKING:  # provided by SQLiteStore
+        _writer: ThreadPoolExecutor | None
+        _reader: ThreadPoolExecutor | None
+        _rconn: sqlite3.Connection | None
+
+        async def _call(
+            self, ex: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any
+        ) -> T: ...
+
+        def _transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+        def _not_open(self) -> Exception: ...
+
+    async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
+        """Take the lease unconditionally with the next epoch (see ``Store``)."""
+        lease: Lease | None = await self._call(
+            self._writer, self._in_txn, sqlite_leases.take, stream, owner, ttl, True
+        )
+        assert lease is not None
+        return lease
+
+    async def acquire_lease(self, stream: str, owner: str, ttl: float) -> Lease | None:
+        """Take the lease only when it is free or expired (see ``Store``)."""
+        lease: Lease | None = await self._call(
+            self._writer, self._in_txn, sqlite_leases.take, stream, owner, ttl, False
+        )
+        return lease
+
+    async def renew_lease(self, lease: Lease, ttl: float, live: bool = False) -> Lease:
+        """Extend a current lease; return the lease in force (see ``Store``)."""
+        current: Lease = await self._call(
+            self._writer, self._in_txn, sqlite_leases.renew, lease, ttl, live
+        )
+        return current
+
+    async def get_lease(self, stream: str) -> Lease | None:
+        """The stream's lease, or None."""
+        lease: Lease | None = await self._call(
+            self._reader, self._on_reader, sqlite_leases.get, stream
+        )
+        return lease
+
+    def _in_txn(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._transaction() as conn:
+            return fn(conn, *args)
+
+    def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._rconn is None:
+            raise self._not_open()
+        return fn(self._rconn, *args)

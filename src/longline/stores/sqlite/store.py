@@ -311,46 +311,6 @@ class SQLiteStore(DeliveryMixin):
         )
         return {row[0]: Totals(*row[1:]) for row in rows}
 
-    # -- leases ----------------------------------------------------------------------------
-
-    async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
-        """Take the lease unconditionally with the next epoch (see ``Store``)."""
-        lease: Lease | None = await self._call(
-            self._writer, self._in_txn, sqlite_leases.take, stream, owner, ttl, True
-        )
-        assert lease is not None
-        return lease
-
-    async def acquire_lease(self, stream: str, owner: str, ttl: float) -> Lease | None:
-        """Take the lease only when it is free or expired (see ``Store``)."""
-        lease: Lease | None = await self._call(
-            self._writer, self._in_txn, sqlite_leases.take, stream, owner, ttl, False
-        )
-        return lease
-
-    async def renew_lease(self, lease: Lease, ttl: float, live: bool = False) -> Lease:
-        """Extend a current lease; return the lease in force (see ``Store``)."""
-        current: Lease = await self._call(
-            self._writer, self._in_txn, sqlite_leases.renew, lease, ttl, live
-        )
-        return current
-
-    async def get_lease(self, stream: str) -> Lease | None:
-        """The stream's lease, or None."""
-        lease: Lease | None = await self._call(
-            self._reader, self._on_reader, sqlite_leases.get, stream
-        )
-        return lease
-
-    def _in_txn(self, fn: Callable[..., T], *args: Any) -> T:
-        with self._transaction() as conn:
-            return fn(conn, *args)
-
-    def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._rconn is None:
-            raise self._not_open()
-        return fn(self._rconn, *args)
-
     # -- extras ----------------------------------------------------------------------------
 
     async def streams(self) -> list[str]:
