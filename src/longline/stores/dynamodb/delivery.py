@@ -1,12 +1,9 @@
-"""Delivery cursors, dead letters and leases for ``DynamoDBStore``.
+"""Delivery cursors and dead letters for ``DynamoDBStore`` (the store is the processors' outbox).
 
-A mixin, as for SQLite: these coordinate processors and workers through small items and live
-apart from the capture path.
-- ``ack`` writes the dead letters and the conditional cursor update (``seq < new``) in one
-  transaction; a dead letter is one item per (processor, stream, seq), so failing again updates
-  it and keeps its id (ids come from a counter item).
-- A lease is a few attributes of the stream's item in ``streams``: the append's condition on
-  ``last_seq`` can then also say "no newer epoch", which fences a superseded owner for free.
+Kept apart from ``store.py``, as for every backend: these coordinate processors through small
+items, away from the capture path. ``ack`` writes the dead letters and the conditional cursor
+update (``seq < new``) in one transaction; a dead letter is one item per (processor, stream,
+seq), so failing again updates it and keeps its id (ids come from a counter item).
 """
 
 from __future__ import annotations
@@ -15,17 +12,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from longline.core.model import DeadLetter, Lease, StoredEvent
-from longline.stores.base import StoreError
+from longline.core.model import DeadLetter, StoredEvent
+from longline.stores.base import DeliveryLog, StoreError
 from longline.stores.dynamodb import items as di
 from longline.stores.dynamodb.base import DynamoDBBase
 from longline.stores.dynamodb.items import Item, Tables, num_attr, str_attr
 
-__all__ = ["DeliveryMixin"]
+__all__ = ["DynamoDBDelivery"]
 
 
-class DeliveryMixin(DynamoDBBase):
-    """The delivery and lease half of the Store protocol, for ``DynamoDBStore``."""
+class DynamoDBDelivery(DynamoDBBase, DeliveryLog):
+    """The :class:`~longline.stores.base.DeliveryLog` of ``DynamoDBStore``."""
 
     async def delivery_cursor(self, processor: str, stream: str) -> int:
         """The highest ``seq`` of ``stream`` acknowledged by ``processor`` (0 when none)."""

@@ -10,27 +10,29 @@ import time
 from typing import Any
 
 from longline.core.model import Lease
-from longline.stores.base import StoreError
+from longline.stores.base import LeaseTable, StoreError
 from longline.stores.dynamodb import items as di
 from longline.stores.dynamodb.base import DynamoDBBase
 from longline.stores.dynamodb.items import Item, Tables, num_attr, str_attr
 
+__all__ = ["DynamoDBLeases"]
 
-class DynamoDBLeases(DynamoDBBase):
-    """The lease methods of ``DynamoDBStore``."""
+
+class DynamoDBLeases(DynamoDBBase, LeaseTable):
+    """The :class:`~longline.stores.base.LeaseTable` of ``DynamoDBStore``."""
 
     async def get_lease(self, stream: str) -> Lease | None:
         """The stream's lease (attributes of its ``streams`` item), or None."""
         return di.lease(stream, await self._get("streams", {"stream": {"S": stream}}))
 
     async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
-        """Take the lease unconditionally with the next epoch (see ``Store``)."""
+        """Take the lease unconditionally with the next epoch (see ``LeaseTable``)."""
         lease = await self._take(stream, owner, ttl, force=True)
         assert lease is not None
         return lease
 
     async def acquire_lease(self, stream: str, owner: str, ttl: float) -> Lease | None:
-        """Take the lease only when it is free or expired (see ``Store``)."""
+        """Take the lease only when it is free or expired (see ``LeaseTable``)."""
         return await self._take(stream, owner, ttl, force=False)
 
     async def _take(self, stream: str, owner: str, ttl: float, force: bool) -> Lease | None:
@@ -50,7 +52,7 @@ class DynamoDBLeases(DynamoDBBase):
         raise StoreError(f"DynamoDB lease of {stream!r}: too many conflicts")
 
     async def renew_lease(self, lease: Lease, ttl: float, live: bool = False) -> Lease:
-        """Extend a current lease; return the lease in force (see ``Store``)."""
+        """Extend a current lease; return the lease in force (see ``LeaseTable``)."""
         expires = time.time() + ttl
         update = renew_lease_update(self._t, lease, expires, live)
         try:

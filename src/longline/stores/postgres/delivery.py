@@ -1,11 +1,9 @@
-"""Delivery cursors, dead letters and leases for ``PostgresStore``.
+"""Delivery cursors and dead letters for ``PostgresStore`` (the store is the processors' outbox).
 
-A mixin, as for SQLite: these only coordinate workers and processors through a few small
-tables, over the store's own pool (``_conn``), so they live apart from the capture path.
-- ``ack`` moves the cursor with ``GREATEST(old, new)`` in the transaction that records the dead
-  letters, so a crash between the two can neither skip an event nor lose a dead letter.
-- A lease is taken while holding the stream's row lock in ``streams``: the same lock ``append``
-  holds while it checks the epoch, so a handoff and an append never interleave.
+Kept apart from ``store.py``, as for every backend: these only coordinate processors through
+two small tables, over the store's own pool (``_conn``), away from the capture path.
+``ack`` moves the cursor with ``GREATEST(old, new)`` in the transaction that records the dead
+letters, so a crash between the two can neither skip an event nor lose a dead letter.
 """
 
 from __future__ import annotations
@@ -15,23 +13,18 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from longline.core.model import DeadLetter, Lease, StoredEvent
+from longline.core.model import DeadLetter, StoredEvent
+from longline.stores.base import DeliveryLog
 
-__all__ = ["ADD_STREAM", "LEASE", "LOCK_STREAM", "DeliveryMixin"]
-
-ADD_STREAM = "INSERT INTO streams (stream, updated_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-LOCK_STREAM = "SELECT last_seq FROM streams WHERE stream = $1 FOR UPDATE"
-LEASE = "SELECT stream, owner, epoch, expires_at, live FROM leases WHERE stream = $1"
+__all__ = ["PostgresDelivery"]
 
 
-class DeliveryMixin:
-    """The delivery and lease half of the Store protocol, for ``PostgresStore``."""
+class PostgresDelivery(DeliveryLog):
+    """The :class:`~longline.stores.base.DeliveryLog` of ``PostgresStore``."""
 
     if TYPE_CHECKING:  # provided by PostgresStore
 
         def _conn(self, doing: str) -> AbstractAsyncContextManager[Any]: ...
-
-    # -- delivery ------------------------------------------------------------------------
 
     async def delivery_cursor(self, processor: str, stream: str) -> int:
         """The highest ``seq`` of ``stream`` acknowledged by ``processor`` (0 when none)."""

@@ -11,10 +11,19 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from longline.core.model import Lease
+from longline.stores.base import LeaseTable
+
+__all__ = ["ADD_STREAM", "LOCK_STREAM", "PostgresLeases"]
+
+# The stream's row in ``streams`` is its lock: ``append`` holds it while it numbers events and
+# checks the epoch, a lease is taken while holding it.
+ADD_STREAM = "INSERT INTO streams (stream, updated_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+LOCK_STREAM = "SELECT last_seq FROM streams WHERE stream = $1 FOR UPDATE"
+_LEASE = "SELECT stream, owner, epoch, expires_at, live FROM leases WHERE stream = $1"
 
 
-class PostgresLeases:
-    """The lease methods of ``PostgresStore``."""
+class PostgresLeases(LeaseTable):
+    """The :class:`~longline.stores.base.LeaseTable` of ``PostgresStore``."""
 
     if TYPE_CHECKING:  # provided by PostgresStore
 
@@ -23,11 +32,11 @@ class PostgresLeases:
     async def get_lease(self, stream: str) -> Lease | None:
         """The stream's lease, or None when never taken."""
         async with self._conn("read a lease from") as conn:
-            row = await conn.fetchrow(LEASE, stream)
+            row = await conn.fetchrow(_LEASE, stream)
         return _lease(row)
 
     async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
-        """Take the lease unconditionally with the next epoch (see ``Store``)."""
+        """Take the lease unconditionally with the next epoch (see ``LeaseTable``)."""
         lease = await self._take(stream, owner, ttl, force=True)
         assert lease is not None
         return lease
@@ -41,7 +50,7 @@ class PostgresLeases:
         async with self._conn("take a lease in") as conn, conn.transaction():
             await conn.execute(ADD_STREAM, stream, now)
             await conn.execute(LOCK_STREAM, stream)  # serializes with appends of the stream
-            old = _lease(await conn.fetchrow(LEASE, stream))
+            old = _lease(await conn.fetchrow(_LEASE, stream))
             if not force and old is not None and old.expires_at > now:
                 return None
             lease = Lease(stream, owner, (old.epoch if old else 0) + 1, now + ttl, False)
@@ -70,7 +79,7 @@ class PostgresLeases:
                 live,
             )
             if row is None:
-                row = await conn.fetchrow(LEASE, lease.stream)
+                row = await conn.fetchrow(_LEASE, lease.stream)
         return _lease(row) or lease
 
 
