@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import orjson
@@ -16,6 +16,9 @@ import orjson
 from longline.cli_options import DURATION, Duration, log_level_of, log_level_option
 from longline.config import Config, ConfigError, load_config
 from longline.ops.logging import setup_logging
+
+if TYPE_CHECKING:
+    from longline.stores.base import EventLog
 
 
 def _load(path: str, *, read_only: bool = False) -> Config:
@@ -178,9 +181,8 @@ def init(config: str) -> None:
     cfg = _load(config)
 
     async def go() -> str:
-        store = open_store(cfg.store, create_tables=True)
-        await store.open()
-        await store.close()
+        async with open_store(cfg.store, create_tables=True) as store:
+            pass
         created = getattr(store, "created", None)
         return f"created tables {', '.join(created)}" if created else "up to date"
 
@@ -255,8 +257,13 @@ async def _print_events(
 ) -> None:
     from longline.stores import open_store
 
-    store = open_store(cfg.store, create=False)
-    await store.open()
+    async with open_store(cfg.store, create=False) as store:
+        await _write_events(store, stream, after, limit, quarantined)
+
+
+async def _write_events(
+    store: EventLog, stream: str, after: int, limit: int | None, quarantined: bool
+) -> None:
     out = sys.stdout.buffer
     remaining = limit if limit is not None else -1
     try:
@@ -298,7 +305,6 @@ async def _print_events(
                 break
     finally:
         out.flush()
-        await store.close()
 
 
 def _payload(text: str) -> Any:

@@ -36,7 +36,7 @@ from longline.core.keys import EventBatch, Keyer
 from longline.core.model import AppendResult, Quarantined
 from longline.engine.stats import StreamStats
 from longline.ops.logging import redact_stored
-from longline.stores.base import Store
+from longline.stores.base import EventLog
 from longline.transports.base import Connection, Item
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class StreamWriter:
     def __init__(
         self,
         stream: str,
-        store: Store,
+        store: EventLog,
         keyer: Keyer,
         stats: StreamStats,
         *,

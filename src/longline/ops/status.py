@@ -17,7 +17,7 @@ from rich.table import Table
 from longline.config import Config
 from longline.core.model import Totals
 from longline.stores import open_store
-from longline.stores.base import Store
+from longline.stores.base import DeliveryLog
 
 # A running process saves status every second; older than this means it is not running.
 STALE_AFTER = 10.0
@@ -46,9 +46,7 @@ async def collect_status(cfg: Config) -> dict[str, Any]:
     store's totals, ``run`` holds the last (or running) process's own. Opens an existing store
     only: a mistyped SQLite path is a ``StoreError``, not a new empty file.
     """
-    store = open_store(cfg.store, create=False)
-    await store.open()
-    try:
+    async with open_store(cfg.store, create=False) as store:
         saved = await store.get_status()
         totals = await store.totals()
         streams: dict[str, Any] = {}
@@ -76,8 +74,6 @@ async def collect_status(cfg: Config) -> dict[str, Any]:
             st["cursor"] = await store.checkpoint(s.name)
             streams[s.name] = st
         return {"streams": streams, "processors": await _processors(cfg, store, streams)}
-    finally:
-        await store.close()
 
 
 def problems(data: dict[str, Any]) -> list[str]:
@@ -95,7 +91,7 @@ def problems(data: dict[str, Any]) -> list[str]:
 
 
 async def _processors(
-    cfg: Config, store: Store, streams: dict[str, Any]
+    cfg: Config, store: DeliveryLog, streams: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Per processor and stream: the delivery cursor, how far it lags the stored events, and
     how many dead letters the processor has (counted up to ``DEAD_LETTER_COUNT_LIMIT``)."""
