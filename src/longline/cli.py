@@ -31,11 +31,15 @@ def _load(path: str, *, read_only: bool = False) -> Config:
     if ctx is not None and isinstance(ctx.obj, dict):
         ctx.obj["config"] = path
     try:
-        return load_config(path, read_only=read_only)
+        cfg = load_config(path, read_only=read_only)
     except ConfigError as e:
         _fail(f"{path}: invalid configuration:\n{e}", 2)
     except OSError as e:
         _fail(f"{path}: cannot read: {e.strerror}", 2)
+    if cfg.store.lower().startswith("memory:"):
+        # Fine from Python (tests, the API); from a command it would keep nothing.
+        _fail(f"{path}: store: memory:// lives in one process; a command needs a real store", 2)
+    return cfg
 
 
 def _fail(message: str, code: int) -> NoReturn:
