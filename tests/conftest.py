@@ -91,12 +91,8 @@ async def stored(cfg: Config, stream: str) -> list[tuple[int, bytes, str]]:
 
 async def totals(cfg: Config, stream: str) -> Totals:
     """The stream's totals as the store keeps them."""
-    store = open_store(cfg.store)
-    await store.open()
-    try:
+    async with open_store(cfg.store) as store:
         return (await store.totals()).get(stream, Totals())
-    finally:
-        await store.close()
 
 
 async def quarantined(cfg: Config, stream: str) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from longline.core.model import AppendResult, Event
+from longline.core.model import AppendResult, Event, Quarantined, Totals
 from longline.stores import MemoryStore, StoreError, open_store
 from longline.stores.memory import forget
 from longline.testing.provider import Provider, event_bytes
@@ -61,6 +61,25 @@ async def test_a_private_store_is_its_own_and_survives_reopening() -> None:
         assert await two.last_seq("s") == 0
     async with one:
         assert await one.last_seq("s") == 1
+
+
+async def test_totals_are_shared_by_name_and_kept_after_close(name: str) -> None:
+    async with MemoryStore(name) as a:
+        await a.append("s", [ev("a"), ev("a")], reconnects=2)
+        await a.quarantine("s", [Quarantined("bad json", b"{", 1.0)])
+    async with MemoryStore(name) as b:
+        assert await b.totals() == {"s": Totals(1, duplicates=1, quarantined=1, reconnects=2)}
+
+
+async def test_a_reading_open_never_creates_a_named_store(name: str) -> None:
+    with pytest.raises(StoreError, match=f"no memory store memory://{name} in this process"):
+        await open_store(f"memory://{name}", create=False).open()
+    async with open_store(f"memory://{name}"):
+        pass
+    async with open_store(f"memory://{name}", create=False) as store:  # now it exists
+        assert await store.totals() == {}
+    async with open_store("memory://", create=False) as private:  # a private one: its own
+        assert await private.last_seq("s") == 0
 
 
 async def test_calls_before_open_are_refused() -> None:
