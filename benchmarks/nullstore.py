@@ -37,6 +37,12 @@ class NullStore:
     async def close(self) -> None:
         """Nothing to close."""
 
+    async def __aenter__(self) -> NullStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Nothing to close."""
+
     async def append(
         self,
         stream: str,
@@ -53,6 +59,10 @@ class NullStore:
     async def checkpoint(self, stream: str) -> str | None:
         """No cursor is ever kept."""
         return None
+
+    async def last_seq(self, stream: str) -> int:
+        """The seq of the last counted event."""
+        return self._seq.get(stream, 0)
 
     async def read(self, stream: str, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
         """Nothing is stored."""

@@ -78,35 +78,23 @@ def events_at_least(n: int, stream: str | None = None) -> Callable[[Runner], boo
 
 async def stored(cfg: Config, stream: str) -> list[tuple[int, bytes, str]]:
     """(id from the payload, payload bytes, key) of every stored event, in seq order."""
-    store = open_store(cfg.store)
-    await store.open()
     out: list[tuple[int, bytes, str]] = []
     after = 0
-    try:
+    async with open_store(cfg.store) as store:
         while batch := await store.read(stream, after, 5000):
             for ev in batch:
                 assert ev.seq == after + 1, "seq must be gapless"
                 after = ev.seq
                 out.append((int(orjson.loads(ev.payload)["id"]), ev.payload.encode(), ev.key))
-    finally:
-        await store.close()
     return out
 
 
 async def totals(cfg: Config, stream: str) -> Totals:
     """The stream's totals as the store keeps them."""
-    store = open_store(cfg.store)
-    await store.open()
-    try:
+    async with open_store(cfg.store) as store:
         return (await store.totals()).get(stream, Totals())
-    finally:
-        await store.close()
 
 
 async def quarantined(cfg: Config, stream: str) -> list[str]:
-    store = open_store(cfg.store)
-    await store.open()
-    try:
+    async with open_store(cfg.store) as store:
         return [q.reason for q in await store.read_quarantine(stream, 0, 100_000)]
-    finally:
-        await store.close()

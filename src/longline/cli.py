@@ -19,6 +19,7 @@ from longline.ops.logging import setup_logging
 
 if TYPE_CHECKING:
     from longline.ops.listen import Listen
+    from longline.stores.base import EventLog
 
 
 def _load(path: str, *, read_only: bool = False) -> Config:
@@ -31,11 +32,15 @@ def _load(path: str, *, read_only: bool = False) -> Config:
     if ctx is not None and isinstance(ctx.obj, dict):
         ctx.obj["config"] = path
     try:
-        return load_config(path, read_only=read_only)
+        cfg = load_config(path, read_only=read_only)
     except ConfigError as e:
         _fail(f"{path}: invalid configuration:\n{e}", 2)
     except OSError as e:
         _fail(f"{path}: cannot read: {e.strerror}", 2)
+    if cfg.store.lower().startswith("memory:"):
+        # Fine from Python (tests, the API); from a command it would keep nothing.
+        _fail(f"{path}: store: memory:// lives in one process; a command needs a real store", 2)
+    return cfg
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -210,9 +215,8 @@ def init(config: str) -> None:
     cfg = _load(config)
 
     async def go() -> str:
-        store = open_store(cfg.store, create_tables=True)
-        await store.open()
-        await store.close()
+        async with open_store(cfg.store, create_tables=True) as store:
+            pass
         created = getattr(store, "created", None)
         return f"created tables {', '.join(created)}" if created else "up to date"
 
@@ -287,8 +291,13 @@ async def _print_events(
 ) -> None:
     from longline.stores import open_store
 
-    store = open_store(cfg.store, create=False)
-    await store.open()
+    async with open_store(cfg.store, create=False) as store:
+        await _write_events(store, stream, after, limit, quarantined)
+
+
+async def _write_events(
+    store: EventLog, stream: str, after: int, limit: int | None, quarantined: bool
+) -> None:
     out = sys.stdout.buffer
     remaining = limit if limit is not None else -1
     try:
@@ -330,7 +339,6 @@ async def _print_events(
                 break
     finally:
         out.flush()
-        await store.close()
 
 
 def _payload(text: str) -> Any:

@@ -113,10 +113,8 @@ FEEDS = {"sse": "wiki", "ws": "trades", "lines": "sensors"}
 
 async def verify(cfg: Config, provider: Provider) -> list[Verdict]:
     """Compare the stored events of every stream with what the provider sent."""
-    store = open_store(cfg.store)
-    await store.open()
     verdicts = []
-    try:
+    async with open_store(cfg.store) as store:
         for s in cfg.streams:
             feed = FEEDS[s.name]
             ids: list[int] = []
@@ -138,8 +136,6 @@ async def verify(cfg: Config, provider: Provider) -> list[Verdict]:
                     s.name, sent, len(ids), 0, quarantined, gaps, len(ids) - len(unique), mismatched
                 )
             )
-    finally:
-        await store.close()
     return verdicts
 
 

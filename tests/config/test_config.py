@@ -323,11 +323,11 @@ def test_top_level_shape() -> None:
     [
         (
             "mysql://db/x",
-            "must be sqlite:///PATH, postgresql://..., postgres://... or dynamodb://TABLE",
+            "must be sqlite:///PATH, postgresql://..., postgres://..., dynamodb://TABLE or memory://NAME",
         ),
         (
             "longline.db",
-            "must be sqlite:///PATH, postgresql://..., postgres://... or dynamodb://TABLE",
+            "must be sqlite:///PATH, postgresql://..., postgres://..., dynamodb://TABLE or memory://NAME",
         ),
         (
             "sqlite:///:memory:",

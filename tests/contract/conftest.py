@@ -1,19 +1,24 @@
-"""Fixtures that give the same store contract suite a SQLite, a PostgreSQL and a DynamoDB store.
+"""Fixtures that give the same store contract suite a SQLite, a PostgreSQL, a DynamoDB and an
+in-memory store.
 
 - SQLite: a file under ``tmp_path``.
 - PostgreSQL and DynamoDB (moto): the service fixtures of ``tests/services.py``.
+- Memory: a ``memory://NAME`` of its own, forgotten afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from longline.stores import Store, open_store
+from longline.stores.memory import forget
 
-BACKENDS = ("sqlite", "postgresql", "dynamodb")
+DURABLE = ("sqlite", "postgresql", "dynamodb")  # what outlives the process
+BACKENDS = (*DURABLE, "memory")
 
 
 # -- the parametrized store ----------------------------------------------------------------
@@ -26,14 +31,19 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL of an empty store of ``backend`` (the service fixtures are only asked for when
     their backend is, so a missing PostgreSQL never skips the SQLite cases)."""
     if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'contract.db'}"
-    fixture = "pg_url" if backend == "postgresql" else "dynamodb_url"
-    url: str = request.getfixturevalue(fixture)
-    return url
+        yield f"sqlite:///{tmp_path / 'contract.db'}"
+    elif backend == "memory":
+        name = f"contract-{uuid.uuid4().hex}"
+        yield f"memory://{name}"
+        forget(name)
+    else:
+        fixture = "pg_url" if backend == "postgresql" else "dynamodb_url"
+        url: str = request.getfixturevalue(fixture)
+        yield url
 
 
 StoreFactory = Callable[[], Awaitable[Store]]

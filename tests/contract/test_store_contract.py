@@ -1,7 +1,9 @@
-"""The store contract: every backend (SQLite, PostgreSQL, DynamoDB) keeps the same promises.
+"""The store contract: every backend (SQLite, PostgreSQL, DynamoDB, memory) keeps the same
+promises.
 
-Each test runs once per backend (see conftest.py). Backend-specific behaviour (DynamoDB's
-transaction parts, PostgreSQL's dropped connections) is tested in tests/stores/.
+Each test runs once per backend (see conftest.py); the crash test only on the durable ones (a
+memory store ends with its process). Backend-specific behaviour (DynamoDB's transaction parts,
+PostgreSQL's dropped connections) is tested in tests/stores/.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from longline.core.model import (
     StoredQuarantine,
     Totals,
 )
-from longline.stores import Store, StoreError, open_store
+from longline.stores import DeliveryLog, EventLog, LeaseTable, Store, StoreError, open_store
 
-from .conftest import StoreFactory
+from .conftest import DURABLE, StoreFactory
 
 CRASH_WRITER = Path(__file__).with_name("crash_writer.py")
 
@@ -53,8 +55,26 @@ def keys_of(events: list[StoredEvent]) -> list[str]:
 # -- append ----------------------------------------------------------------------------------
 
 
-async def test_append_assigns_consecutive_seqs_per_stream(store: Store) -> None:
+async def test_the_store_plays_every_role(store: Store) -> None:
     assert isinstance(store, Store)
+    assert all(isinstance(store, role) for role in (EventLog, DeliveryLog, LeaseTable))
+
+
+async def test_async_with_opens_and_closes(store_url: str) -> None:
+    async with open_store(store_url, create_tables=True) as store:
+        assert await store.append("s", [ev("a", "c-a")]) == AppendResult(1, 0, 1)
+    with pytest.raises(StoreError, match="not open"):
+        await store.checkpoint("s")
+    async with store:  # the same store opens again, and finds what it committed
+        assert (await store.last_seq("s"), await store.checkpoint("s")) == (1, "c-a")
+    with pytest.raises(RuntimeError, match="inside"):
+        async with open_store(store_url) as store:
+            raise RuntimeError("inside")
+    with pytest.raises(StoreError, match="not open"):
+        await store.read("s")
+
+
+async def test_append_assigns_consecutive_seqs_per_stream(store: Store) -> None:
     first = [ev("a", "c1", at=10.25), Event("b", "text é ☃", None, 11.0, event="message")]
     assert await store.append("s", first) == AppendResult(new=2, duplicates=0, last_seq=2)
     assert await store.append("s", [ev("c", at=12.0)]) == AppendResult(1, 0, 3)
@@ -65,6 +85,7 @@ async def test_append_assigns_consecutive_seqs_per_stream(store: Store) -> None:
     ]
     assert await store.append("other", [ev("a")]) == AppendResult(1, 0, 1)
     assert await store.read("missing") == []
+    assert (await store.last_seq("s"), await store.last_seq("missing")) == (3, 0)
 
 
 async def test_append_is_idempotent_on_stream_and_key(store: Store) -> None:
@@ -324,16 +345,13 @@ async def test_an_older_epoch_stores_events_but_not_the_checkpoint(store: Store)
 
 async def _state(url: str) -> tuple[list[tuple[int, str]], str | None, int]:
     """The stored events, the checkpoint and the events total of the crash stream."""
-    store = open_store(url)
-    await store.open()
-    try:
+    async with open_store(url) as store:
         events = [(e.seq, e.key) for e in await read_all(store, "crash")]
         total = (await store.totals()).get("crash", Totals()).events
         return events, await store.checkpoint("crash"), total
-    finally:
-        await store.close()
 
 
+@pytest.mark.parametrize("backend", DURABLE)
 async def test_sigkill_while_appending_leaves_a_consistent_store(
     store_url: str, backend: str
 ) -> None:

@@ -85,17 +85,13 @@ def load_from_env() -> Config:
 
 async def leases_healthy(cfg: Config) -> bool:
     """True when every stream has an unexpired lease (the watchdog then does nothing)."""
-    store = open_store(cfg.store)
-    await store.open()
-    try:
+    async with open_store(cfg.store) as store:
         now = time.time()
         for s in cfg.streams:
             lease = await store.get_lease(s.name)
             if lease is None or lease.expires_at <= now:
                 return False
         return True
-    finally:
-        await store.close()
 
 
 async def run_invocation(

@@ -26,7 +26,7 @@ from longline.delivery.dispatcher import deliver_batch
 from longline.processors.base import Processor, ProcessorError
 from longline.processors.registry import ProcessorSettings, build_processor
 from longline.stores import open_store
-from longline.stores.base import Store
+from longline.stores.base import DeliveryLog, Store
 from longline.stores.dynamodb.items import stored_event
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,11 @@ async def process_records(
 ) -> dict[str, Any]:
     """Deliver the records' events; returns the Lambda partial-batch response."""
     groups = group_records(records)
-    store = store or open_store(cfg.store)
-    await store.open()
+    async with store or open_store(cfg.store) as opened:
+        return await _process(cfg, groups, opened)
+
+
+async def _process(cfg: Config, groups: list[Group], store: DeliveryLog) -> dict[str, Any]:
     processors = {p.name: build_processor(p) for p in cfg.processors}
     try:
         for proc in processors.values():
@@ -87,7 +90,6 @@ async def process_records(
     finally:
         for proc in processors.values():
             await proc.close()
-        await store.close()
 
 
 async def _deliver_once(

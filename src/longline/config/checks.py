@@ -32,7 +32,7 @@ __all__ = [
     "sqlite_path",
 ]
 
-STORE_SCHEMES = ("sqlite", "postgresql", "postgres", "dynamodb")
+STORE_SCHEMES = ("sqlite", "postgresql", "postgres", "dynamodb", "memory")
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 header field name
 _URL_SCHEMES = {"sse": ("http", "https"), "lines": ("http", "https"), "ws": ("ws", "wss")}
 
@@ -125,7 +125,8 @@ def check_store(url: str) -> str:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in STORE_SCHEMES:
         raise ValueError(
-            "must be sqlite:///PATH, postgresql://..., postgres://... or dynamodb://TABLE"
+            "must be sqlite:///PATH, postgresql://..., postgres://..., dynamodb://TABLE"
+            " or memory://NAME"
         )
     if scheme == "sqlite" and str(sqlite_path(url)) == ":memory:":
         raise ValueError("sqlite:///:memory: keeps nothing after the process exits; use a file")

@@ -32,7 +32,7 @@ from longline.ops.logging import redact_stored
 from longline.processors.base import Processor, ProcessorError
 from longline.processors.registry import ProcessorSettings, RetrySettings, build_processor
 from longline.stores import open_store
-from longline.stores.base import Store
+from longline.stores.base import Outbox
 
 __all__ = ["DeliveryStats", "Dispatcher", "dead_letter_summary", "deliver_batch", "run_dispatch"]
 
@@ -149,7 +149,7 @@ class Dispatcher:
     def __init__(
         self,
         config: Config,
-        store: Store,
+        store: Outbox,
         *,
         poll: float = 0.2,
         drain_timeout: float = 5.0,
@@ -288,13 +288,9 @@ async def run_dispatch(
     ``on_start`` receives the dispatcher before it runs (the CLI wires signals to ``stop``);
     ``service`` runs around the delivery (the operators' HTTP listener).
     """
-    store = open_store(config.store)
-    await store.open()
-    try:
+    async with open_store(config.store) as store:
         dispatcher = Dispatcher(config, store)
         if on_start is not None:
             on_start(dispatcher)
         async with contextlib.nullcontext() if service is None else service(dispatcher):
             return await dispatcher.run(duration)
-    finally:
-        await store.close()

@@ -18,7 +18,7 @@ from longline.core.model import DeadLetter, StoredEvent
 from longline.delivery.dispatcher import deliver_batch, lane_streams
 from longline.processors.base import Processor
 from longline.processors.registry import ProcessorSettings, build_processor
-from longline.stores.base import Store
+from longline.stores.base import DeliveryLog, Outbox
 
 __all__ = ["Redelivered", "RedeliveryError", "replay", "retry_dead_letters", "settings_of"]
 
@@ -48,7 +48,7 @@ def settings_of(config: Config, name: str) -> ProcessorSettings:
 
 async def replay(
     config: Config,
-    store: Store,
+    store: Outbox,
     processor: str,
     stream: str,
     from_seq: int,
@@ -89,7 +89,7 @@ async def replay(
 
 async def retry_dead_letters(
     config: Config,
-    store: Store,
+    store: Outbox,
     processor: str | None = None,
     *,
     instances: dict[str, Processor] | None = None,
@@ -120,7 +120,7 @@ async def retry_dead_letters(
 
 
 async def _retry_group(
-    store: Store,
+    store: Outbox,
     proc: Processor,
     settings: ProcessorSettings,
     stream: str,
@@ -149,7 +149,7 @@ async def _retry_group(
         out.failed += [(settings.name, stream, ev.seq, err) for ev, err, _ in dead]
 
 
-async def all_dead_letters(store: Store, processor: str | None = None) -> list[DeadLetter]:
+async def all_dead_letters(store: DeliveryLog, processor: str | None = None) -> list[DeadLetter]:
     """Every dead letter (of one processor or all), in id order."""
     out: list[DeadLetter] = []
     after = 0

@@ -29,7 +29,7 @@ from longline.delivery.redeliver import (
 )
 from longline.ops.logging import setup_logging
 from longline.stores import open_store
-from longline.stores.base import Store
+from longline.stores.base import Outbox
 
 __all__ = ["deadletters_command", "dispatch_command", "replay_command"]
 
@@ -47,18 +47,14 @@ def _setup(ctx: click.Context, path: str, *, read_only: bool = False) -> Config:
     return cfg
 
 
-def _with_store(cfg: Config, work: Callable[[Store], Awaitable[T]]) -> T:
+def _with_store(cfg: Config, work: Callable[[Outbox], Awaitable[T]]) -> T:
     """Open the (existing) store, run ``work``, close; request errors exit 2 (store errors:
     ``cli._Main``)."""
     from longline.cli import _fail
 
     async def go() -> T:
-        store = open_store(cfg.store, create=False)
-        await store.open()
-        try:
+        async with open_store(cfg.store, create=False) as store:
             return await work(store)
-        finally:
-            await store.close()
 
     try:
         return asyncio.run(go())
@@ -137,7 +133,7 @@ def deadletters_command(
     if retry:
         _report(_with_store(cfg, lambda s: retry_dead_letters(cfg, s, processor)), "dead letters")
 
-    async def listing(store: Store) -> list[dict[str, Any]]:
+    async def listing(store: Outbox) -> list[dict[str, Any]]:
         return [
             {
                 "id": d.id,

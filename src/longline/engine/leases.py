@@ -14,7 +14,7 @@ import logging
 from longline.core.model import Lease
 from longline.engine.stats import StreamStats
 from longline.engine.writer import StreamWriter
-from longline.stores.base import Store
+from longline.stores.base import LeaseTable
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 class LeaseKeeper:
     """Renews one stream's lease and reports whether it was superseded."""
 
-    def __init__(self, store: Store, lease: Lease, ttl: float, stats: StreamStats) -> None:
+    def __init__(self, store: LeaseTable, lease: Lease, ttl: float, stats: StreamStats) -> None:
         self.store = store
         self.lease = lease
         self.ttl = ttl

@@ -31,7 +31,7 @@ from longline.core.resume import build_request
 from longline.engine.connections import connection_for
 from longline.engine.stats import StreamStats
 from longline.engine.writer import StreamWriter
-from longline.stores.base import Store
+from longline.stores.base import EventLog
 from longline.transports.base import Connection, Flag
 from longline.transports.stream import SSEConnection, SSEState
 
@@ -47,7 +47,7 @@ class Supervisor:
     def __init__(
         self,
         cfg: StreamConfig,
-        store: Store,
+        store: EventLog,
         session: aiohttp.ClientSession,
         writer: StreamWriter,
         stats: StreamStats,

@@ -37,7 +37,7 @@ from longline.core.model import AppendResult, Quarantined
 from longline.engine.stats import StreamStats
 from longline.ops.logging import redact_stored
 from longline.ops.metrics import COMMIT_SECONDS
-from longline.stores.base import Store
+from longline.stores.base import EventLog
 from longline.transports.base import Connection, Item
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class StreamWriter:
     def __init__(
         self,
         stream: str,
-        store: Store,
+        store: EventLog,
         keyer: Keyer,
         stats: StreamStats,
         *,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from longline.config import Config
 from longline.engine.stats import StreamStats
-from longline.stores.base import Store
+from longline.stores.base import Outbox
 
 if TYPE_CHECKING:
     from longline.delivery.dispatcher import Dispatcher
@@ -106,7 +106,7 @@ class OpsView:
     def __init__(
         self,
         config: Config,
-        store: Store,
+        store: Outbox,
         *,
         runner: Runner | None = None,
         dispatcher: Dispatcher | None = None,
@@ -313,7 +313,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-async def _totals(store: Store) -> dict[str, dict[str, int]]:
+async def _totals(store: Outbox) -> dict[str, dict[str, int]]:
     """The store's life-long counters per stream."""
     kinds = ("events", "duplicates", "quarantined", "reconnects")
     totals = await store.totals()

@@ -88,8 +88,8 @@ async def _open_store(cfg: Config) -> Finding:
             return Finding("store", f"{where} does not exist")
         return Finding("store", note=f"{store.path} does not exist yet; run or init creates it")
     try:
-        await store.open()
-        await store.close()
+        async with store:
+            pass
     except StoreError as e:
         return Finding("store", str(e))
     return Finding("store")

@@ -17,7 +17,7 @@ from rich.table import Table
 from longline.config import Config
 from longline.core.model import Totals
 from longline.stores import open_store
-from longline.stores.base import Store
+from longline.stores.base import DeliveryLog, Outbox
 
 # A running process saves status every second; older than this means it is not running.
 STALE_AFTER = 10.0
@@ -38,7 +38,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-async def collect_status(cfg: Config, store: Store | None = None) -> dict[str, Any]:
+async def collect_status(cfg: Config, store: Outbox | None = None) -> dict[str, Any]:
     """The status of every configured stream (from ``store`` when given and already open,
     as the HTTP listener's ``/api/status`` does, else from a store opened for this).
 
@@ -47,41 +47,40 @@ async def collect_status(cfg: Config, store: Store | None = None) -> dict[str, A
     store's totals, ``run`` holds the last (or running) process's own. Opens an existing store
     only: a mistyped SQLite path is a ``StoreError``, not a new empty file.
     """
-    own = store is None
-    if store is None:
-        store = open_store(cfg.store, create=False)
-        await store.open()
-    try:
-        saved = await store.get_status()
-        totals = await store.totals()
-        streams: dict[str, Any] = {}
-        now = time.time()
-        for s in cfg.streams:
-            st = dict(saved.get(s.name) or {"state": "never-run"})
-            if s.name not in saved and s.name in totals:  # killed before its first save
-                st = {"state": "unknown", "reason": "the store holds data but no status"}
-            if "state" in saved.get(s.name, {}):
-                st["run"] = {k: st.pop(k) for k in RUN_FIELDS if k in st}
-            total = totals.get(s.name, Totals())
-            st.update({k: getattr(total, k) for k in COUNTERS})
-            running = st.get("state") in RUNNING
-            # A worker may run on another host: its pid means nothing here, only its age does.
-            local = "worker" not in st
-            if running and (
-                now - float(st.get("updated_at", 0)) > STALE_AFTER
-                or (local and not _alive(int(st.get("pid", 0))))
-            ):
-                st["state"], st["reason"] = "dead", "the process stopped without shutting down"
-            elif running and st.get("state") != "live":
-                down = st.get("down_since")
-                if down is not None and now - float(down) > s.stall_timeout:
-                    st["stalled"] = True
-            st["cursor"] = await store.checkpoint(s.name)
-            streams[s.name] = st
-        return {"streams": streams, "processors": await _processors(cfg, store, streams)}
-    finally:
-        if own:
-            await store.close()
+    if store is not None:
+        return await _collect(cfg, store)
+    async with open_store(cfg.store, create=False) as opened:
+        return await _collect(cfg, opened)
+
+
+async def _collect(cfg: Config, store: Outbox) -> dict[str, Any]:
+    saved = await store.get_status()
+    totals = await store.totals()
+    streams: dict[str, Any] = {}
+    now = time.time()
+    for s in cfg.streams:
+        st = dict(saved.get(s.name) or {"state": "never-run"})
+        if s.name not in saved and s.name in totals:  # killed before its first save
+            st = {"state": "unknown", "reason": "the store holds data but no status"}
+        if "state" in saved.get(s.name, {}):
+            st["run"] = {k: st.pop(k) for k in RUN_FIELDS if k in st}
+        total = totals.get(s.name, Totals())
+        st.update({k: getattr(total, k) for k in COUNTERS})
+        running = st.get("state") in RUNNING
+        # A worker may run on another host: its pid means nothing here, only its age does.
+        local = "worker" not in st
+        if running and (
+            now - float(st.get("updated_at", 0)) > STALE_AFTER
+            or (local and not _alive(int(st.get("pid", 0))))
+        ):
+            st["state"], st["reason"] = "dead", "the process stopped without shutting down"
+        elif running and st.get("state") != "live":
+            down = st.get("down_since")
+            if down is not None and now - float(down) > s.stall_timeout:
+                st["stalled"] = True
+        st["cursor"] = await store.checkpoint(s.name)
+        streams[s.name] = st
+    return {"streams": streams, "processors": await _processors(cfg, store, streams)}
 
 
 def problems(data: dict[str, Any]) -> list[str]:
@@ -99,7 +98,7 @@ def problems(data: dict[str, Any]) -> list[str]:
 
 
 async def _processors(
-    cfg: Config, store: Store, streams: dict[str, Any]
+    cfg: Config, store: DeliveryLog, streams: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Per processor and stream: the delivery cursor, how far it lags the stored events, and
     how many dead letters the processor has (counted up to ``DEAD_LETTER_COUNT_LIMIT``)."""

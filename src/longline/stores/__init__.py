@@ -1,14 +1,31 @@
-"""Event stores, chosen by URL: ``sqlite:///path.db``, ``postgresql://...``, ``dynamodb://...``."""
+"""Event stores, chosen by URL: ``sqlite:///path.db``, ``postgresql://...``, ``dynamodb://...``,
+``memory://NAME``.
+
+The protocols (one per role, and ``Store``, their union) are in :mod:`longline.stores.base`;
+each backend is a sub-package of the same shape (``store.py``, ``delivery.py``, ``leases.py``).
+"""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from longline.extras import MissingExtra, missing_extra
-from longline.stores.base import Store, StoreError
+from longline.stores.base import DeliveryLog, EventLog, LeaseTable, Outbox, Store, StoreError
+from longline.stores.memory import MemoryStore
 from longline.stores.sqlite.store import SQLiteStore
 
-__all__ = ["SQLiteStore", "Store", "StoreDriverMissing", "StoreError", "open_store"]
+__all__ = [
+    "DeliveryLog",
+    "EventLog",
+    "LeaseTable",
+    "MemoryStore",
+    "Outbox",
+    "SQLiteStore",
+    "Store",
+    "StoreDriverMissing",
+    "StoreError",
+    "open_store",
+]
 
 
 class StoreDriverMissing(MissingExtra, StoreError):
@@ -23,7 +40,8 @@ def _driver_missing(exc: ModuleNotFoundError, what: str, extra: str, *modules: s
 
 
 def open_store(url: str, *, create_tables: bool = False, create: bool = True) -> Store:
-    """Build (not yet open) the store a URL names.
+    """Build (not yet open) the store a URL names; ``async with open_store(url) as store:``
+    opens it and closes it.
 
     ``postgresql://user@host:port/db?schema=NAME`` (also ``postgres://``) and
     ``dynamodb://PREFIX?region=...&endpoint_url=...`` load their driver only when named.
@@ -31,6 +49,9 @@ def open_store(url: str, *, create_tables: bool = False, create: bool = True) ->
     always create and migrate their schema). A backend whose driver is not installed raises
     :class:`StoreDriverMissing` naming the extra to install. ``create=False`` (the commands
     that only read) refuses a SQLite file that does not exist instead of creating one.
+
+    ``memory://NAME`` is an in-memory store shared by name within this process (``memory://``
+    alone: private to the object); see :mod:`longline.stores.memory`.
 
     ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` follow the SQLAlchemy
     convention (three slashes, then the path). ``?synchronous=FULL`` trades throughput for
@@ -52,10 +73,14 @@ def open_store(url: str, *, create_tables: bool = False, create: bool = True) ->
                 exc, "a dynamodb:// store", "dynamodb", "boto3", "botocore"
             ) from None
         return dynamodb_from_url(url, create_tables=create_tables)
+    if scheme == "memory":
+        from longline.stores.memory import from_url as memory_from_url
+
+        return memory_from_url(url, create=create)
     if scheme != "sqlite":
         raise StoreError(
             f"unsupported store URL scheme {scheme or '(none)'!r};"
-            " use sqlite:///, postgresql:// or dynamodb://"
+            " use sqlite:///, postgresql://, dynamodb:// or memory://"
         )
     if parts.netloc or not parts.path.startswith("/") or parts.fragment:
         raise StoreError("a SQLite store URL looks like sqlite:///path/to/file.db")

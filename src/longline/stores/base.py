@@ -1,14 +1,24 @@
-"""The Store protocol: what every backend (SQLite, PostgreSQL, DynamoDB) must do.
+"""The store protocols, one per role, and ``Store``, their union with a lifecycle.
+
+- :class:`EventLog`: events with their checkpoint, quarantine and status (the capture path).
+- :class:`DeliveryLog`: delivery cursors per (processor, stream) and dead letters (the outbox).
+- :class:`LeaseTable`: one owner per stream, with an epoch that fences older owners.
+- :class:`Store`: all three, plus ``open``/``close``; ``async with store:`` opens and closes.
+
+Code types against the narrowest role it uses (the writer an ``EventLog``, the dispatcher an
+:class:`Outbox`, a lease keeper a ``LeaseTable``), so a test or a plugin can hand it just that.
 
 The whole of longline's "nothing lost, nothing doubled" promise rests on ``append``: the events
 and the checkpoint they advance commit in one transaction, existing ``(stream, key)`` pairs are
-ignored, and new events get the next gapless per-stream ``seq``.
+ignored, and new events get the next gapless per-stream ``seq``. The lease's fencing lives in
+``append`` too (its ``epoch``), because it must be checked in that same transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
 
 from longline.core.model import (
     AppendResult,
@@ -21,20 +31,16 @@ from longline.core.model import (
     Totals,
 )
 
+__all__ = ["DeliveryLog", "EventLog", "LeaseTable", "Outbox", "Store", "StoreError"]
+
 
 class StoreError(Exception):
     """A store operation failed; the message never contains credentials."""
 
 
 @runtime_checkable
-class Store(Protocol):
-    """A durable event store. All methods are coroutines; blocking work runs off the loop."""
-
-    async def open(self) -> None:
-        """Connect and create or migrate the schema (idempotent)."""
-
-    async def close(self) -> None:
-        """Flush and release every resource. Safe to call twice."""
+class EventLog(Protocol):
+    """Events and the checkpoint they advance, quarantine, each stream's totals and status."""
 
     async def append(
         self,
@@ -64,13 +70,30 @@ class Store(Protocol):
         """The last committed cursor of ``stream``, or None."""
         ...
 
+    async def last_seq(self, stream: str) -> int:
+        """The highest ``seq`` of ``stream``, 0 when it has no events."""
+        ...
+
     async def read(self, stream: str, after_seq: int = 0, limit: int = 1000) -> list[StoredEvent]:
         """Stored events with ``seq > after_seq``, in ``seq`` order, at most ``limit``."""
+        ...
+
+    async def read_keys(self, stream: str, seqs: Sequence[int]) -> list[StoredEvent]:
+        """Stored events of ``stream`` with the given seqs, in seq order (for re-delivery)."""
+        ...
+
+    async def wait_for_events(self, timeout: float) -> None:
+        """Return when new events may have been appended, or after ``timeout`` seconds.
+
+        Stores with a notification channel (PostgreSQL LISTEN/NOTIFY) wake at once; others
+        just sleep, which makes the dispatcher poll.
+        """
         ...
 
     async def quarantine(self, stream: str, items: Sequence[Quarantined]) -> None:
         """Keep items that could not be stored as events, with their reasons, and add them to
         the stream's ``quarantined`` total in the same transaction."""
+        ...
 
     async def read_quarantine(
         self, stream: str, after_id: int = 0, limit: int = 1000
@@ -85,12 +108,19 @@ class Store(Protocol):
 
     async def put_status(self, stream: str, status: dict[str, Any]) -> None:
         """Save the runtime status of a stream (what ``longline status`` shows)."""
+        ...
 
     async def get_status(self) -> dict[str, dict[str, Any]]:
         """The last saved status of every stream."""
         ...
 
-    # -- delivery to processors (the store is the outbox) -----------------------------------
+
+@runtime_checkable
+class DeliveryLog(Protocol):
+    """Where each processor is in each stream, and the events it gave up on.
+
+    The store is the processors' outbox: a cursor is a ``seq`` of the :class:`EventLog`.
+    """
 
     async def delivery_cursor(self, processor: str, stream: str) -> int:
         """The highest ``seq`` of ``stream`` acknowledged by ``processor`` (0 when none)."""
@@ -104,7 +134,11 @@ class Store(Protocol):
         dead: Sequence[tuple[StoredEvent, str, int]] = (),
     ) -> None:
         """Advance the delivery cursor to ``seq`` (never backwards) in one transaction with
-        the dead letters ``dead`` ((event, error, attempts) of events given up on)."""
+        the dead letters ``dead`` ((event, error, attempts) of events given up on).
+
+        A dead letter is unique per ``(processor, stream, seq)``: failing again updates its
+        error, adds to its attempts and keeps its id."""
+        ...
 
     async def dead_letters(
         self, processor: str | None = None, after_id: int = 0, limit: int = 1000
@@ -114,19 +148,13 @@ class Store(Protocol):
 
     async def drop_dead_letters(self, ids: Sequence[int]) -> None:
         """Remove dead letters (after a successful re-delivery)."""
-
-    async def read_keys(self, stream: str, seqs: Sequence[int]) -> list[StoredEvent]:
-        """Stored events of ``stream`` with the given seqs (for dead-letter re-delivery)."""
         ...
 
-    async def wait_for_events(self, timeout: float) -> None:
-        """Return when new events may have been appended, or after ``timeout`` seconds.
 
-        Stores with a notification channel (PostgreSQL LISTEN/NOTIFY) wake at once; others
-        just sleep, which makes the dispatcher poll.
-        """
-
-    # -- leases (one owner per stream; epochs fence superseded owners) -----------------------
+@runtime_checkable
+class LeaseTable(Protocol):
+    """One owner per stream; each take moves to the next epoch, which fences older owners
+    (``EventLog.append(epoch=...)`` refuses their checkpoints)."""
 
     async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
         """Take the stream's lease unconditionally, with the next epoch (a handoff successor)."""
@@ -144,3 +172,38 @@ class Store(Protocol):
     async def get_lease(self, stream: str) -> Lease | None:
         """The stream's lease, or None when never taken."""
         ...
+
+
+@runtime_checkable
+class Outbox(EventLog, DeliveryLog, Protocol):
+    """What delivering to processors needs: the events and the delivery cursors."""
+
+
+@runtime_checkable
+class Store(EventLog, DeliveryLog, LeaseTable, Protocol):
+    """A durable event store: every role, and a lifecycle.
+
+    All methods are coroutines; blocking work runs off the loop. ``async with store:`` (or
+    ``async with open_store(url) as store:``) opens it and closes it on the way out. Backends
+    subclass this protocol to inherit that.
+    """
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema (idempotent)."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release every resource. Safe to call twice."""
+        ...
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,12 +1,9 @@
-"""Delivery cursors, dead letters and leases for ``DynamoDBStore``.
+"""Delivery cursors and dead letters for ``DynamoDBStore`` (the store is the processors' outbox).
 
-A mixin, as for SQLite: these coordinate processors and workers through small items and live
-apart from the capture path.
-- ``ack`` writes the dead letters and the conditional cursor update (``seq < new``) in one
-  transaction; a dead letter is one item per (processor, stream, seq), so failing again updates
-  it and keeps its id (ids come from a counter item).
-- A lease is a few attributes of the stream's item in ``streams``: the append's condition on
-  ``last_seq`` can then also say "no newer epoch", which fences a superseded owner for free.
+Kept apart from ``store.py``, as for every backend: these coordinate processors through small
+items, away from the capture path. ``ack`` writes the dead letters and the conditional cursor
+update (``seq < new``) in one transaction; a dead letter is one item per (processor, stream,
+seq), so failing again updates it and keeps its id (ids come from a counter item).
 """
 
 from __future__ import annotations
@@ -15,17 +12,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from longline.core.model import DeadLetter, Lease, StoredEvent
-from longline.stores.base import StoreError
+from longline.core.model import DeadLetter, StoredEvent
+from longline.stores.base import DeliveryLog, StoreError
 from longline.stores.dynamodb import items as di
 from longline.stores.dynamodb.base import DynamoDBBase
 from longline.stores.dynamodb.items import Item, Tables, num_attr, str_attr
 
-__all__ = ["DeliveryMixin"]
+__all__ = ["DynamoDBDelivery"]
 
 
-class DeliveryMixin(DynamoDBBase):
-    """The delivery and lease half of the Store protocol, for ``DynamoDBStore``."""
+class DynamoDBDelivery(DynamoDBBase, DeliveryLog):
+    """The :class:`~longline.stores.base.DeliveryLog` of ``DynamoDBStore``."""
 
     async def delivery_cursor(self, processor: str, stream: str) -> int:
         """The highest ``seq`` of ``stream`` acknowledged by ``processor`` (0 when none)."""
@@ -97,49 +94,6 @@ class DeliveryMixin(DynamoDBBase):
             if "id" in i and int(i["id"]["N"]) in wanted
         ]
         await self._batch_write("deadletters", [{"DeleteRequest": {"Key": k}} for k in keys])
-
-    # -- leases ------------------------------------------------------------------------------
-
-    async def get_lease(self, stream: str) -> Lease | None:
-        """The stream's lease (attributes of its ``streams`` item), or None."""
-        return di.lease(stream, await self._get("streams", {"stream": {"S": stream}}))
-
-    async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
-        """Take the lease unconditionally with the next epoch (see ``Store``)."""
-        lease = await self._take(stream, owner, ttl, force=True)
-        assert lease is not None
-        return lease
-
-    async def acquire_lease(self, stream: str, owner: str, ttl: float) -> Lease | None:
-        """Take the lease only when it is free or expired (see ``Store``)."""
-        return await self._take(stream, owner, ttl, force=False)
-
-    async def _take(self, stream: str, owner: str, ttl: float, force: bool) -> Lease | None:
-        for _ in range(di.MAX_CONFLICTS):
-            old = await self.get_lease(stream)
-            now = time.time()
-            if not force and old is not None and old.expires_at > now:
-                return None
-            update = take_lease_update(
-                self._t, stream, owner, old, now + ttl, None if force else now
-            )
-            try:
-                out = await self._write("update_item", **update)
-            except di.Cancelled:
-                continue  # someone else took it meanwhile: look again
-            return di.lease(stream, out["Attributes"])
-        raise StoreError(f"DynamoDB lease of {stream!r}: too many conflicts")
-
-    async def renew_lease(self, lease: Lease, ttl: float, live: bool = False) -> Lease:
-        """Extend a current lease; return the lease in force (see ``Store``)."""
-        expires = time.time() + ttl
-        update = renew_lease_update(self._t, lease, expires, live)
-        try:
-            out = await self._write("update_item", **update)
-        except di.Cancelled:
-            return await self.get_lease(lease.stream) or lease
-        renewed = di.lease(lease.stream, out["Attributes"])
-        return renewed or lease
 
 
 # -- items ------------------------------------------------------------------------------
@@ -220,54 +174,3 @@ def dead_letter(item: Item) -> DeadLetter:
         attempts=int(item["attempts"]["N"]),
         failed_at=float(item["failed_at"]["N"]),
     )
-
-
-def take_lease_update(
-    tables: Tables, stream: str, owner: str, old: Lease | None, expires: float, now: float | None
-) -> Item:
-    """UpdateItem arguments taking the lease with the next epoch, provided it is still at
-    ``old``'s epoch and (when ``now`` is given) expired by then."""
-    names = {"#o": "lease_owner", "#e": "lease_epoch", "#x": "lease_expires", "#l": "lease_live"}
-    values: dict[str, Any] = {
-        ":o": str_attr(owner),
-        ":e": num_attr((old.epoch if old else 0) + 1),
-        ":x": num_attr(expires),
-        ":f": {"BOOL": False},
-    }
-    if old is None:
-        condition = "attribute_not_exists(#e)"
-    else:
-        condition = "#e = :old"
-        values[":old"] = num_attr(old.epoch)
-        if now is not None:
-            condition += " AND #x <= :now"
-            values[":now"] = num_attr(now)
-    return {
-        "TableName": tables["streams"],
-        "Key": {"stream": str_attr(stream)},
-        "UpdateExpression": "SET #o = :o, #e = :e, #x = :x, #l = :f",
-        "ConditionExpression": condition,
-        "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": values,
-        "ReturnValues": "ALL_NEW",
-    }
-
-
-def renew_lease_update(tables: Tables, current: Lease, expires: float, live: bool) -> Item:
-    """UpdateItem arguments extending ``current`` if its epoch is still the one in force
-    (and marking it live; a live lease never becomes not-live again)."""
-    names = {"#x": "lease_expires", "#e": "lease_epoch"}
-    values: dict[str, Any] = {":x": num_attr(expires), ":e": num_attr(current.epoch)}
-    update = "SET #x = :x"
-    if live:
-        names["#l"], values[":l"] = "lease_live", {"BOOL": True}
-        update += ", #l = :l"
-    return {
-        "TableName": tables["streams"],
-        "Key": {"stream": str_attr(current.stream)},
-        "UpdateExpression": update,
-        "ConditionExpression": "#e = :e",
-        "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": values,
-        "ReturnValues": "ALL_NEW",
-    }

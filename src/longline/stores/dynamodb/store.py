@@ -16,8 +16,8 @@ Why it is shaped this way (see docs/stores.md for the tables and the costs):
 - Items over DynamoDB's 400 KB limit are quarantined with that reason instead of failing the
   batch; throttling and transaction conflicts are retried (in ``base``).
 
-Layers: ``base`` (client, calls, retries) <- ``delivery`` (cursors, dead
-letters, leases) <- this module (capture and reads); ``items`` holds the pure rules.
+Layers: ``base`` (client, calls, retries) <- ``delivery`` (cursors, dead letters) and
+``leases`` <- this module (the event log: capture and reads); ``items`` holds the pure rules.
 """
 
 from __future__ import annotations
@@ -36,14 +36,15 @@ from longline.core.model import (
     StoredQuarantine,
     Totals,
 )
-from longline.stores.base import StoreError
+from longline.stores.base import Store, StoreError
 from longline.stores.dynamodb import items as di
-from longline.stores.dynamodb.delivery import DeliveryMixin
+from longline.stores.dynamodb.delivery import DynamoDBDelivery
+from longline.stores.dynamodb.leases import DynamoDBLeases
 
 __all__ = ["DynamoDBStore"]
 
 
-class DynamoDBStore(DeliveryMixin):
+class DynamoDBStore(DynamoDBDelivery, DynamoDBLeases, Store):
     """A :class:`~longline.stores.base.Store` in six DynamoDB tables named ``PREFIX_*``.
 
     Constructor arguments: see :class:`~longline.stores.dynamodb.base.DynamoDBBase`.
@@ -59,7 +60,7 @@ class DynamoDBStore(DeliveryMixin):
         epoch: int | None = None,
         reconnects: int = 0,
     ) -> AppendResult:
-        """Insert new events and save the checkpoint (see ``Store`` and the module docstring).
+        """Insert new events and save the checkpoint (see ``EventLog`` and the module docstring).
 
         Events too large for one item are quarantined and counted neither new nor duplicate.
         Each part's transaction adds its events to the stream's totals; the last one also the

@@ -1,11 +1,9 @@
-"""Delivery cursors, dead letters and leases for ``PostgresStore``.
+"""Delivery cursors and dead letters for ``PostgresStore`` (the store is the processors' outbox).
 
-A mixin, as for SQLite: these only coordinate workers and processors through a few small
-tables, over the store's own pool (``_conn``), so they live apart from the capture path.
-- ``ack`` moves the cursor with ``GREATEST(old, new)`` in the transaction that records the dead
-  letters, so a crash between the two can neither skip an event nor lose a dead letter.
-- A lease is taken while holding the stream's row lock in ``streams``: the same lock ``append``
-  holds while it checks the epoch, so a handoff and an append never interleave.
+Kept apart from ``store.py``, as for every backend: these only coordinate processors through
+two small tables, over the store's own pool (``_conn``), away from the capture path.
+``ack`` moves the cursor with ``GREATEST(old, new)`` in the transaction that records the dead
+letters, so a crash between the two can neither skip an event nor lose a dead letter.
 """
 
 from __future__ import annotations
@@ -15,23 +13,18 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from longline.core.model import DeadLetter, Lease, StoredEvent
+from longline.core.model import DeadLetter, StoredEvent
+from longline.stores.base import DeliveryLog
 
-__all__ = ["ADD_STREAM", "LEASE", "LOCK_STREAM", "DeliveryMixin"]
-
-ADD_STREAM = "INSERT INTO streams (stream, updated_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-LOCK_STREAM = "SELECT last_seq FROM streams WHERE stream = $1 FOR UPDATE"
-LEASE = "SELECT stream, owner, epoch, expires_at, live FROM leases WHERE stream = $1"
+__all__ = ["PostgresDelivery"]
 
 
-class DeliveryMixin:
-    """The delivery and lease half of the Store protocol, for ``PostgresStore``."""
+class PostgresDelivery(DeliveryLog):
+    """The :class:`~longline.stores.base.DeliveryLog` of ``PostgresStore``."""
 
     if TYPE_CHECKING:  # provided by PostgresStore
 
         def _conn(self, doing: str) -> AbstractAsyncContextManager[Any]: ...
-
-    # -- delivery ------------------------------------------------------------------------
 
     async def delivery_cursor(self, processor: str, stream: str) -> int:
         """The highest ``seq`` of ``stream`` acknowledged by ``processor`` (0 when none)."""
@@ -93,64 +86,3 @@ class DeliveryMixin:
             return
         async with self._conn("drop dead letters from") as conn:
             await conn.execute("DELETE FROM dead_letters WHERE id = ANY($1::bigint[])", list(ids))
-
-    # -- leases --------------------------------------------------------------------------
-
-    async def get_lease(self, stream: str) -> Lease | None:
-        """The stream's lease, or None when never taken."""
-        async with self._conn("read a lease from") as conn:
-            row = await conn.fetchrow(LEASE, stream)
-        return _lease(row)
-
-    async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
-        """Take the lease unconditionally with the next epoch (see ``Store``)."""
-        lease = await self._take(stream, owner, ttl, force=True)
-        assert lease is not None
-        return lease
-
-    async def acquire_lease(self, stream: str, owner: str, ttl: float) -> Lease | None:
-        """Take the lease with the next epoch only when it is free or expired."""
-        return await self._take(stream, owner, ttl, force=False)
-
-    async def _take(self, stream: str, owner: str, ttl: float, force: bool) -> Lease | None:
-        now = time.time()
-        async with self._conn("take a lease in") as conn, conn.transaction():
-            await conn.execute(ADD_STREAM, stream, now)
-            await conn.execute(LOCK_STREAM, stream)  # serializes with appends of the stream
-            old = _lease(await conn.fetchrow(LEASE, stream))
-            if not force and old is not None and old.expires_at > now:
-                return None
-            lease = Lease(stream, owner, (old.epoch if old else 0) + 1, now + ttl, False)
-            await conn.execute(
-                "INSERT INTO leases (stream, owner, epoch, expires_at, live)"
-                " VALUES ($1, $2, $3, $4, false) ON CONFLICT (stream) DO UPDATE SET"
-                " owner = excluded.owner, epoch = excluded.epoch,"
-                " expires_at = excluded.expires_at, live = false",
-                lease.stream,
-                lease.owner,
-                lease.epoch,
-                lease.expires_at,
-            )
-            return lease
-
-    async def renew_lease(self, lease: Lease, ttl: float, live: bool = False) -> Lease:
-        """Extend ``lease`` if it is still current; return the lease in force."""
-        async with self._conn("renew a lease in") as conn:
-            row = await conn.fetchrow(
-                "UPDATE leases SET expires_at = $3, live = live OR $4"
-                " WHERE stream = $1 AND epoch = $2"
-                " RETURNING stream, owner, epoch, expires_at, live",
-                lease.stream,
-                lease.epoch,
-                time.time() + ttl,
-                live,
-            )
-            if row is None:
-                row = await conn.fetchrow(LEASE, lease.stream)
-        return _lease(row) or lease
-
-
-def _lease(row: Any) -> Lease | None:
-    if row is None:
-        return None
-    return Lease(row[0], row[1], int(row[2]), float(row[3]), bool(row[4]))

@@ -38,8 +38,9 @@ from longline.core.model import (
     Totals,
 )
 from longline.stores import migrations
-from longline.stores.base import StoreError
-from longline.stores.postgres.delivery import ADD_STREAM, LOCK_STREAM, DeliveryMixin
+from longline.stores.base import Store, StoreError
+from longline.stores.postgres.delivery import PostgresDelivery
+from longline.stores.postgres.leases import ADD_STREAM, LOCK_STREAM, PostgresLeases
 
 __all__ = ["PostgresStore"]
 
@@ -79,8 +80,11 @@ _READ = """SELECT seq, key, cursor, received_at, payload, event FROM events
     WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3"""
 
 
-class PostgresStore(DeliveryMixin):
+class PostgresStore(PostgresDelivery, PostgresLeases, Store):
     """A :class:`~longline.stores.base.Store` in a PostgreSQL schema.
+
+    The :class:`~longline.stores.base.EventLog` is here; the delivery log and the leases are
+    in ``delivery.py`` and ``leases.py``, over the same pool.
 
     ``dsn`` is passed to asyncpg (``postgresql://user@host:port/db``, libpq query options such
     as ``sslmode`` included; the password may also come from ``PGPASSWORD`` or ``.pgpass``).
@@ -198,7 +202,7 @@ class PostgresStore(DeliveryMixin):
         epoch: int | None = None,
         reconnects: int = 0,
     ) -> AppendResult:
-        """Insert new events and save the checkpoint in one transaction (see ``Store``)."""
+        """Insert new events and save the checkpoint in one transaction (see ``EventLog``)."""
         now = time.time()
         records = [
             (i, e.key, e.cursor, e.received_at, e.event, e.payload) for i, e in enumerate(events)
@@ -314,15 +318,6 @@ class PostgresStore(DeliveryMixin):
                 "SELECT stream, events, duplicates, quarantined, reconnects FROM streams"
             )
         return {r[0]: Totals(r[1], r[2], r[3], r[4]) for r in rows}
-
-    async def streams(self) -> list[str]:
-        """Every stream with events, a checkpoint, quarantined items or a status, sorted."""
-        async with self._conn("list streams of") as conn:
-            rows = await conn.fetch(
-                "SELECT stream FROM streams UNION SELECT DISTINCT stream FROM quarantine"
-                " UNION SELECT stream FROM status ORDER BY 1"
-            )
-        return [r[0] for r in rows]
 
     async def last_seq(self, stream: str) -> int:
         """The highest ``seq`` of ``stream``, 0 when it has no events."""

@@ -1,6 +1,6 @@
 """Delivery cursors and dead letters for ``SQLiteStore`` (the store is the processors' outbox).
 
-A mixin rather than more of ``sqlite.py``: it only adds two tables and the Store methods over
+Kept apart from ``store.py``: it only adds two tables and the ``DeliveryLog`` methods over
 them, and runs on the store's own threads (writes on the writer connection inside
 ``BEGIN IMMEDIATE``, reads on the reader connection), so it shares the store's one-writer rule.
 
@@ -13,7 +13,6 @@ them, and runs on the store's own threads (writes on the writer connection insid
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,8 +21,9 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from longline.core.model import DeadLetter, StoredEvent
+from longline.stores.base import DeliveryLog
 
-__all__ = ["DELIVERY_SCHEMA", "DeliveryMixin"]
+__all__ = ["DELIVERY_SCHEMA", "SQLiteDelivery"]
 
 T = TypeVar("T")
 _CHUNK = 500  # values per ``IN (...)``; far under SQLite's variable limit
@@ -53,8 +53,8 @@ _DEAD = (
 _DEAD_COLUMNS = "id, processor, stream, seq, key, error, attempts, failed_at"
 
 
-class DeliveryMixin:
-    """The delivery half of the Store protocol, for ``SQLiteStore``."""
+class SQLiteDelivery(DeliveryLog):
+    """The :class:`~longline.stores.base.DeliveryLog` of ``SQLiteStore``, on its threads."""
 
     if TYPE_CHECKING:  # provided by SQLiteStore
         _writer: ThreadPoolExecutor | None
@@ -106,25 +106,6 @@ class DeliveryMixin:
         """Remove dead letters (after a successful re-delivery)."""
         if ids:
             await self._call(self._writer, self._drop, list(ids))
-
-    async def read_keys(self, stream: str, seqs: Sequence[int]) -> list[StoredEvent]:
-        """Stored events of ``stream`` with the given seqs, in seq order."""
-        wanted = sorted(set(seqs))
-        out: list[StoredEvent] = []
-        for i in range(0, len(wanted), _CHUNK):
-            chunk = wanted[i : i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = await self._query(
-                "SELECT seq, key, cursor, received_at, payload, event FROM events"
-                f" WHERE stream = ? AND seq IN ({marks}) ORDER BY seq",
-                (stream, *chunk),
-            )
-            out.extend(StoredEvent(*row) for row in rows)
-        return out
-
-    async def wait_for_events(self, timeout: float) -> None:
-        """SQLite has no notification channel across processes: the dispatcher polls."""
-        await asyncio.sleep(timeout)
 
     # -- on the writer thread ----------------------------------------------------------------
 

@@ -1,17 +1,27 @@
 """Stream leases for SQLite: one owner per stream, with an epoch that fences older owners.
 
-Functions run on the SQLite store's writer thread, inside its ``BEGIN IMMEDIATE`` transactions,
-so taking a lease and checking it in ``append`` are serialized with every other write.
+The lease rows are read and written on the SQLite store's writer thread, inside its
+``BEGIN IMMEDIATE`` transactions, so taking a lease and checking it in ``append`` are
+serialized with every other write; ``get_lease`` reads on the reader connection.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from longline.core.model import Lease
+from longline.stores.base import LeaseTable
 
-SCHEMA = (
+__all__ = ["LEASES_SCHEMA", "SQLiteLeases"]
+
+T = TypeVar("T")
+
+LEASES_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS leases (
         stream TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch INTEGER NOT NULL,
         expires_at REAL NOT NULL, live INTEGER NOT NULL DEFAULT 0)""",
@@ -25,42 +35,96 @@ _PUT = (
 )
 
 
-def get(conn: sqlite3.Connection, stream: str) -> Lease | None:
-    """The stream's lease, or None."""
-    row = conn.execute(_GET, (stream,)).fetchone()
-    if row is None:
-        return None
-    return Lease(row[0], row[1], int(row[2]), float(row[3]), bool(row[4]))
+class SQLiteLeases(LeaseTable):
+    """The :class:`~longline.stores.base.LeaseTable` of ``SQLiteStore``, on its threads."""
 
+    if TYPE_CHECKING:  # provided by SQLiteStore
+        _writer: ThreadPoolExecutor | None
+        _reader: ThreadPoolExecutor | None
+        _rconn: sqlite3.Connection | None
 
-def current_epoch(conn: sqlite3.Connection, stream: str) -> int | None:
-    """The epoch in force for ``stream`` (None when no lease was ever taken)."""
-    row = conn.execute("SELECT epoch FROM leases WHERE stream = ?", (stream,)).fetchone()
-    return None if row is None else int(row[0])
+        async def _call(
+            self, ex: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any
+        ) -> T: ...
 
+        def _transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
-def take(
-    conn: sqlite3.Connection, stream: str, owner: str, ttl: float, force: bool
-) -> Lease | None:
-    """Take the lease with the next epoch; unless ``force``, only when free or expired."""
-    now = time.time()
-    old = get(conn, stream)
-    if not force and old is not None and old.expires_at > now:
-        return None
-    epoch = (old.epoch if old else 0) + 1
-    conn.execute(_PUT, (stream, owner, epoch, now + ttl))
-    return Lease(stream, owner, epoch, now + ttl, False)
+        def _not_open(self) -> Exception: ...
 
+    async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
+        """Take the lease unconditionally with the next epoch (see ``LeaseTable``)."""
+        lease: Lease | None = await self._call(
+            self._writer, self._in_txn, self._take, stream, owner, ttl, True
+        )
+        assert lease is not None
+        return lease
 
-def renew(conn: sqlite3.Connection, lease: Lease, ttl: float, live: bool) -> Lease:
-    """Extend ``lease`` if still current; return whatever lease is current."""
-    cur = get(conn, lease.stream)
-    if cur is None or cur.epoch != lease.epoch:
-        return cur or lease
-    expires = time.time() + ttl
-    is_live = cur.live or live
-    conn.execute(
-        "UPDATE leases SET expires_at = ?, live = ? WHERE stream = ? AND epoch = ?",
-        (expires, int(is_live), lease.stream, lease.epoch),
-    )
-    return Lease(cur.stream, cur.owner, cur.epoch, expires, is_live)
+    async def acquire_lease(self, stream: str, owner: str, ttl: float) -> Lease | None:
+        """Take the lease only when it is free or expired (see ``LeaseTable``)."""
+        lease: Lease | None = await self._call(
+            self._writer, self._in_txn, self._take, stream, owner, ttl, False
+        )
+        return lease
+
+    async def renew_lease(self, lease: Lease, ttl: float, live: bool = False) -> Lease:
+        """Extend a current lease; return the lease in force (see ``LeaseTable``)."""
+        current: Lease = await self._call(
+            self._writer, self._in_txn, self._renew, lease, ttl, live
+        )
+        return current
+
+    async def get_lease(self, stream: str) -> Lease | None:
+        """The stream's lease, or None."""
+        lease: Lease | None = await self._call(self._reader, self._on_reader, self._get, stream)
+        return lease
+
+    def _in_txn(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._transaction() as conn:
+            return fn(conn, *args)
+
+    def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._rconn is None:
+            raise self._not_open()
+        return fn(self._rconn, *args)
+
+    # -- on a connection's own thread --------------------------------------------------------
+
+    @staticmethod
+    def _get(conn: sqlite3.Connection, stream: str) -> Lease | None:
+        """The stream's lease, or None."""
+        row = conn.execute(_GET, (stream,)).fetchone()
+        if row is None:
+            return None
+        return Lease(row[0], row[1], int(row[2]), float(row[3]), bool(row[4]))
+
+    @staticmethod
+    def _current_epoch(conn: sqlite3.Connection, stream: str) -> int | None:
+        """The epoch in force for ``stream`` (None when no lease was ever taken); ``append``
+        checks it inside its own transaction."""
+        row = conn.execute("SELECT epoch FROM leases WHERE stream = ?", (stream,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _take(
+        self, conn: sqlite3.Connection, stream: str, owner: str, ttl: float, force: bool
+    ) -> Lease | None:
+        """Take the lease with the next epoch; unless ``force``, only when free or expired."""
+        now = time.time()
+        old = self._get(conn, stream)
+        if not force and old is not None and old.expires_at > now:
+            return None
+        epoch = (old.epoch if old else 0) + 1
+        conn.execute(_PUT, (stream, owner, epoch, now + ttl))
+        return Lease(stream, owner, epoch, now + ttl, False)
+
+    def _renew(self, conn: sqlite3.Connection, lease: Lease, ttl: float, live: bool) -> Lease:
+        """Extend ``lease`` if still current; return whatever lease is current."""
+        cur = self._get(conn, lease.stream)
+        if cur is None or cur.epoch != lease.epoch:
+            return cur or lease
+        expires = time.time() + ttl
+        is_live = cur.live or live
+        conn.execute(
+            "UPDATE leases SET expires_at = ?, live = ? WHERE stream = ? AND epoch = ?",
+            (expires, int(is_live), lease.stream, lease.epoch),
+        )
+        return Lease(cur.stream, cur.owner, cur.epoch, expires, is_live)

@@ -36,15 +36,14 @@ from longline.core.keys import EventBatch
 from longline.core.model import (
     AppendResult,
     Event,
-    Lease,
     Quarantined,
     StoredEvent,
     StoredQuarantine,
     Totals,
 )
-from longline.stores.base import StoreError
-from longline.stores.sqlite import leases as sqlite_leases
-from longline.stores.sqlite.delivery import DELIVERY_SCHEMA, DeliveryMixin
+from longline.stores.base import Store, StoreError
+from longline.stores.sqlite.delivery import DELIVERY_SCHEMA, SQLiteDelivery
+from longline.stores.sqlite.leases import LEASES_SCHEMA, SQLiteLeases
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -73,7 +72,7 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS quarantine_stream_id ON quarantine (stream, id)",
     """CREATE TABLE IF NOT EXISTS status (
         stream TEXT PRIMARY KEY, data TEXT NOT NULL, updated_at REAL NOT NULL)""",
-    *sqlite_leases.SCHEMA,
+    *LEASES_SCHEMA,
 )
 # Life-long counters per stream, updated inside the transactions that write what they count.
 _TOTALS_TABLE = """CREATE TABLE IF NOT EXISTS totals (
@@ -103,16 +102,6 @@ _UPSERT_CHECKPOINT = (
     " ON CONFLICT (stream) DO UPDATE SET cursor = excluded.cursor, seq = excluded.seq,"
     " updated_at = excluded.updated_at"
 )
-# Loose index scan: one B-tree probe per distinct stream instead of a full table scan.
-_STREAMS = """
-    WITH RECURSIVE s(x) AS (
-        SELECT MIN(stream) FROM events
-        UNION ALL SELECT (SELECT MIN(stream) FROM events WHERE stream > x) FROM s
-        WHERE x IS NOT NULL)
-    SELECT x FROM s WHERE x IS NOT NULL
-    UNION SELECT stream FROM checkpoints UNION SELECT stream FROM quarantine
-    UNION SELECT stream FROM status ORDER BY 1"""
-
 
 # Rows per multi-row INSERT: 7 parameters each, under SQLite's variable limit (999 before 3.32).
 _MAX_ROWS = 256 if sqlite3.sqlite_version_info >= (3, 32, 0) else 128
@@ -152,8 +141,12 @@ def _enter_wal(conn: sqlite3.Connection) -> str:
             time.sleep(0.02)
 
 
-class SQLiteStore(DeliveryMixin):
-    """A :class:`~longline.stores.base.Store` in one SQLite file (WAL mode)."""
+class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
+    """A :class:`~longline.stores.base.Store` in one SQLite file (WAL mode).
+
+    The :class:`~longline.stores.base.EventLog` is here; the delivery log and the leases are
+    in ``delivery.py`` and ``leases.py``, on the same connections and threads.
+    """
 
     def __init__(
         self,
@@ -236,7 +229,7 @@ class SQLiteStore(DeliveryMixin):
                 if ex is not None:
                     await asyncio.to_thread(ex.shutdown, True)
 
-    # -- Store protocol --------------------------------------------------------------------
+    # -- EventLog --------------------------------------------------------------------------
 
     async def append(
         self,
@@ -246,7 +239,7 @@ class SQLiteStore(DeliveryMixin):
         epoch: int | None = None,
         reconnects: int = 0,
     ) -> AppendResult:
-        """Insert new events and save the checkpoint in one transaction (see ``Store``)."""
+        """Insert new events and save the checkpoint in one transaction (see ``EventLog``)."""
         return await self._call(
             self._writer, self._append, stream, events, checkpoint, epoch, reconnects
         )
@@ -266,6 +259,25 @@ class SQLiteStore(DeliveryMixin):
             (stream, after_seq, limit),
         )
         return [StoredEvent(*row) for row in rows]
+
+    async def read_keys(self, stream: str, seqs: Sequence[int]) -> list[StoredEvent]:
+        """Stored events of ``stream`` with the given seqs, in seq order."""
+        wanted = sorted(set(seqs))
+        out: list[StoredEvent] = []
+        for i in range(0, len(wanted), _KEY_CHUNK):
+            chunk = wanted[i : i + _KEY_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._query(
+                "SELECT seq, key, cursor, received_at, payload, event FROM events"
+                f" WHERE stream = ? AND seq IN ({marks}) ORDER BY seq",
+                (stream, *chunk),
+            )
+            out.extend(StoredEvent(*row) for row in rows)
+        return out
+
+    async def wait_for_events(self, timeout: float) -> None:
+        """SQLite has no notification channel across processes: the dispatcher polls."""
+        await asyncio.sleep(timeout)
 
     async def quarantine(self, stream: str, items: Sequence[Quarantined]) -> None:
         """Keep items that could not be stored as events, with their reasons."""
@@ -310,61 +322,6 @@ class SQLiteStore(DeliveryMixin):
             "SELECT stream, events, duplicates, quarantined, reconnects FROM totals", ()
         )
         return {row[0]: Totals(*row[1:]) for row in rows}
-
-    # -- leases ----------------------------------------------------------------------------
-
-    async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
-        """Take the lease unconditionally with the next epoch (see ``Store``)."""
-        lease: Lease | None = await self._call(
-            self._writer, self._in_txn, sqlite_leases.take, stream, owner, ttl, True
-        )
-        assert lease is not None
-        return lease
-
-    async def acquire_lease(self, stream: str, owner: str, ttl: float) -> Lease | None:
-        """Take the lease only when it is free or expired (see ``Store``)."""
-        lease: Lease | None = await self._call(
-            self._writer, self._in_txn, sqlite_leases.take, stream, owner, ttl, False
-        )
-        return lease
-
-    async def renew_lease(self, lease: Lease, ttl: float, live: bool = False) -> Lease:
-        """Extend a current lease; return the lease in force (see ``Store``)."""
-        current: Lease = await self._call(
-            self._writer, self._in_txn, sqlite_leases.renew, lease, ttl, live
-        )
-        return current
-
-    async def get_lease(self, stream: str) -> Lease | None:
-        """The stream's lease, or None."""
-        lease: Lease | None = await self._call(
-            self._reader, self._on_reader, sqlite_leases.get, stream
-        )
-        return lease
-
-    def _in_txn(self, fn: Callable[..., T], *args: Any) -> T:
-        with self._transaction() as conn:
-            return fn(conn, *args)
-
-    def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._rconn is None:
-            raise self._not_open()
-        return fn(self._rconn, *args)
-
-    # -- extras ----------------------------------------------------------------------------
-
-    async def streams(self) -> list[str]:
-        """Every stream with events, a checkpoint, quarantined items or a status, sorted."""
-        return [row[0] for row in await self._query(_STREAMS, ())]
-
-    async def counts(self, stream: str) -> tuple[int, int]:
-        """``(events, quarantined)`` stored for ``stream``; counts rows, so O(n): not a hot path."""
-        rows = await self._query(
-            "SELECT (SELECT COUNT(*) FROM events WHERE stream = ?),"
-            " (SELECT COUNT(*) FROM quarantine WHERE stream = ?)",
-            (stream, stream),
-        )
-        return int(rows[0][0]), int(rows[0][1])
 
     async def last_seq(self, stream: str) -> int:
         """The highest ``seq`` of ``stream``, 0 when it has no events."""
@@ -506,7 +463,7 @@ class SQLiteStore(DeliveryMixin):
         fenced = False
         with self._transaction() as conn:
             if epoch is not None:
-                current = sqlite_leases.current_epoch(conn, stream)
+                current = self._current_epoch(conn, stream)
                 fenced = current is not None and current > epoch
             last = conn.execute(
                 "SELECT MAX(seq) FROM events WHERE stream = ?", (stream,)

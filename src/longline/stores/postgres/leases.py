@@ -1,0 +1,89 @@
+"""Leases for ``PostgresStore``: one owner per stream, with an epoch that fences older owners.
+
+A lease is taken while holding the stream's row lock in ``streams``: the same lock ``append``
+holds while it checks the epoch, so a handoff and an append never interleave.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
+
+from longline.core.model import Lease
+from longline.stores.base import LeaseTable
+
+__all__ = ["ADD_STREAM", "LOCK_STREAM", "PostgresLeases"]
+
+# The stream's row in ``streams`` is its lock: ``append`` holds it while it numbers events and
+# checks the epoch, a lease is taken while holding it.
+ADD_STREAM = "INSERT INTO streams (stream, updated_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+LOCK_STREAM = "SELECT last_seq FROM streams WHERE stream = $1 FOR UPDATE"
+_LEASE = "SELECT stream, owner, epoch, expires_at, live FROM leases WHERE stream = $1"
+
+
+class PostgresLeases(LeaseTable):
+    """The :class:`~longline.stores.base.LeaseTable` of ``PostgresStore``."""
+
+    if TYPE_CHECKING:  # provided by PostgresStore
+
+        def _conn(self, doing: str) -> AbstractAsyncContextManager[Any]: ...
+
+    async def get_lease(self, stream: str) -> Lease | None:
+        """The stream's lease, or None when never taken."""
+        async with self._conn("read a lease from") as conn:
+            row = await conn.fetchrow(_LEASE, stream)
+        return _lease(row)
+
+    async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
+        """Take the lease unconditionally with the next epoch (see ``LeaseTable``)."""
+        lease = await self._take(stream, owner, ttl, force=True)
+        assert lease is not None
+        return lease
+
+    async def acquire_lease(self, stream: str, owner: str, ttl: float) -> Lease | None:
+        """Take the lease with the next epoch only when it is free or expired."""
+        return await self._take(stream, owner, ttl, force=False)
+
+    async def _take(self, stream: str, owner: str, ttl: float, force: bool) -> Lease | None:
+        now = time.time()
+        async with self._conn("take a lease in") as conn, conn.transaction():
+            await conn.execute(ADD_STREAM, stream, now)
+            await conn.execute(LOCK_STREAM, stream)  # serializes with appends of the stream
+            old = _lease(await conn.fetchrow(_LEASE, stream))
+            if not force and old is not None and old.expires_at > now:
+                return None
+            lease = Lease(stream, owner, (old.epoch if old else 0) + 1, now + ttl, False)
+            await conn.execute(
+                "INSERT INTO leases (stream, owner, epoch, expires_at, live)"
+                " VALUES ($1, $2, $3, $4, false) ON CONFLICT (stream) DO UPDATE SET"
+                " owner = excluded.owner, epoch = excluded.epoch,"
+                " expires_at = excluded.expires_at, live = false",
+                lease.stream,
+                lease.owner,
+                lease.epoch,
+                lease.expires_at,
+            )
+            return lease
+
+    async def renew_lease(self, lease: Lease, ttl: float, live: bool = False) -> Lease:
+        """Extend ``lease`` if it is still current; return the lease in force."""
+        async with self._conn("renew a lease in") as conn:
+            row = await conn.fetchrow(
+                "UPDATE leases SET expires_at = $3, live = live OR $4"
+                " WHERE stream = $1 AND epoch = $2"
+                " RETURNING stream, owner, epoch, expires_at, live",
+                lease.stream,
+                lease.epoch,
+                time.time() + ttl,
+                live,
+            )
+            if row is None:
+                row = await conn.fetchrow(_LEASE, lease.stream)
+        return _lease(row) or lease
+
+
+def _lease(row: Any) -> Lease | None:
+    if row is None:
+        return None
+    return Lease(row[0], row[1], int(row[2]), float(row[3]), bool(row[4]))
