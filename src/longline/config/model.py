@@ -258,8 +258,9 @@ class Config(_Model):
 
     @field_validator("streams")
     @classmethod
-    def _some(cls, v: list[StreamConfig]) -> list[StreamConfig]:
-        if not v:
+    def _some(cls, v: list[StreamConfig], info: ValidationInfo) -> list[StreamConfig]:
+        # A file needs streams; ``longline.App`` may start empty and add them while running.
+        if not v and not (info.context or {}).get("allow_no_streams"):
             raise ValueError("at least one stream is required")
         return v
 
@@ -294,12 +295,17 @@ class Config(_Model):
 
 
 def parse_config(
-    data: object, env: Mapping[str, str] | None = None, *, read_only: bool = False
+    data: object,
+    env: Mapping[str, str] | None = None,
+    *,
+    read_only: bool = False,
+    allow_no_streams: bool = False,
 ) -> Config:
     """Validate already-parsed YAML/JSON data; ``env`` defaults to ``os.environ``.
 
     ``read_only`` (``status``, ``events``, listing dead letters): only the store's ``${VAR}``
     must be set; the streams' and processors' credentials are not needed to read the store.
+    ``allow_no_streams`` accepts an empty ``streams`` list (``longline.App`` adds them later).
     """
     if data is None:
         raise ConfigError(["(root): the config is empty; it needs at least a `streams` list"])
@@ -309,7 +315,8 @@ def parse_config(
     resolved = interp.config(data)
     errors = interp.errors
     try:
-        config = Config.model_validate(resolved, context={"secrets": frozenset(interp.secrets)})
+        context = {"secrets": frozenset(interp.secrets), "allow_no_streams": allow_no_streams}
+        config = Config.model_validate(resolved, context=context)
     except ValidationError as e:
         # A field whose variable is missing was validated as if the variable were empty: its
         # own errors would only be noise next to "environment variable X is not set".

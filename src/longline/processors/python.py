@@ -4,6 +4,10 @@ The target is imported when the processor starts (not when the config loads, so 
 check`` never runs user code). A plain function runs in a worker thread so it cannot stall the
 event loop that captures; an ``async def`` runs on the loop and must not block it. Any exception
 it raises is retried; raise ``ProcessorError(..., permanent=True)`` to dead-letter the batch.
+
+``longline.App``'s ``@app.processor`` decorator registers an in-process callable through this
+same class (given as ``handler``, with ``shape`` building typed ``longline.Event`` objects
+instead of dicts), so it gets the dispatcher's guarantees like any other kind.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from longline.core.model import StoredEvent
 from longline.processors.base import ProcessorError, event_dicts
 from longline.processors.registry import ProcessorKind, ProcessorSettings
 
-__all__ = ["KINDS", "PythonProcessor", "PythonSettings", "build", "resolve_target"]
+__all__ = ["KINDS", "TARGET", "PythonProcessor", "PythonSettings", "build", "resolve_target"]
 
-_TARGET = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-Handler = Callable[[list[dict[str, Any]]], Any]
+TARGET = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+Handler = Callable[[list[Any]], Any]
+Shape = Callable[[str, Sequence[StoredEvent]], list[Any]]  # what the handler gets per batch
 
 
 class PythonSettings(ProcessorSettings):
@@ -36,7 +41,7 @@ class PythonSettings(ProcessorSettings):
     @field_validator("target")
     @classmethod
     def _target(cls, v: str) -> str:
-        if not _TARGET.fullmatch(v):
+        if not TARGET.fullmatch(v):
             raise ValueError('must look like "package.module:function"')
         return v
 
@@ -63,11 +68,15 @@ def _is_async(fn: Any) -> bool:
 
 
 class PythonProcessor:
-    """Calls the target with ``[event_dict, ...]`` of one stream, in seq order."""
+    """Calls the target with ``[event_dict, ...]`` of one stream, in seq order (or with what
+    ``shape`` makes of the batch)."""
 
-    def __init__(self, settings: PythonSettings, handler: Handler | None = None) -> None:
+    def __init__(
+        self, settings: PythonSettings, handler: Handler | None = None, shape: Shape = event_dicts
+    ) -> None:
         self.settings = settings
         self._handler = handler
+        self._shape = shape
 
     async def start(self) -> None:
         if self._handler is None:
@@ -78,7 +87,7 @@ class PythonProcessor:
             await self.start()
         handler = self._handler
         assert handler is not None
-        batch = event_dicts(stream, events)
+        batch = self._shape(stream, events)
         try:
             if _is_async(handler):
                 await handler(batch)
