@@ -68,6 +68,26 @@ async def capture_until(
     return runner
 
 
+async def serve_until(
+    cfg: Config, done: Callable[[Runner], bool], timeout: float = 30.0
+) -> Runner:
+    """Like ``capture_until``, with the processors of ``cfg`` delivering beside capture, as
+    ``longline run`` composes them (``longline.App``)."""
+    from longline.api import App
+
+    app = App.from_config(cfg)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with app.running():
+        runner = app.runner
+        assert runner is not None
+        while not (runner.stats and done(runner)):
+            if loop.time() > deadline:
+                raise AssertionError(f"timed out; stats: {runner.stats}")
+            await asyncio.sleep(0.05)
+    return runner
+
+
 def events_at_least(n: int, stream: str | None = None) -> Callable[[Runner], bool]:
     def check(r: Runner) -> bool:
         names = [stream] if stream else list(r.stats)

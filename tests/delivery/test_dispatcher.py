@@ -17,7 +17,7 @@ from longline.delivery.dispatcher import Dispatcher, run_dispatch
 from longline.delivery.redeliver import RedeliveryError, replay
 from longline.processors.base import ProcessorError
 from longline.testing.provider import Provider
-from tests.conftest import capture_until, events_at_least, make_config, stored
+from tests.conftest import events_at_least, make_config, serve_until, stored
 from tests.processors.helpers import (
     FAST_RETRY,
     Hook,
@@ -274,8 +274,7 @@ async def test_processors_inside_run_deliver_everything_captured(
     n = 1500
     proc_entry = {"name": "p", "kind": "python", "target": f"{__name__}:collect", "batch": 200}
     cfg = make_config(tmp_path / "r.db", lines_stream(provider, "feed", n), processors=[proc_entry])
-    runner = await capture_until(cfg, lambda r: len(DELIVERED) >= n)
-    assert runner.dispatcher is not None
+    await serve_until(cfg, lambda r: len(DELIVERED) >= n)
     assert [e["seq"] for e in DELIVERED] == list(range(1, n + 1))
     assert [e["payload"]["id"] for e in DELIVERED] == list(range(1, n + 1))
     assert {e["stream"] for e in DELIVERED} == {"feed"}
@@ -298,7 +297,7 @@ async def test_slow_processor_does_not_hold_back_capture(
             lag.append(len(DELIVERED))
         return bool(lag) and len(DELIVERED) >= lag[0] + 2 * batch
 
-    await capture_until(cfg, captured_all_then_two_batches)
+    await serve_until(cfg, captured_all_then_two_batches)
     assert [r[0] for r in await stored(cfg, "slow")] == list(range(1, n + 1))
     assert lag[0] < n  # capture completed every event while the processor lagged behind
     assert [e["seq"] for e in DELIVERED] == list(range(1, len(DELIVERED) + 1))

@@ -113,10 +113,9 @@ async def run_invocation(
     }
     epochs = {name: lease.epoch for name, lease in leases.items()}
     log.info("invocation %s took leases %s", owner, epochs)
+    # Capture only: processing belongs to the function on the events table's stream
+    # (stream_processor); overlapping invocations must not deliver the same events twice.
     runner = Runner(cfg, store=store)
-    # Processing belongs to the function on the events table's stream (stream_processor):
-    # overlapping invocations must not deliver the same events a second time.
-    runner.dispatcher = None
     plan = InvocationPlan(
         margin=settings.margin,
         # Time kept to flush and close before the platform kills the process.
@@ -130,8 +129,7 @@ async def run_invocation(
         tasks = [runner.start_stream(s, leases[s.name].epoch) for s in cfg.streams]
         keepers = []
         for name, lease in leases.items():
-            keeper = LeaseKeeper(store, lease, settings.lease_ttl, runner.stats[name])
-            keeper.writer = runner.writers[name]
+            keeper = LeaseKeeper(store, lease, settings.lease_ttl, runner.writers[name])
             keeper.start()
             keepers.append(keeper)
         try:

@@ -20,22 +20,25 @@ log = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    """Renews one stream's lease and reports whether it was superseded."""
+    """Renews one stream's lease and reports whether it was superseded.
 
-    def __init__(self, store: LeaseTable, lease: Lease, ttl: float, stats: StreamStats) -> None:
+    ``writer`` is the stream's writer, committing under ``lease.epoch``: its counters say when
+    this owner went live, and a fenced append of it means a newer owner took over.
+    """
+
+    def __init__(self, store: LeaseTable, lease: Lease, ttl: float, writer: StreamWriter) -> None:
         self.store = store
         self.lease = lease
         self.ttl = ttl
-        self.stats = stats
-        self.writer: StreamWriter | None = None
+        self.writer = writer
+        self.stats: StreamStats = writer.stats
         self.current: Lease = lease
         self._task: asyncio.Task[None] | None = None
 
     @property
     def superseded(self) -> bool:
         """A newer epoch owns the stream (seen by renewal or by a fenced append)."""
-        fenced = self.writer is not None and self.writer.fenced
-        return fenced or self.current.epoch > self.lease.epoch
+        return self.writer.fenced or self.current.epoch > self.lease.epoch
 
     @property
     def successor_live(self) -> bool:

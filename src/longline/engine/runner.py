@@ -7,9 +7,14 @@ committed with its checkpoint before the process exits.
 
 A stop is bounded by ``shutdown_timeout``: a store that refuses or crawls must not keep the
 process running for minutes. What is not committed by then is counted (``uncommitted``) and
-left out of the store, so no checkpoint covers it; the final status, the processors and the
-store then get ``CLOSE_GRACE`` more. A store call stuck in a driver thread cannot be cancelled:
-``closed_cleanly`` is then False and the caller (the CLI) exits without waiting for it.
+left out of the store, so no checkpoint covers it; the final status, the processors (stopped
+by ``longline.App`` through ``bounded``) and the store then get ``CLOSE_GRACE`` more. A store
+call stuck in a driver thread cannot be cancelled: ``closed_cleanly`` is then False and the
+caller (the CLI) exits without waiting for it.
+
+Capture only: processors are delivered by ``delivery.Dispatcher``, which the callers that
+want it (``longline.App``, hence ``longline run`` and ``longline dispatch``) run beside the
+runner on the same store. Worker mode and the Lambda handler never deliver.
 
 ``run`` starts every configured stream. Worker mode (``engine/workers.py``) instead opens the
 runner with ``opened()`` and starts and stops single streams (``start_stream``,
@@ -30,7 +35,6 @@ import aiohttp
 
 from longline.config import Config, StreamConfig
 from longline.core.keys import Keyer
-from longline.delivery.dispatcher import Dispatcher
 from longline.engine.stats import StreamStats
 from longline.engine.summary import Periodic, stream_lines
 from longline.engine.supervisor import Supervisor
@@ -77,11 +81,6 @@ class Runner:
         # listener: ops/http.py): each is called with this runner.
         self.services: list[Callable[[Runner], contextlib.AbstractAsyncContextManager[object]]] = []
         self.status_error: str | None = None  # why the last status save failed, if it did
-        # Processors run in this process when the config has any (option "all on one
-        # server"); set ``dispatcher = None`` before ``run`` to leave them to `longline dispatch`.
-        self.dispatcher: Dispatcher | None = (
-            Dispatcher(config, self.store) if config.processors else None
-        )
 
     def stop(self) -> None:
         """Ask the run to end (safe from a signal handler)."""
@@ -116,8 +115,8 @@ class Runner:
 
     @contextlib.asynccontextmanager
     async def opened(self, on_tick: Callable[[Runner], None] | None = None) -> AsyncIterator[None]:
-        """Open the store, the HTTP session, the dispatcher and the status loop, with no stream
-        started; call ``shutdown()`` inside to flush before everything closes."""
+        """Open the store, the HTTP session and the status loop, with no stream started; call
+        ``shutdown()`` inside to flush before everything closes."""
         await self.store.open()
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
@@ -132,7 +131,6 @@ class Runner:
             self.config.log_summary_interval, lambda b, s: stream_lines(self.stats, b, s)
         )
         summary.start()
-        delivery = self._start_dispatcher()
         services = contextlib.AsyncExitStack()
         try:
             for service in self.services:
@@ -144,7 +142,6 @@ class Runner:
                 self._close_by = await self._halt(list(self.supervisors), self._deadline())
             await self._cancel_status()
             await self.bounded(services.aclose(), "stop the HTTP listener")
-            await self.bounded(self._stop_dispatcher(delivery), "stop the processors")
             session, self._session = self._session, None
             await session.close()
             await self.bounded(self.store.close(), "close the store")
@@ -200,21 +197,6 @@ class Runner:
         await self.bounded(self._save_status(), "save the final status")
         if self._on_tick is not None:
             self._on_tick(self)
-
-    def _start_dispatcher(self) -> asyncio.Task[object] | None:
-        if self.dispatcher is None:
-            return None
-        return asyncio.create_task(self.dispatcher.run(), name="dispatcher")
-
-    async def _stop_dispatcher(self, task: asyncio.Task[object] | None) -> None:
-        """After capture has flushed: finish in-flight deliveries (their acks need the store)."""
-        if task is None or self.dispatcher is None:
-            return
-        self.dispatcher.stop()
-        try:
-            await task
-        except Exception as e:
-            log.error("dispatcher failed: %r", e)
 
     def _deadline(self) -> float:
         return asyncio.get_running_loop().time() + self.config.shutdown_timeout

@@ -66,9 +66,8 @@ class Worker:
         self.max_streams = max_streams
         self.ttl = lease_ttl
         self.runner = Runner(config, store=store, status_interval=status_interval, worker=self.id)
-        if self.runner.dispatcher is not None:
+        if config.processors:
             log.warning("worker mode does not run processors: run `longline dispatch` once")
-            self.runner.dispatcher = None
         self.keepers: dict[str, LeaseKeeper] = {}
         self._rng = rng or random.Random()
 
@@ -139,8 +138,7 @@ class Worker:
             "worker %s: took stream %s at epoch %d%s", self.id, cfg.name, lease.epoch, previous
         )
         self.runner.start_stream(cfg, lease.epoch)
-        keeper = LeaseKeeper(self.store, lease, self.ttl, self.runner.stats[cfg.name])
-        keeper.writer = self.runner.writers[cfg.name]
+        keeper = LeaseKeeper(self.store, lease, self.ttl, self.runner.writers[cfg.name])
         self.keepers[cfg.name] = keeper  # renewed by ``_round``, not by its own task
 
     # -- losing and releasing --------------------------------------------------------------
