@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from longline.api import App
 from longline.config import parse_config
 from longline.core.model import AppendResult, Event
 from longline.engine.runner import Runner
@@ -62,9 +63,15 @@ async def capture(
         "streams": [stream_config(url, transport, key=key, redundancy=redundancy)],
     }
     data.update(extra or {})
-    runner = Runner(parse_config(data, env={}), store=store)
+    config = parse_config(data, env={})
     start = time.perf_counter()
-    elapsed = await _run_until(runner, n, timeout=max(60.0, n / 2000))
+    if config.processors:  # delivered beside capture, as `longline run` composes them
+        if store is not None:
+            raise ValueError("processors run on the config's store: pass no store")
+        elapsed = await _serve_until(App.from_config(config), n, timeout=max(60.0, n / 2000))
+    else:
+        runner = Runner(config, store=store)
+        elapsed = await _run_until(runner, n, timeout=max(60.0, n / 2000))
     if store is None:
         stored = _count(db)
         if stored != n:
@@ -108,6 +115,22 @@ async def _run_until(
     finally:
         runner.stop()
         await task
+
+
+async def _serve_until(app: App, n: int, timeout: float) -> float:
+    """``_run_until`` for an App (capture and delivery): until ``n`` events of ``STREAM`` are
+    committed; returns ``perf_counter`` at that moment."""
+    deadline = time.perf_counter() + timeout
+    async with app.running():
+        while True:
+            status = app.status().streams[STREAM]
+            if status.events >= n:
+                return time.perf_counter()
+            if status.state == "failed":
+                raise RuntimeError(f"the stream failed: {status}")
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"capture timed out: {status}")
+            await asyncio.sleep(POLL)
 
 
 def _count(db: Path) -> int:

@@ -153,6 +153,7 @@ def run(
     Exit status: 0 when every stream ran until the stop and all it received is committed;
     1 when a stream failed, items were left uncommitted, or the store could not be opened;
     2 for an invalid config or command line."""
+    from longline.api import App
     from longline.engine.outcome import exit_code, final_line
     from longline.engine.runner import Runner
     from longline.engine.workers import DEFAULT_LEASE_TTL, Worker
@@ -166,27 +167,39 @@ def run(
     setup_logging(log_level_of(ctx), secrets=cfg.secrets)
 
     async def go() -> int:
-        store = open_store(cfg.store, create_tables=create_tables)
-        proc: Runner | Worker = (
-            Worker(cfg, store=store, worker_id=worker_id, max_streams=max_streams, lease_ttl=ttl)
-            if worker
-            else Runner(cfg, store=store)
-        )
-        if listen is not None:
-            from longline.ops.http import runner_service
-
-            (proc.runner if isinstance(proc, Worker) else proc).services.append(
-                runner_service(listen)
-            )
         loop = asyncio.get_running_loop()
+        if worker:  # capture only: processors are left to one `longline dispatch`
+            store = open_store(cfg.store, create_tables=create_tables)
+            proc = Worker(
+                cfg, store=store, worker_id=worker_id, max_streams=max_streams, lease_ttl=ttl
+            )
+            if listen is not None:
+                from longline.ops.http import runner_service
+
+                proc.runner.services.append(runner_service(listen))
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, proc.stop)
+            await proc.run(duration=duration)
+            return finish(proc.runner)
+        app = App.from_config(cfg, create_tables=create_tables)  # capture + its processors
+        services = []
+        if listen is not None:
+            from longline.ops.http import app_service
+
+            services.append(app_service(listen))
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, proc.stop)
-        stats = await proc.run(duration=duration)
+            loop.add_signal_handler(sig, app.stop)
+        await app.serve(duration, services=services)
+        assert app.runner is not None
+        return finish(app.runner)
+
+    def finish(runner: Runner) -> int:
+        stats = runner.stats
         code = exit_code(stats)
         line = final_line(stats)
         if line is not None:
             logging.getLogger("longline.run").error("%s", line)
-        if not (proc.runner if isinstance(proc, Worker) else proc).closed_cleanly:
+        if not runner.closed_cleanly:
             _exit_now(code)
         return code
 

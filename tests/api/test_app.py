@@ -339,3 +339,29 @@ processors:
         bad = tmp_path / "bad.yaml"
         bad.write_text("streams: [{name: a, transport: smoke, url: 'http://h/'}]\n")
         longline.App.from_config(bad)
+
+
+def test_longline_run_delivers_to_the_processors_through_the_app(
+    threaded_provider: Provider, tmp_path: Path
+) -> None:
+    """`longline run` composes capture and delivery through App: no second wiring."""
+    from click.testing import CliRunner
+
+    from longline.cli import main
+
+    COLLECTED.clear()
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"""
+store: sqlite:///{tmp_path / "r.db"}
+streams:
+  - {{name: feed, transport: lines, key: $.id, cursor: $.id, resume: {{query: since}},
+      url: "{threaded_provider.url("lines", "feed", total=60)}"}}
+processors:
+  - {{name: p, kind: python, target: "{__name__}:collect_dicts", batch: 25}}
+"""
+    )
+    result = CliRunner().invoke(main, ["--log-level", "ERROR", "run", str(config),
+                                       "--duration", "2.5"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [e["seq"] for e in COLLECTED] == list(range(1, 61))

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from longline.delivery.dispatcher import Dispatcher, run_dispatch
+from longline.api import App
+from longline.delivery.dispatcher import Dispatcher
 from longline.delivery.redeliver import RedeliveryError, replay
 from longline.processors.base import ProcessorError
 from longline.testing.provider import Provider
@@ -303,13 +304,13 @@ async def test_slow_processor_does_not_hold_back_capture(
     assert [e["seq"] for e in DELIVERED] == list(range(1, len(DELIVERED) + 1))
 
 
-async def test_run_dispatch_stops_after_duration(tmp_path: Path) -> None:
+async def test_delivery_only_serve_stops_after_duration(tmp_path: Path) -> None:
     DELIVERED.clear()
     db = tmp_path / "d.db"
     store = await filled_store(db, 30)
     await store.close()
     cfg = config(db, {"name": "p", "kind": "python", "target": f"{__name__}:collect"})
-    stats = await asyncio.wait_for(run_dispatch(cfg, duration=0.5), 10)
-    assert stats["p", "s"].cursor == 30 and stats["p", "s"].state == "stopped"
+    status = await asyncio.wait_for(App.from_config(cfg).serve(0.5, capture=False), 10)
+    assert status.lanes["p", "s"].cursor == 30 and status.lanes["p", "s"].state == "stopped"
     assert [e["seq"] for e in DELIVERED] == list(range(1, 31))
     assert DELIVERED[0]["payload"] == {"id": 1}

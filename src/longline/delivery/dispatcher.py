@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +31,9 @@ from longline.engine.summary import Periodic, dispatch_lines
 from longline.ops.logging import redact_stored
 from longline.processors.base import Processor, ProcessorError
 from longline.processors.registry import ProcessorSettings, RetrySettings, build_processor
-from longline.stores import open_store
 from longline.stores.base import Outbox
 
-__all__ = ["DeliveryStats", "Dispatcher", "dead_letter_summary", "deliver_batch", "run_dispatch"]
+__all__ = ["DeliveryStats", "Dispatcher", "dead_letter_summary", "deliver_batch", "lane_streams"]
 
 log = logging.getLogger(__name__)
 Dead = tuple[StoredEvent, str, int]  # (event, last error, attempts)
@@ -274,23 +273,3 @@ class Dispatcher:
                 log.warning("delivery lane %s/%s: %s", name, stream, exc)
                 await _stopped_within(self._stop, backoff.next_delay())
         stats.state = "stopped"
-
-
-async def run_dispatch(
-    config: Config,
-    duration: float | None = None,
-    *,
-    on_start: Callable[[Dispatcher], None] | None = None,
-    service: Callable[[Dispatcher], contextlib.AbstractAsyncContextManager[object]] | None = None,
-) -> dict[tuple[str, str], DeliveryStats]:
-    """Open the store and deliver until ``duration`` or ``stop()`` (``longline dispatch``).
-
-    ``on_start`` receives the dispatcher before it runs (the CLI wires signals to ``stop``);
-    ``service`` runs around the delivery (the operators' HTTP listener).
-    """
-    async with open_store(config.store) as store:
-        dispatcher = Dispatcher(config, store)
-        if on_start is not None:
-            on_start(dispatcher)
-        async with contextlib.nullcontext() if service is None else service(dispatcher):
-            return await dispatcher.run(duration)

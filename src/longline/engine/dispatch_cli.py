@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from longline.api.status import Status
 from longline.cli_options import DURATION, log_level_of
 from longline.config import Config
-from longline.delivery.dispatcher import Dispatcher, run_dispatch
 from longline.delivery.redeliver import (
     Redelivered,
     RedeliveryError,
@@ -99,20 +99,23 @@ def dispatch_command(
 
     Runs beside `longline run` (or on another machine sharing the store) until SIGINT/SIGTERM.
     """
+    from longline.api import App
     from longline.cli import _listen
-    from longline.ops.http import dispatch_service
+    from longline.ops.http import app_service
 
     cfg = _setup(ctx, config)
     listen = _listen(cfg, config, http)
-    service = None if listen is None else dispatch_service(listen)
+    app = App.from_config(cfg)
+    services = [] if listen is None else [app_service(listen)]
 
-    def wire(dispatcher: Dispatcher) -> None:
+    async def go() -> Status:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, dispatcher.stop)
+            loop.add_signal_handler(sig, app.stop)
+        return await app.serve(duration, capture=False, services=services)
 
-    stats = asyncio.run(run_dispatch(cfg, duration, on_start=wire, service=service))
-    failed = sorted({p for (p, _), s in stats.items() if s.state == "failed"})
+    status = asyncio.run(go())
+    failed = sorted({p for (p, _), lane in status.lanes.items() if lane.state == "failed"})
     if failed:
         click.echo(f"processor(s) could not start: {', '.join(failed)}", err=True)
         sys.exit(1)

@@ -37,10 +37,10 @@ from longline.ops.metrics import CONTENT_TYPE, render
 from longline.ops.status import collect_status
 
 if TYPE_CHECKING:
-    from longline.delivery.dispatcher import Dispatcher
+    from longline.api import App
     from longline.engine.runner import Runner
 
-__all__ = ["OpsServer", "dispatch_service", "runner_service"]
+__all__ = ["OpsServer", "app_service", "runner_service"]
 
 log = logging.getLogger(__name__)
 TICK = 1.0  # seconds between the page's updates
@@ -360,14 +360,17 @@ def runner_service(
     return service
 
 
-def dispatch_service(
+def app_service(
     listen: Listen, reload: Reload | None = None
-) -> Callable[[Dispatcher], contextlib.AbstractAsyncContextManager[OpsServer]]:
-    """The same for ``longline dispatch`` (processor lanes only)."""
+) -> Callable[[App], contextlib.AbstractAsyncContextManager[OpsServer]]:
+    """An ``App.serve(services=...)`` entry: serves ``listen`` while the app's store is open,
+    with its capture (``longline run``) and/or its processor lanes (``longline dispatch``)."""
 
-    def service(dispatcher: Dispatcher) -> contextlib.AbstractAsyncContextManager[OpsServer]:
-        view = OpsView(dispatcher.config, dispatcher.store, dispatcher=dispatcher, reload=reload)
+    def service(app: App) -> contextlib.AbstractAsyncContextManager[OpsServer]:
+        assert app.store is not None
+        view = OpsView(
+            app.config, app.store, runner=app.runner, dispatcher=app.dispatcher, reload=reload
+        )
         return serving(view, listen)
 
     return service
-

@@ -115,9 +115,7 @@ class OpsView:
         self.config = config
         self.store = store
         self.runner = runner
-        if dispatcher is None and runner is not None:
-            dispatcher = runner.dispatcher  # processors running inside `longline run`
-        self.dispatcher = dispatcher
+        self.dispatcher = dispatcher  # processors beside capture (longline.App), or alone
         self.reload = reload
         self._streams = {s.name: s for s in config.streams}
         self._base: dict[str, _Base] = {}
