@@ -365,3 +365,25 @@ processors:
                                        "--duration", "2.5"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert [e["seq"] for e in COLLECTED] == list(range(1, 61))
+
+
+async def test_serve_ends_when_every_stream_failed_but_not_when_streams_are_stopped(
+    provider: Provider, tmp_path: Path
+) -> None:
+    app = new_app(tmp_path)
+    app.stream("denied", transport="sse", url=provider.url("sse", "denied", status=401), **FAST)
+    status = await asyncio.wait_for(app.serve(), 20)  # no stop(): it ends by itself
+    assert status.streams["denied"].state == "failed"
+    assert "401" in (status.streams["denied"].reason or "")
+
+    other = new_app(tmp_path)
+    other.stream("s", transport="lines", url=provider.url("lines", "s2", total=5),
+                 **lines_options())  # fmt: skip
+    serving = asyncio.create_task(other.serve())
+    await until(lambda: other.status().streams["s"].events == 5)
+    await other.stop_stream("s")
+    await asyncio.sleep(0.3)
+    assert not serving.done()  # a stream stopped on purpose does not end serving
+    other.stop()
+    final = await asyncio.wait_for(serving, 10)
+    assert (final.running, final.streams["s"].state) == (False, "stopped")
