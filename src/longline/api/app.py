@@ -349,9 +349,9 @@ class App:
                 await self._wait(duration)
             finally:
                 try:
-                    await runner.shutdown()
+                    await runner.shutdown()  # bounded by the config's shutdown_timeout
                 finally:
-                    await self._stop_delivery()
+                    await runner.bounded(self._stop_delivery(), "stop the processors")
                     self._store = None
 
     async def _deliver_only(
