@@ -387,3 +387,31 @@ async def test_serve_ends_when_every_stream_failed_but_not_when_streams_are_stop
     other.stop()
     final = await asyncio.wait_for(serving, 10)
     assert (final.running, final.streams["s"].state) == (False, "stopped")
+
+
+async def test_a_follower_keeps_reading_after_the_app_stops(
+    provider: Provider, tmp_path: Path
+) -> None:
+    app = new_app(tmp_path)
+    app.stream("s", transport="lines", url=provider.url("lines", "s", total=40),
+               **lines_options())  # fmt: skip
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for event in app.events("s", follow=True, poll=0.02):
+            seen.append(event.seq)
+
+    async with app.running():
+        reader = asyncio.create_task(follow())
+        await until(lambda: len(seen) >= 40)
+    # The app's store is closed now; the follower switched to a connection of its own and
+    # sees what another app (another process, say) commits next.
+    assert app.status().running is False
+    second = new_app(tmp_path)
+    second.stream("s", transport="lines", url=provider.url("lines", "s", total=60),
+                  **lines_options())  # fmt: skip
+    async with second.running():
+        await until(lambda: len(seen) >= 60)
+    reader.cancel()
+    await asyncio.gather(reader, return_exceptions=True)
+    assert seen == list(range(1, 61))
