@@ -14,7 +14,9 @@ __all__ = ["LaneStatus", "Status", "StreamStatus"]
 @dataclass(frozen=True, slots=True)
 class StreamStatus:
     """One stream: ``state`` is ``not started``, ``connecting``, ``live``, ``backing-off``,
-    ``failed`` (with ``reason``) or ``stopped``; counters count since this process started it."""
+    ``failed`` (with ``reason``) or ``stopped``; counters count since this process started it.
+    ``uncommitted``: items a stop could not commit within ``shutdown_timeout`` (not
+    checkpointed, so a resumable feed sends them again next time)."""
 
     name: str
     state: str
@@ -27,6 +29,7 @@ class StreamStatus:
     connections: int = 0
     last_seq: int = 0
     last_event_at: float | None = None
+    uncommitted: int = 0
 
     @classmethod
     def of(cls, name: str, stats: StreamStats) -> StreamStatus:
@@ -42,6 +45,7 @@ class StreamStatus:
             connections=stats.connections,
             last_seq=stats.last_seq,
             last_event_at=stats.last_event_at,
+            uncommitted=stats.uncommitted,
         )
 
 
