@@ -415,3 +415,23 @@ async def test_a_follower_keeps_reading_after_the_app_stops(
     reader.cancel()
     await asyncio.gather(reader, return_exceptions=True)
     assert seen == list(range(1, 61))
+
+
+async def test_every_top_level_setting_reaches_the_engine(tmp_path: Path) -> None:
+    """Not only store and writer: shutdown_timeout (and whatever a file may set) too."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"store: sqlite:///{tmp_path / 'c.db'}\nshutdown_timeout: 1500ms\n"
+        "streams: [{name: s, transport: sse, url: 'http://127.0.0.1:1/sse'}]\n"
+    )
+    for app in (
+        longline.App.from_config(config),
+        longline.App(f"sqlite:///{tmp_path / 'd.db'}", settings={"shutdown_timeout": 1.5}),
+    ):
+        async with app.running():
+            assert app.runner is not None
+            assert app.runner.config.shutdown_timeout == 1.5
+    with pytest.raises(longline.ConfigError, match=r"^shutdown_timeout: "):
+        longline.App(settings={"shutdown_timeout": "later"})
+    with pytest.raises(ValueError, match="app.stream"):
+        longline.App(settings={"streams": []})

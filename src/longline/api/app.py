@@ -30,7 +30,6 @@ from longline.config import (
     Config,
     ConfigError,
     StreamConfig,
-    WriterConfig,
     load_config,
     parse_config,
 )
@@ -61,18 +60,24 @@ class App:
         store: str = DEFAULT_STORE,
         *,
         writer: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
         create_tables: bool = False,
         env: Mapping[str, str] | None = None,
     ) -> None:
         """``store`` is a store URL as in the config (``sqlite:///capture.db``, ...);
-        ``writer`` the config's ``writer`` section; ``env`` (default ``os.environ``) fills
-        ``${VAR}`` in stream options; ``create_tables`` lets DynamoDB create its tables."""
-        data = {"store": store, "writer": dict(writer or {}), "streams": []}
+        ``writer`` the config's ``writer`` section; ``settings`` any other top-level key of a
+        config file (``{"shutdown_timeout": "5s"}``); ``env`` (default ``os.environ``) fills
+        ``${VAR}``; ``create_tables`` lets DynamoDB create its tables."""
+        extra = dict(settings or {})
+        for listed in ("streams", "processors"):
+            if listed in extra:
+                raise ValueError(f"{listed} are added with app.stream() and @app.processor")
+        data = {**extra, "store": store, "writer": dict(writer or {}), "streams": []}
         self._setup(parse_config(data, env, allow_no_streams=True), create_tables, env)
 
     def _setup(self, config: Config, create_tables: bool, env: Mapping[str, str] | None) -> None:
+        self._base = config  # store, writer, shutdown_timeout, ...: everything but the lists
         self._store_url: str = config.store
-        self._writer: WriterConfig = config.writer
         self._secrets: frozenset[str] = config.secrets
         self._create_tables = create_tables
         self._env = env
@@ -205,9 +210,7 @@ class App:
         if retry is not None:
             entry["retry"] = dict(retry)
         declared = list(self._streams.values())
-        config = assemble(
-            self._store_url, self._writer, declared, [*self._processors, entry], self._secrets
-        )
+        config = assemble(self._base, declared, [*self._processors, entry], self._secrets)
         settings = config.processors[-1]
         self._processors.append(settings)
         self._handlers[settings.name] = fn
@@ -225,8 +228,7 @@ class App:
             raise ConfigError([f"streams.{name}.name: duplicate name (already declared)"])
         streams = {**self._streams, name: cfg}
         assemble(
-            self._store_url,
-            self._writer,
+            self._base,
             list(streams.values()),
             self._processors,
             self._secrets | secrets,
@@ -306,8 +308,7 @@ class App:
         if self._serving:
             raise RuntimeError("this App is already serving")
         config = assemble(
-            self._store_url,
-            self._writer,
+            self._base,
             list(self._streams.values()),
             self._processors,
             self._secrets,
@@ -396,7 +397,7 @@ class App:
     ) -> None:
         """One more dispatcher, for the lanes of ``processors`` x ``streams``."""
         assert self._store is not None
-        config = assemble(self._store_url, self._writer, streams, processors, self._secrets)
+        config = assemble(self._base, streams, processors, self._secrets)
         built: dict[str, Processor] = {}
         for settings in config.processors:
             handler = self._handlers.get(settings.name)

@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 
 from pydantic import ValidationError
 
-from longline.config import Config, ConfigError, StreamConfig, WriterConfig, parse_config
+from longline.config import Config, ConfigError, StreamConfig, parse_config
 from longline.config.errors import messages
 from longline.ops.logging import redact
 from longline.processors.registry import ProcessorSettings
@@ -66,22 +66,26 @@ def parse_stream(
 
 
 def assemble(
-    store: str,
-    writer: WriterConfig,
+    base: Config,
     streams: Sequence[StreamConfig | Mapping[str, Any]],
     processors: Sequence[ProcessorSettings | Mapping[str, Any]],
     secrets: frozenset[str],
 ) -> Config:
-    """A validated ``Config`` from parts (validated models, or raw entries to validate now).
+    """A validated ``Config``: every top-level setting of ``base`` (store, writer,
+    shutdown_timeout, ...) with these streams and processors (validated models, or raw entries
+    to validate now).
 
     Cross-checks run as for a file (unique names, processors naming known streams); an empty
     stream list is allowed. Raises ``ConfigError`` with API-style paths.
     """
-    data = {"store": store, "writer": writer, "streams": streams, "processors": processors}
+    data: dict[str, Any] = {
+        name: getattr(base, name)
+        for name in Config.model_fields
+        if name not in ("streams", "processors")
+    }
+    data.update(streams=streams, processors=processors)
     try:
-        return Config.model_validate(
-            data, context={"secrets": secrets, "allow_no_streams": True}
-        )
+        return Config.model_validate(data, context={"secrets": secrets, "allow_no_streams": True})
     except ValidationError as e:
         names = {
             "streams": [_name_of(s) for s in streams],
