@@ -433,5 +433,5 @@ async def test_every_top_level_setting_reaches_the_engine(tmp_path: Path) -> Non
             assert app.runner.config.shutdown_timeout == 1.5
     with pytest.raises(longline.ConfigError, match=r"^shutdown_timeout: "):
         longline.App(settings={"shutdown_timeout": "later"})
-    with pytest.raises(ValueError, match="app.stream"):
+    with pytest.raises(ValueError, match=r"app\.stream"):
         longline.App(settings={"streams": []})

@@ -1,4 +1,4 @@
-"""Run a real ``Runner`` with the operators' listener on a free loopback port, in-process."""
+"""Run real capture with the operators' listener on a free loopback port, in-process."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from longline.api import App
 from longline.config import Config
 from longline.engine.runner import Runner
-from longline.ops.http import OpsServer, runner_service
+from longline.ops.http import OpsServer, app_service, runner_service
 from longline.ops.listen import Listen
 
 
@@ -36,23 +37,33 @@ async def listening(
 async def running(
     cfg: Config, token: str | None = None
 ) -> AsyncIterator[tuple[Runner, str, OpsServer]]:
-    """A runner capturing ``cfg`` with its listener; yields it, the listener's base URL and
-    the listener."""
-    runner = Runner(cfg, status_interval=0.2)
-    async with listening(runner, token) as servers:
-        task = asyncio.create_task(runner.run())
-        try:
-            for _ in range(200):
-                if servers or task.done():
-                    break
-                await asyncio.sleep(0.02)
-            if task.done():
-                task.result()
-            assert servers, "the listener did not start"
-            yield runner, f"http://127.0.0.1:{servers[0].port}", servers[0]
-        finally:
-            runner.stop()
-            await task
+    """``cfg`` served as ``longline run --http`` does (an App: capture, its processors and the
+    listener); yields the capture runner, the listener's base URL and the listener."""
+    servers: list[OpsServer] = []
+    inner = app_service(Listen("127.0.0.1", 0, token))
+
+    @contextlib.asynccontextmanager
+    async def service(app: App) -> AsyncIterator[OpsServer]:
+        async with inner(app) as server:
+            servers.append(server)
+            yield server
+
+    app = App.from_config(cfg)
+    task = asyncio.create_task(app.serve(services=[service]))
+    try:
+        for _ in range(200):
+            if servers or task.done():
+                break
+            await asyncio.sleep(0.02)
+        if task.done():
+            task.result()
+        assert servers, "the listener did not start"
+        assert app.runner is not None
+        app.runner.status_interval = 0.2
+        yield app.runner, f"http://127.0.0.1:{servers[0].port}", servers[0]
+    finally:
+        app.stop()
+        await task
 
 
 async def get(

@@ -43,12 +43,15 @@ from longline.processors.registry import ProcessorSettings
 from longline.stores import open_store
 from longline.stores.base import Store
 
-__all__ = ["App", "Handler"]
+__all__ = ["App", "Handler", "Service"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[list[Event]], Awaitable[None] | None]
 """A processor function: gets one batch of one stream's events, in seq order."""
+Service = Callable[["App"], contextlib.AbstractAsyncContextManager[object]]
+"""Something to run while the app serves (the operators' HTTP listener): entered once the
+store is open and delivery is set up, left after the last flush."""
 H = TypeVar("H", bound=Handler)
 
 
@@ -90,6 +93,9 @@ class App:
         self._capture = self._deliver = False
         self._runner: Runner | None = None
         self._store: Store | None = None  # the open store, while serving
+        self._serving_store: Store | None = None  # the store of this serve(), open or not
+        self._config: Config | None = None  # the config of this (or the last) serve()
+        self._primary: Dispatcher | None = None  # delivers the lanes serve() started with
         self._dispatchers: list[tuple[Dispatcher, asyncio.Task[object]]] = []
         self._lanes: set[tuple[str, str]] = set()
         self._leaving: set[str] = set()  # streams being stopped on purpose
@@ -261,19 +267,25 @@ class App:
         return asyncio.run(main())
 
     async def serve(
-        self, duration: float | None = None, *, capture: bool = True, deliver: bool = True
+        self,
+        duration: float | None = None,
+        *,
+        capture: bool = True,
+        deliver: bool = True,
+        services: Sequence[Service] = (),
     ) -> Status:
         """Run in the current event loop until ``stop()``, ``duration`` seconds, or every
         started stream ended (failed); returns the final status. ``capture=False`` only
-        delivers (``longline dispatch``), ``deliver=False`` only captures."""
-        return await self._serve(duration, capture, deliver, None)
+        delivers (``longline dispatch``), ``deliver=False`` only captures. ``services`` run
+        alongside (the CLI's operators' HTTP listener)."""
+        return await self._serve(duration, capture, deliver, None, services)
 
     @contextlib.asynccontextmanager
     async def running(self, *, capture: bool = True, deliver: bool = True) -> AsyncIterator[App]:
         """Serve in the background for the ``async with`` block: the streams are started when
         it is entered, and everything is flushed and stopped when it is left."""
         ready = asyncio.Event()
-        task = asyncio.create_task(self._serve(None, capture, deliver, ready), name="longline")
+        task = asyncio.create_task(self._serve(None, capture, deliver, ready, ()), name="longline")
         started = asyncio.ensure_future(ready.wait())
         await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)
         started.cancel()
@@ -302,8 +314,30 @@ class App:
         """The capture engine of the current (or last) ``serve()``; for the CLI."""
         return self._runner
 
+    @property
+    def config(self) -> Config:
+        """The whole config this app runs (as of the current or last ``serve()``)."""
+        if self._config is not None:
+            return self._config
+        return assemble(self._base, list(self._streams.values()), self._processors, self._secrets)
+
+    @property
+    def store(self) -> Store | None:
+        """The store of the current ``serve()`` (open once services start); for services."""
+        return self._serving_store
+
+    @property
+    def dispatcher(self) -> Dispatcher | None:
+        """The dispatcher of the lanes ``serve()`` started with (None without processors)."""
+        return self._primary
+
     async def _serve(
-        self, duration: float | None, capture: bool, deliver: bool, ready: asyncio.Event | None
+        self,
+        duration: float | None,
+        capture: bool,
+        deliver: bool,
+        ready: asyncio.Event | None,
+        services: Sequence[Service],
     ) -> Status:
         if self._serving:
             raise RuntimeError("this App is already serving")
@@ -314,6 +348,7 @@ class App:
             self._secrets,
         )
         store = open_store(config.store, create_tables=self._create_tables)
+        self._config, self._serving_store = config, store
         self._serving, self._capture, self._deliver = True, capture, deliver
         self._stop, self._ended = asyncio.Event(), asyncio.Event()
         if self._stop_requested:
@@ -322,27 +357,36 @@ class App:
         self._runner = Runner(config, store=store) if capture else None
         try:
             if self._runner is not None:
-                await self._capture_and_deliver(self._runner, store, duration, ready)
+                await self._capture_and_deliver(self._runner, store, duration, ready, services)
             else:
                 await store.open()
                 try:
-                    await self._deliver_only(store, duration, ready)
+                    await self._deliver_only(store, duration, ready, services)
                 finally:
                     await store.close()
         finally:
             self._serving, self._store, self._stop_requested = False, None, False
+            self._serving_store = None
         return self.status()
 
     async def _capture_and_deliver(
-        self, runner: Runner, store: Store, duration: float | None, ready: asyncio.Event | None
+        self,
+        runner: Runner,
+        store: Store,
+        duration: float | None,
+        ready: asyncio.Event | None,
+        services: Sequence[Service],
     ) -> None:
+        # Delivery is set up first and stops last: capture never waits for it, and in-flight
+        # deliveries finish after capture flushed (their acks need the store).
+        primary = self._deliverer(store) if self._deliver else None
+        for service in services:
+            runner.services.append(self._for_runner(service))
         async with runner.opened():
             self._store = store
             try:
-                # Delivery starts first and stops last: capture never waits for it, and
-                # in-flight deliveries finish after capture flushed (their acks need the store).
-                if self._deliver and self._processors:
-                    self._start_delivery(list(self._streams.values()), self._processors)
+                if primary is not None:
+                    self._launch(primary)
                 for name in self._wanted:
                     self._start_capture(self._streams[name])
                 if ready is not None:
@@ -356,18 +400,44 @@ class App:
                     self._store = None
 
     async def _deliver_only(
-        self, store: Store, duration: float | None, ready: asyncio.Event | None
+        self,
+        store: Store,
+        duration: float | None,
+        ready: asyncio.Event | None,
+        services: Sequence[Service],
     ) -> None:
         self._store = store
+        primary = self._deliverer(store)
         try:
-            if self._processors:
-                self._start_delivery(list(self._streams.values()), self._processors)
-            if ready is not None:
-                ready.set()
-            await self._wait(duration)
+            async with contextlib.AsyncExitStack() as running:
+                for service in services:
+                    await running.enter_async_context(service(self))
+                if primary is not None:
+                    self._launch(primary)
+                if ready is not None:
+                    ready.set()
+                try:
+                    await self._wait(duration)
+                finally:
+                    await self._stop_delivery()
         finally:
-            await self._stop_delivery()
             self._store = None
+
+    def _for_runner(
+        self, service: Service
+    ) -> Callable[[Runner], contextlib.AbstractAsyncContextManager[object]]:
+        def entered(_: Runner) -> contextlib.AbstractAsyncContextManager[object]:
+            return service(self)
+
+        return entered
+
+    def _deliverer(self, store: Store) -> Dispatcher | None:
+        """The dispatcher of every processor x every declared stream (not started)."""
+        self._primary = None
+        if self._processors:
+            streams = list(self._streams.values())
+            self._primary = self._new_dispatcher(store, streams, self._processors)
+        return self._primary
 
     async def _wait(self, duration: float | None) -> None:
         assert self._stop is not None and self._ended is not None
@@ -395,8 +465,16 @@ class App:
     def _start_delivery(
         self, streams: Sequence[StreamConfig], processors: Sequence[ProcessorSettings]
     ) -> None:
-        """One more dispatcher, for the lanes of ``processors`` x ``streams``."""
+        """One more dispatcher, for the lanes of ``processors`` x ``streams``, started now."""
         assert self._store is not None
+        self._launch(self._new_dispatcher(self._store, streams, processors))
+
+    def _new_dispatcher(
+        self,
+        store: Store,
+        streams: Sequence[StreamConfig],
+        processors: Sequence[ProcessorSettings],
+    ) -> Dispatcher:
         config = assemble(self._base, streams, processors, self._secrets)
         built: dict[str, Processor] = {}
         for settings in config.processors:
@@ -404,7 +482,9 @@ class App:
             if handler is not None and isinstance(settings, PythonSettings):
                 built[settings.name] = PythonProcessor(settings, handler, typed_batch)
             self._lanes.update((settings.name, s) for s in lane_streams(config, settings))
-        dispatcher = Dispatcher(config, self._store, processors=built)
+        return Dispatcher(config, store, processors=built)
+
+    def _launch(self, dispatcher: Dispatcher) -> None:
         task: asyncio.Task[object] = asyncio.create_task(dispatcher.run(), name="dispatcher")
         task.add_done_callback(self._delivery_ended)
         self._dispatchers.append((dispatcher, task))
