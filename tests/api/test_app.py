@@ -435,3 +435,25 @@ async def test_every_top_level_setting_reaches_the_engine(tmp_path: Path) -> Non
         longline.App(settings={"shutdown_timeout": "later"})
     with pytest.raises(ValueError, match=r"app\.stream"):
         longline.App(settings={"streams": []})
+
+
+async def test_an_app_on_a_named_memory_store(provider: Provider) -> None:
+    from longline.stores.memory import forget
+
+    app = longline.App(store="memory://api-test")
+    app.stream("s", transport="lines", url=provider.url("lines", "mem", total=30),
+               **lines_options())  # fmt: skip
+    got: list[longline.Event] = []
+
+    @app.processor
+    async def collect(events: list[longline.Event]) -> None:
+        got.extend(events)
+
+    try:
+        async with app.running():
+            await until(lambda: len(got) >= 30)
+        # Not serving: events() opens the same named store again.
+        assert [e.seq async for e in app.events("s", after=27)] == [28, 29, 30]
+    finally:
+        forget("api-test")
+    assert ids(got) == list(range(1, 31))
