@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import ROUND_FLOOR, Decimal
 
+from longline.cost.capacity import MIB, Fit, describe, figures, fit, lambda_memory_mb
 from longline.cost.context import Ctx, Items, Unpriceable
 from longline.cost.lines import (
     LAMBDA_REQUESTS,
@@ -35,7 +36,9 @@ __all__ = [
     "fargate_hybrid",
     "lambda_chained",
     "lambda_step_functions",
+    "server_fit",
     "stream_steps",
+    "task_fit",
 ]
 
 
@@ -58,25 +61,21 @@ def _lambda_memory(c: Ctx, conns: int) -> tuple[int, list[str]]:
     """The function's memory: the user's, raised to the CPU and memory its connections need."""
     w = c.w
     rate = w.events_per_second / w.streams * conns
-    per_vcpu = c.n("capacity", "capture_events_per_vcpu_second")
-    need = max(
-        ceil(rate / per_vcpu * c.n("limits", "lambda_mb_per_vcpu")),
-        ceil(c.n("capacity", "process_mib") + c.n("capacity", "stream_mib") * conns),
-    )
-    memory = max(w.lambda_memory, need)
+    label = figures(c).label
+    memory = max(w.lambda_memory, lambda_memory_mb(c, conns))
     if memory > c.n("limits", "lambda_max_memory_mb"):
         fix = "lower --connections-per-function"
         if conns == 1:
             fix = "one stream cannot be split across functions"
         raise Unpriceable(
             f"one function would need {num(memory)} MB, more than Lambda's maximum, to "
-            f"carry {num(rate)} events/s (placeholder capacity); {fix}"
+            f"carry {num(rate)} events/s ({label}); {fix}"
         )
     if memory == w.lambda_memory:
         return memory, []
     return memory, [
         f"Lambda memory raised from {w.lambda_memory} to {memory} MB for {num(rate)} "
-        f"events/s and {conns} connection(s) per function (placeholder capacity)"
+        f"events/s and {conns} connection(s) per function ({label})"
     ]
 
 
@@ -157,37 +156,28 @@ def lambda_step_functions(c: Ctx) -> OptionCost:
     return finish(c, "lambda_sfn", items, list(ch.notes))
 
 
-def _fit(c: Ctx, eps_cap: Decimal, streams_cap: Decimal, what: str) -> int:
-    """How many servers/tasks the rate and the connection count need (at least one)."""
-    if streams_cap < 1 or eps_cap <= 0:
-        raise Unpriceable(f"{what} has no room for a longline process (placeholder capacity)")
-    by_rate = ceil(c.w.events_per_second / eps_cap)
-    by_streams = ceil(Decimal(c.w.streams) / streams_cap.to_integral_value(ROUND_FLOOR))
-    return max(1, by_rate, by_streams)
+def server_fit(c: Ctx, itype: str, all_processing: bool = False) -> Fit:
+    """One instance type against the workload: its memory less the OS, its usable CPU."""
+    shape = c.book.instance(itype)
+    f = figures(c)
+    memory = shape["memory_gib"] * 1024 * MIB - f.os_memory
+    cpe = f.all_cpu_per_event if all_processing else f.cpu_per_event
+    return fit(c, itype, memory, shape["vcpus"] * shape["baseline"], cpe)
 
 
-def _server_room(c: Ctx, shape: dict[str, Decimal]) -> Decimal:
-    """Streams one instance holds: its memory less the OS and the process, per connection."""
-    free_mib = (
-        shape["memory_gib"] * 1024 - c.n("capacity", "os_mib") - c.n("capacity", "process_mib")
-    )
-    return free_mib / c.n("capacity", "stream_mib")
-
-
-def _task_room(c: Ctx) -> Decimal:
-    """Streams one Fargate task holds: its memory less the process, per connection."""
-    free_mib = c.w.fargate_memory * 1024 - c.n("capacity", "process_mib")
-    return free_mib / c.n("capacity", "stream_mib")
+def task_fit(c: Ctx) -> Fit:
+    """One Fargate task: its full memory and vCPU (no OS of ours, no burst credits)."""
+    w = c.w
+    shape = f"Fargate {num(w.fargate_vcpu)} vCPU / {num(w.fargate_memory)} GB"
+    return fit(c, shape, w.fargate_memory * 1024 * MIB, w.fargate_vcpu, figures(c).cpu_per_event)
 
 
 def _server(c: Ctx, itype: str, all_processing: bool) -> OptionCost:
     """Options 3 and 4 on EC2: the instance holds every connection; 4 also stores and processes."""
     w = c.w
-    shape = c.book.instance(itype)
-    rate_key = "all_events_per_vcpu_second" if all_processing else "capture_events_per_vcpu_second"
-    eps_cap = shape["vcpus"] * shape["baseline"] * c.n("capacity", rate_key)
-    count = _fit(c, eps_cap, _server_room(c, shape), itype)
-    label = f"{count} x {itype} (placeholder capacity {num(eps_cap)} events/s each)"
+    size = server_fit(c, itype, all_processing)
+    count = size.count
+    label = f"{count} x {itype} ({describe(size)}; {figures(c).label})"
     items = [c.item("compute", label, count * c.hours, "instance-hours", ("ec2", "hourly", itype))]
     volume = count * w.ebs_gb
     label = f"EBS gp3 root volume: {count} x {num(w.ebs_gb)} GB"
@@ -235,9 +225,10 @@ def ec2_all(c: Ctx) -> OptionCost:
 def fargate_hybrid(c: Ctx) -> OptionCost:
     """Option 3b: Fargate tasks hold the connections; no burst credits, no root volume."""
     w = c.w
-    eps_cap = w.fargate_vcpu * c.n("capacity", "capture_events_per_vcpu_second")
-    tasks = _fit(c, eps_cap, _task_room(c), "the Fargate task")
+    size = task_fit(c)
+    tasks = size.count
     shape = f"{tasks} task(s) of {num(w.fargate_vcpu)} vCPU / {num(w.fargate_memory)} GB {w.arch}"
+    shape += f" ({describe(size)}; {figures(c).label})"
     items: list[LineItem] = [
         c.item(
             "compute",
@@ -289,8 +280,12 @@ def stream_steps(w: Workload, book: PriceBook, top: int) -> set[int]:
     """
     c = Ctx(w, book)
     types = book.instance_types if w.instance_type == "auto" else [w.instance_type]
-    rooms = [_task_room(c), *(_server_room(c, book.instance(t)) for t in types)]
-    sizes = {int(r.to_integral_value(ROUND_FLOOR)) for r in rooms if r >= 1}
+    sizes: set[int] = set()
+    for itype in [None, *types]:
+        try:
+            sizes.add((task_fit(c) if itype is None else server_fit(c, itype)).streams_each)
+        except Unpriceable:
+            continue
     steps = {n for size in sizes for k in range(size, top + 1, size) for n in (k, k + 1)}
     for bend in store_bends(c, top):
         whole = int(bend.to_integral_value(ROUND_FLOOR))

@@ -41,6 +41,8 @@ class Workload:
     Durations are seconds, sizes bytes, Lambda memory MB, Fargate memory GB. ``events_per_second``
     is the total over all streams. ``instance_type="auto"`` picks the cheapest shape that fits.
     ``key_size`` is the mean event key: the store writes a uniqueness item holding it per event.
+    ``memory_per_stream``, ``process_memory`` (bytes) and ``cpu_per_event`` (seconds) size the
+    servers and functions; ``None`` takes the price file's ``[capacity]`` placeholders.
     """
 
     region: str = "us-east-1"
@@ -73,6 +75,9 @@ class Workload:
     public_ipv4: bool = True
     egress_per_event: int = 0
     retention_days: Decimal | None = None
+    memory_per_stream: Decimal | None = None
+    process_memory: Decimal | None = None
+    cpu_per_event: Decimal | None = None
 
     def __post_init__(self) -> None:
         # Accept ints and strings for the Decimal fields so callers need not wrap every literal.
@@ -115,6 +120,9 @@ def validate(w: Workload, book: PriceBook) -> None:
     for name in ("days", "handoff_interval", "batch_window", "processor_duration"):
         _check(getattr(w, name) > 0, name, f"must be > 0, got {getattr(w, name)}")
     _check(w.retention_days is None or w.retention_days > 0, "retention_days", "must be > 0")
+    for name in ("memory_per_stream", "process_memory", "cpu_per_event"):
+        value = getattr(w, name)
+        _check(value is None or value > 0, name, f"must be > 0, got {value}")
     lo, hi = (
         book.number("limits", "lambda_min_memory_mb"),
         book.number("limits", "lambda_max_memory_mb"),
