@@ -15,10 +15,20 @@ This module is the public face; the model lives in small modules named for what 
 - ``options``: one function per option, and ``compare``
 - ``sweep``, ``ranges``: costs along an axis, crossovers, cheapest ranges in words
 - ``seed``: the seed's table, figure by figure
+- ``measurements``, ``capacity``, ``sizes``: longline's measured memory per stream and CPU per
+  event, what one server holds with them (memory or CPU binding), option 3 shape by shape
 """
 
 from __future__ import annotations
 
+from longline.cost.capacity import Fit, per_thousand_connection_months
+from longline.cost.measurements import (
+    DEFAULT_PATH,
+    TRANSPORTS,
+    Measurements,
+    documented,
+    load_measurements,
+)
 from longline.cost.numbers import GIB, MILLION, ceil, num, usd
 from longline.cost.options import BUILDERS, compare
 from longline.cost.prices import CostError, PriceBook, UnknownPrice, load_prices
@@ -34,6 +44,7 @@ from longline.cost.ranges import (
 )
 from longline.cost.result import OPTIONS, Comparison, LineItem, OptionCost
 from longline.cost.seed import SEED_HANDOFFS_TEXT, SeedFigure, seed_figures, seed_workload
+from longline.cost.sizes import Size, option3_sizes
 from longline.cost.sweep import AXES, GRID_DENSITY, Crossover, axis_grid, crossovers, sweep
 from longline.cost.workload import ARCHS, FARGATE_SHAPES, WRITE_MODES, Workload, validate
 
@@ -41,6 +52,7 @@ __all__ = [
     "ARCHS",
     "AXES",
     "BUILDERS",
+    "DEFAULT_PATH",
     "FARGATE_SHAPES",
     "GIB",
     "GRID_DENSITY",
@@ -49,15 +61,19 @@ __all__ = [
     "OPTIONS",
     "SEED_HANDOFFS_TEXT",
     "TOLERANCE",
+    "TRANSPORTS",
     "WRITE_MODES",
     "CheapestRange",
     "Comparison",
     "CostError",
     "Crossover",
+    "Fit",
     "LineItem",
+    "Measurements",
     "OptionCost",
     "PriceBook",
     "SeedFigure",
+    "Size",
     "Summary",
     "UnknownPrice",
     "Workload",
@@ -66,10 +82,14 @@ __all__ = [
     "cheapest_ranges",
     "compare",
     "crossovers",
+    "documented",
     "in_words",
+    "load_measurements",
     "load_prices",
     "merge_ranges",
     "num",
+    "option3_sizes",
+    "per_thousand_connection_months",
     "seed_figures",
     "seed_workload",
     "summary",

@@ -20,6 +20,7 @@ from rich.markup import escape as esc
 from rich.table import Table
 
 from longline import cost as model
+from longline.cost.context import Ctx
 from longline.cost.plot import PlotUnavailable, plot
 
 __all__ = ["cost_command"]
@@ -30,8 +31,17 @@ else:
     _ParamType = click.ParamType
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "k": 1024, "mb": 10**6, "mib": 2**20}
-_TIME_UNITS = {"": 1, "s": 1, "ms": Decimal("0.001"), "m": 60, "min": 60, "h": 3600}
-_QUANTITY = re.compile(r"^\s*(-?[0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
+_TIME_UNITS = {
+    "": 1,
+    "s": 1,
+    "ms": Decimal("0.001"),
+    "us": Decimal("0.000001"),
+    "µs": Decimal("0.000001"),
+    "m": 60,
+    "min": 60,
+    "h": 3600,
+}
+_QUANTITY = re.compile(r"^\s*(-?[0-9]*\.?[0-9]+)\s*([a-zA-Zµ]*)\s*$")
 
 
 class _Quantity(_ParamType):
@@ -65,6 +75,7 @@ class _Number(_ParamType):
 
 
 SIZE = _Quantity("size", _SIZE_UNITS, integral=True)
+BYTES = _Quantity("size", _SIZE_UNITS, integral=False)
 DURATION = _Quantity("duration", _TIME_UNITS, integral=False)
 NUMBER = _Number()
 DEFAULTS = model.Workload()
@@ -77,6 +88,9 @@ def _d(name: str, kind: Any = None) -> str:
     if not isinstance(value, int | Decimal):
         return str(value)
     return model.num(value) + {id(SIZE): "B", id(DURATION): "s"}.get(id(kind), "")
+
+
+_MEASURED = ("memory_per_stream", "process_memory", "cpu_per_event")
 
 
 # (flag, type, help); every flag is a Workload field and defaults to the Workload default.
@@ -107,6 +121,9 @@ _WORKLOAD_FLAGS: list[tuple[str, Any, str]] = [
     ("--ebs-gb", NUMBER, "root volume per instance, GB"),
     ("--egress-per-event", SIZE, "bytes sent to the internet per event (e.g. webhooks)"),
     ("--retention-days", NUMBER, "days events are kept (default: all of them)"),
+    ("--memory-per-stream", BYTES, "RSS one idle stream adds, e.g. 22KiB (default: measured)"),
+    ("--process-memory", BYTES, "RSS of a longline process with no stream (default: measured)"),
+    ("--cpu-per-event", DURATION, "CPU time per captured event, e.g. 9us (default: measured)"),
 ]
 _SWITCHES = [
     ("--free-tier/--no-free-tier", "free_tier", "apply the always-free allowances"),
@@ -119,9 +136,38 @@ def _workload_options(func: Any) -> Any:
         func = click.option(flags, name, default=None, help=f"{text} [default: {_d(name)}]")(func)
     for flag, kind, text in reversed(_WORKLOAD_FLAGS):
         name = flag[2:].replace("-", "_")
-        shown = "" if name == "retention_days" else f" [default: {_d(name, kind)}]"
+        shown = "" if getattr(DEFAULTS, name) is None else f" [default: {_d(name, kind)}]"
         func = click.option(flag, name, type=kind, default=None, help=text + shown)(func)
     return func
+
+
+def _sizing(
+    path: str | None, transport: str, given: dict[str, Any]
+) -> tuple[dict[str, Decimal], str]:
+    """The sizing fields (flags first, then the file, then the documented figures) and a line
+    saying which figures were used and where each came from."""
+    flags = {k: given[k] for k in _MEASURED if k in given}
+    m = None
+    if path is not None or len(flags) < len(_MEASURED):
+        if path is not None:
+            m = model.load_measurements(path, transport)
+        elif model.DEFAULT_PATH.is_file():
+            m = model.load_measurements(model.DEFAULT_PATH, transport)
+        else:
+            m = model.documented(transport, f"; {model.DEFAULT_PATH} not found")
+    values: dict[str, Decimal] = {
+        k: flags[k] if k in flags else getattr(m, k) for k in _MEASURED
+    }
+    mem, proc, cpu = (values[k] for k in _MEASURED)
+    tags = {k: f" [--{k.replace('_', '-')}]" if k in flags else "" for k in _MEASURED}
+    line = (
+        f"sizing: {_qty(mem / 1024)} KiB per stream{tags['memory_per_stream']}, "
+        f"{_qty(proc / 2**20)} MiB per process{tags['process_memory']}, "
+        f"{_qty(cpu * 10**6)} µs of CPU per event{tags['cpu_per_event']}"
+    )
+    if m is not None:
+        line += f"; from {m.source}"
+    return values, line
 
 
 def _money(x: Decimal) -> str:
@@ -145,22 +191,82 @@ def _plain(x: Any) -> Any:
     return x
 
 
+def _per_kcm(o: model.OptionCost, w: model.Workload, book: model.PriceBook) -> Decimal | None:
+    if o.error:
+        return None
+    return model.per_thousand_connection_months(o, Ctx(w, book))
+
+
+def _sizes_json(sizes: list[model.Size]) -> list[dict[str, Any]]:
+    return [
+        {
+            "option": s.key,
+            "shape": s.shape,
+            "streams_each": s.fit.streams_each if s.fit else None,
+            "events_per_second_each": s.fit.events_each if s.fit else None,
+            "by_memory": s.fit.by_memory if s.fit else None,
+            "by_cpu": s.fit.by_cpu if s.fit else None,
+            "needed": s.fit.count if s.fit and not s.error else None,
+            "binding": s.fit.binding if s.fit and not s.error else None,
+            "total": s.total,
+            "per_1000_connection_months": s.per_thousand_connection_months,
+            "error": s.error,
+        }
+        for s in sizes
+    ]
+
+
+def _print_sizes(sizes: list[model.Size], w: model.Workload, console: Console) -> None:
+    title = (
+        f"Option 3 by shape: what one holds, and {model.num(w.streams)} stream(s) at "
+        f"{model.num(w.events_per_second)} events/s"
+    )
+    table = Table(title=title)
+    for column in ("shape", "streams each (memory)", "events/s each (CPU)", "needed", "binds"):
+        table.add_column(column, justify="left" if column in ("shape", "binds") else "right")
+    table.add_column("total", justify="right")
+    table.add_column("per 1,000 connection-months", justify="right")
+    for s in sizes:
+        if s.fit is None or s.error:
+            table.add_row(esc(s.shape), f"[red]not priced:[/] {esc(s.error or '')}")
+            continue
+        table.add_row(
+            esc(s.shape),
+            model.num(s.fit.streams_each),
+            _qty(s.fit.events_each.quantize(Decimal(1))),
+            model.num(s.fit.count),
+            s.fit.binding,
+            _money(s.total or Decimal(0)),
+            _money(s.per_thousand_connection_months or Decimal(0)),
+        )
+    console.print(table)
+
+
 def _report(
-    cmp: model.Comparison, book: model.PriceBook, seed: bool, console: Console, as_json: bool
+    cmp: model.Comparison,
+    book: model.PriceBook,
+    seed: bool,
+    console: Console,
+    as_json: bool,
+    sizing: tuple[dict[str, Decimal], str],
 ) -> None:
     w = cmp.workload
     words = {axis: model.summary(w, book, axis) for axis in model.AXES}
     figures = model.seed_figures(book, w) if seed else []
+    sizes = model.option3_sizes(w, book)
     if as_json:
         doc = {
             "prices": {**book.data.get("meta", {}), "file": book.origin},
             "workload": asdict(w),
+            "sizing": {**sizing[0], "text": sizing[1]},
             "cheapest": cmp.cheapest,
+            "option3": _sizes_json(sizes),
             "options": [
                 {
                     "key": o.key,
                     "name": o.name,
                     "total": None if o.error else o.total,
+                    "per_1000_connection_months": _per_kcm(o, w, book),
                     "error": o.error,
                     "notes": list(o.notes),
                     "items": [{**asdict(i), "cost": i.cost} for i in o.items],
@@ -189,6 +295,7 @@ def _report(
         f"({meta['basis']})."
     )
     console.print(f"[bold]longline cost[/] {esc(header)}", highlight=False)
+    console.print(esc(sizing[1]), highlight=False)
     table = Table(show_lines=False)
     for column, justify in (("option", "left"), ("line item", "left"), ("quantity", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
@@ -210,6 +317,8 @@ def _report(
             )
         mark = " [green]<- cheapest[/]" if o.key in cmp.cheapest else ""
         table.add_row("", f"[bold]total[/]{mark}", "", "", f"[bold]{_money(o.total)}[/]")
+        per = _per_kcm(o, w, book)
+        table.add_row("", "per 1,000 connection-months", "", "", _money(per or Decimal(0)))
         table.add_section()
     console.print(table)
     notes: dict[str, list[str]] = {}
@@ -218,6 +327,7 @@ def _report(
             notes.setdefault(note, []).append(o.name.split(".")[0])
     for note, which in notes.items():
         console.print(esc(f"  note: {note} (option {', '.join(which)})"), highlight=False)
+    _print_sizes(sizes, w, console)
     for summary in words.values():
         console.print(esc(summary.text), highlight=False)
     if seed:
@@ -246,19 +356,44 @@ def _print_seed(figures: list[model.SeedFigure], console: Console) -> None:
 
 @click.command("cost")
 @_workload_options
+@click.option(
+    "--measurements",
+    "measurements_file",
+    type=click.Path(dir_okay=False),
+    help=f"benchmark results to size servers by [default: {model.DEFAULT_PATH} if present, "
+    "else the documented figures]",
+)
+@click.option(
+    "--transport",
+    type=click.Choice(model.TRANSPORTS),
+    default="ws",
+    show_default=True,
+    help="whose measured figures size the servers",
+)
 @click.option("--seed", is_flag=True, help="the seed's scenario, its figures next to ours")
 @click.option("--prices", "prices_file", type=click.Path(dir_okay=False), help="price file")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="write FILE.png|svg")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output, exact decimals")
 def cost_command(
-    seed: bool, prices_file: str | None, plot_file: str | None, as_json: bool, **flags: Any
+    measurements_file: str | None,
+    transport: str,
+    seed: bool,
+    prices_file: str | None,
+    plot_file: str | None,
+    as_json: bool,
+    **flags: Any,
 ) -> None:
     """Price Lambda, Lambda + Step Functions, EC2/Fargate + serverless and EC2-only for a workload.
 
     Every figure is quantity x list price from prices.toml (see docs/cost.md for the formulas);
-    instance capacities are placeholders until benchmarks replace them.
+    servers are sized by longline's measured memory per stream and CPU per event.
     """
     given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        sizing = _sizing(measurements_file, transport, given)
+    except model.CostError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--measurements'") from exc
+    given.update(sizing[0])
     try:
         book = model.load_prices(prices_file)
         base = model.seed_workload() if seed else model.Workload()
@@ -276,6 +411,6 @@ def cost_command(
     console = Console(highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(highlight=False, width=160)
-    _report(cmp, book, seed, console, as_json)
+    _report(cmp, book, seed, console, as_json, sizing)
     if plot_file and not as_json:
         console.print(esc(f"wrote {plot_file}"))

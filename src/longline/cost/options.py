@@ -177,7 +177,10 @@ def _server(c: Ctx, itype: str, all_processing: bool) -> OptionCost:
     w = c.w
     size = server_fit(c, itype, all_processing)
     count = size.count
-    label = f"{count} x {itype} ({describe(size)}; {figures(c).label})"
+    what = figures(c).label
+    if all_processing and figures(c).measured:
+        what = "measured memory; CPU with storage and processors: placeholder"
+    label = f"{count} x {itype} ({describe(size)}; {what})"
     items = [c.item("compute", label, count * c.hours, "instance-hours", ("ec2", "hourly", itype))]
     volume = count * w.ebs_gb
     label = f"EBS gp3 root volume: {count} x {num(w.ebs_gb)} GB"
