@@ -401,7 +401,7 @@ def cost_command(
         w = replace(base, **{k: v for k, v in given.items() if k in known})
         cmp = model.compare(w, book)
         if plot_file:
-            plot(w, book, plot_file)
+            plot(w, book, plot_file, sizing[1])
     except PlotUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     except model.CostError as exc:

@@ -7,6 +7,7 @@ become floats here, for drawing only.
 
 from __future__ import annotations
 
+import textwrap
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,15 @@ def _figure_class() -> Any:
     return Figure
 
 
-def plot(w: Workload, book: PriceBook, path: str | Path) -> Path:
-    """Draw both sweeps side by side into ``path`` (.png or .svg); returns the path written."""
+def plot(w: Workload, book: PriceBook, path: str | Path, note: str = "") -> Path:
+    """Draw both sweeps side by side into ``path`` (.png or .svg); returns the path written.
+
+    ``note`` (the sizing figures the servers were priced with) goes under the title.
+    """
     target = Path(path)
     if target.suffix.lower() not in FORMATS:
         raise CostError(f"--plot must end in {' or '.join(FORMATS)}, got '{target.name}'", "plot")
-    figure = _figure_class()(figsize=(13, 5.5), layout="constrained")
+    figure = _figure_class()(figsize=(13, 6), layout="constrained")
     for axes, axis in zip(figure.subplots(1, 2), AXES, strict=True):
         # Log axes cannot show 0 events/s; the table covers that point.
         values = [v for v in axis_grid(axis) if v > 0]
@@ -75,7 +79,10 @@ def plot(w: Workload, book: PriceBook, path: str | Path) -> Path:
         )
         axes.set_title(f"{w.region}, {held}, {num(Decimal(w.event_size))} B events")
     figure.axes[0].legend(fontsize="small")
-    figure.suptitle("longline cost: cheapest option by workload (dotted: where it changes)")
+    title = "longline cost: cheapest option by workload (dotted: where it changes)"
+    figure.suptitle(title)
+    if note:
+        figure.supxlabel(textwrap.fill(note, 170), fontsize=8)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(target)
