@@ -226,9 +226,10 @@ def _print_sizes(sizes: list[model.Size], w: model.Workload, console: Console) -
         table.add_column(column, justify="left" if column in ("shape", "binds") else "right")
     table.add_column("total", justify="right")
     table.add_column("per 1,000 connection-months", justify="right")
+    refused = []
     for s in sizes:
         if s.fit is None or s.error:
-            table.add_row(esc(s.shape), f"[red]not priced:[/] {esc(s.error or '')}")
+            refused.append(f"  {s.shape}: not priced: {s.error}")
             continue
         table.add_row(
             esc(s.shape),
@@ -240,6 +241,8 @@ def _print_sizes(sizes: list[model.Size], w: model.Workload, console: Console) -
             _money(s.per_thousand_connection_months or Decimal(0)),
         )
     console.print(table)
+    for line in refused:
+        console.print(esc(line), highlight=False)
 
 
 def _report(
