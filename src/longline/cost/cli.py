@@ -1,8 +1,10 @@
 """``longline cost``: price the seed's four ways to run a connection manager for a workload.
 
-Prints every option's line items and total (cheapest marked), where the cheapest option changes
-with events/s and with streams, and with ``--seed`` the seed's own figures next to ours. Flags
-map one to one onto ``Workload`` fields, so the model's errors name the flag to fix.
+Prints which sizing figures were used (flags, the benchmark results file or the documented
+figures), every option's line items, total and price per 1,000 connection-months (cheapest
+marked), option 3 shape by shape, where the cheapest option changes with events/s and with
+streams, and with ``--seed`` the seed's own figures next to ours. Flags map one to one onto
+``Workload`` fields, so the model's errors name the flag to fix.
 """
 
 from __future__ import annotations
