@@ -264,8 +264,7 @@ def test_an_invalid_default_file_names_its_path(tmp_path: Path) -> None:
     result = run()
     assert result.exit_code == 2
     assert (
-        "Error: Invalid value for '--measurements': benchmarks/results/latest.json has no "
-        "'details'"
+        "Error: Invalid value for '--measurements': benchmarks/results/latest.json has no 'details'"
     ) in result.output
 
 

@@ -51,11 +51,12 @@ def figures(c: Ctx) -> Figures:
     def mib(key: str) -> Decimal:
         return c.n("capacity", key) * MIB
 
+    capture = 1 / c.n("capacity", "capture_events_per_vcpu_second")
     return Figures(
-        memory_per_stream=w.memory_per_stream or mib("stream_mib"),
-        process_memory=w.process_memory or mib("process_mib"),
+        memory_per_stream=mib("stream_mib") if w.memory_per_stream is None else w.memory_per_stream,
+        process_memory=mib("process_mib") if w.process_memory is None else w.process_memory,
         os_memory=mib("os_mib"),
-        cpu_per_event=w.cpu_per_event or 1 / c.n("capacity", "capture_events_per_vcpu_second"),
+        cpu_per_event=capture if w.cpu_per_event is None else w.cpu_per_event,
         all_cpu_per_event=1 / c.n("capacity", "all_events_per_vcpu_second"),
         measured=None not in (w.memory_per_stream, w.process_memory, w.cpu_per_event),
     )

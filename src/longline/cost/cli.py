@@ -157,9 +157,7 @@ def _sizing(
             m = model.load_measurements(model.DEFAULT_PATH, transport)
         else:
             m = model.documented(transport, f"; {model.DEFAULT_PATH} not found")
-    values: dict[str, Decimal] = {
-        k: flags[k] if k in flags else getattr(m, k) for k in _MEASURED
-    }
+    values: dict[str, Decimal] = {k: flags[k] if k in flags else getattr(m, k) for k in _MEASURED}
     mem, proc, cpu = (values[k] for k in _MEASURED)
     tags = {k: f" [--{k.replace('_', '-')}]" if k in flags else "" for k in _MEASURED}
     line = (

@@ -51,14 +51,6 @@ class Measurements:
     cpu_per_event: Decimal
     source: str
 
-    def describe(self) -> str:
-        """One line naming each figure and its origin, for the report."""
-        return (
-            f"{self.memory_per_stream / KIB:.6g} KiB per idle {self.transport} stream, "
-            f"{self.process_memory / KIB / KIB:.4g} MiB per process, "
-            f"{self.cpu_per_event * 10**6:.6g} µs of CPU per event ({self.source})"
-        )
-
 
 def documented(transport: str = "ws", why: str = "") -> Measurements:
     """The figures docs/cost.md documents; ``why`` says why no file was used."""
@@ -111,9 +103,7 @@ def load_measurements(path: str | Path, transport: str = "ws") -> Measurements:
         if value is None
     ]
     if missing or kib is None or process_kib is None or us is None:
-        raise CostError(
-            f"{where} lacks a positive median for {', '.join(missing)}", "measurements"
-        )
+        raise CostError(f"{where} lacks a positive median for {', '.join(missing)}", "measurements")
     note = "" if idle == transport else f"; idle memory of {transport} not in it: ws's"
     return Measurements(
         transport,
