@@ -48,6 +48,7 @@ COMMON_DEFAULTS = {
     "max_message_size": 1_000_000,
     "backoff": {"initial": 0.5, "max": 30.0},
     "ping_interval": 10.0,
+    "session": None,
 }
 
 
@@ -155,8 +156,8 @@ def test_unknown_keys_name_the_path_and_suggest() -> None:
     ]
     assert errors(cfg({**WS, "reconnect": True})) == [
         "streams[0].reconnect: unknown key; allowed: backoff, cursor, headers, key, max_lifetime, "
-        "max_message_size, name, ping_interval, redundancy, resume, stall_timeout, subscribe, "
-        "transport, url"
+        "max_message_size, name, ping_interval, redundancy, resume, session, stall_timeout, "
+        "subscribe, transport, url"
     ]
 
 

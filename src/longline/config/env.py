@@ -139,6 +139,8 @@ class Interpolator:
         if isinstance(s.get("headers"), Mapping):
             s["headers"] = {k: self.text(v, f"{path}.headers.{k}") for k, v in s["headers"].items()}
             self.secrets |= header_secrets(s["headers"])
+        if "session" in s:  # every string of a session may carry a credential
+            s["session"] = self.tree(s["session"], f"{path}.session")
         if isinstance(s.get("subscribe"), list):
             s["subscribe"] = [
                 self.text(m, f"{path}.subscribe[{j}]") for j, m in enumerate(s["subscribe"])

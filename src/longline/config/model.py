@@ -56,6 +56,9 @@ from longline.config.env import (
 from longline.config.errors import Problems, messages
 from longline.ops.logging import redact
 from longline.processors.registry import ProcessorSettings, processor_union
+from longline.sessions.base import Session
+from longline.sessions.generic import GenericSession
+from longline.sessions.registry import SessionLoadError, load_factory, load_preset
 
 __all__ = [
     "SENSITIVE_HEADERS",
@@ -64,6 +67,7 @@ __all__ = [
     "ConfigError",
     "HttpConfig",
     "ResumeConfig",
+    "SessionConfig",
     "StreamConfig",
     "WriterConfig",
     "load_config",
@@ -166,12 +170,78 @@ class HttpConfig(_Model):
         return self
 
 
+class SessionConfig(BaseModel):
+    """``session:`` on a ws stream: a ``preset``, a ``factory`` (``package.module:Class``) or
+    the generic building blocks (docs/sessions.md). Every key besides ``preset``/``factory``
+    is an option of that session, validated by its own ``Options`` model."""
+
+    model_config = ConfigDict(extra="allow")
+    preset: str | None = None
+    factory: str | None = None
+    _cls: type[Session] = PrivateAttr(default=GenericSession)
+    _options: BaseModel | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _load(self) -> Self:
+        p = Problems()
+        if self.preset is not None and self.factory is not None:
+            p.add("factory", "set preset or factory, not both")
+            p.raise_any()
+        try:
+            if self.preset is not None:
+                self._cls = load_preset(self.preset)
+            elif self.factory is not None:
+                self._cls = load_factory(self.factory)
+        except SessionLoadError as e:
+            p.add("preset" if self.preset is not None else "factory", str(e))
+            p.raise_any()
+        options = self._cls.Options
+        try:
+            self._options = options.model_validate(dict(self.model_extra or {}))
+        except ValidationError as e:
+            for line in messages(e, options):
+                field, _, msg = line.partition(": ")
+                p.add(field, msg)
+        p.raise_any()
+        return self
+
+    @property
+    def session_class(self) -> type[Session]:
+        """The ``Session`` subclass to make per connection."""
+        return self._cls
+
+    @property
+    def options(self) -> BaseModel:
+        """The validated options."""
+        assert self._options is not None
+        return self._options
+
+    @property
+    def needs_url(self) -> bool:
+        """Whether the stream's ``url`` is used (not when the session finds the URL)."""
+        if self._cls is GenericSession:
+            return getattr(self._options, "connect_url", None) is None
+        return self._cls.needs_url
+
+    def secret_values(self) -> set[str]:
+        """Option values never to show (the session's ``secret_options``, OAuth2 secrets)."""
+        found: set[str] = set()
+        for name in self._cls.secret_options:
+            value = getattr(self._options, name, None)
+            if isinstance(value, str):
+                found.add(value)
+        auth = getattr(self._options, "auth", None)
+        if auth is not None:
+            found.add(auth.client_secret)
+        return found
+
+
 class StreamConfig(_Model):
     """One provider connection (and its redundant twins), as described in docs/configuration.md."""
 
     name: str
     transport: Literal["sse", "ws", "lines"]
-    url: str
+    url: str = ""
     headers: dict[str, str] = Field(default_factory=dict)
     subscribe: list[str] = Field(default_factory=list)
     key: str = ""
@@ -183,6 +253,7 @@ class StreamConfig(_Model):
     max_message_size: Size = Field(default=1_000_000, gt=0)
     backoff: BackoffConfig = Field(default_factory=lambda: BackoffConfig())
     ping_interval: Duration = Field(default=0.0, gt=0)
+    session: SessionConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -195,7 +266,18 @@ class StreamConfig(_Model):
     def _resolve(self) -> Self:
         p = Problems()
         ws, sse, given = self.transport == "ws", self.transport == "sse", self.model_fields_set
-        check_url(self.url, self.transport, p)
+        session = self.session
+        if session is not None and not ws:
+            p.add("session", "sessions are only for transport ws")
+        if self.url or session is None or session.needs_url:
+            if not self.url and "url" not in given:
+                p.add("url", "required")
+            else:
+                check_url(self.url, self.transport, p)
+        if session is not None:
+            most = session.session_class.max_redundancy
+            if most is not None and self.redundancy > most:
+                p.add("redundancy", f"this provider allows at most {most} connections")
         check_headers(self.headers, p)
         if self.subscribe and not ws:
             p.add("subscribe", "subscribe messages are only for transport ws")
@@ -278,6 +360,8 @@ class Config(_Model):
         found = set(given) | url_secrets(self.store)
         for stream in self.streams:
             found |= header_secrets(stream.headers) | url_secrets(stream.url)
+            if stream.session is not None:
+                found |= stream.session.secret_values()
         for proc in self.processors:
             found |= proc.secret_values()
         if self.http.token:

@@ -42,6 +42,9 @@ class Outcome:
     detail: str = ""
     body: str = ""
     """The head of a refusal's response body, where providers say why (already redacted)."""
+    final: bool = False
+    """The provider said never to retry (a session's ``Fail``, e.g. Discord close 4004): stop
+    at once instead of after ``max_permanent`` refusals."""
 
     def describe(self) -> str:
         """Short text for logs and status: ``HTTP 401 Unauthorized: <body head>`` or the
@@ -109,6 +112,9 @@ class RetryPolicy:
             self._backoff.reset()
             self._permanent = 0
         what = outcome.describe()
+        if outcome.final:
+            self._permanent += 1
+            return Decision(True, 0.0, what)
         if outcome.cause is Cause.PERMANENT:
             self._permanent += 1
             if self._permanent >= self._max_permanent:

@@ -46,20 +46,22 @@ class Rotation:
         self.successor_connected = None
         self.successor_committed = False
 
+    def request(self, now: float) -> None:
+        """The provider asked for a reconnect: open a successor now (unless one is opening),
+        with or without ``max_lifetime``."""
+        if self.successor_started is None:
+            self.rotate_at = min(self.rotate_at, now)
+
     def next_deadline(self) -> float | None:
         """When ``decide`` may next return something other than WAIT (None: never by time)."""
-        if self.max_lifetime is None:
-            return None
         if self.successor_started is None:
-            return self.rotate_at
+            return None if self.rotate_at == float("inf") else self.rotate_at
         if self.successor_connected is None:
             return self.successor_started + self.successor_timeout
         return self.successor_connected + self.max_overlap
 
     def decide(self, now: float) -> Action:
         """The action due at ``now``."""
-        if self.max_lifetime is None:
-            return Action.WAIT
         if self.successor_started is None:
             if now >= self.rotate_at:
                 self.successor_started = now

@@ -30,7 +30,7 @@ from typing import overload
 
 import orjson
 
-from longline.core.model import Event, Message, Oversized, Quarantined
+from longline.core.model import Event, Keyed, Message, Oversized, Quarantined
 
 __all__ = ["EventBatch", "JsonPath", "Keyer", "PathNotFound", "parse_json_path"]
 
@@ -303,7 +303,7 @@ class Keyer:
 
     def key_into(
         self,
-        items: Iterable[Message | Oversized | bytes],
+        items: Iterable[Message | Keyed | Quarantined | Oversized | bytes],
         received_at: float,
         out: EventBatch,
         bad: list[Quarantined],
@@ -330,6 +330,16 @@ class Keyer:
                 data, event, ident, own = item, None, None, False
             elif type(item) is Message:
                 data, event, ident, own = item.data, item.event, item.id, item.own_id
+            elif type(item) is Keyed:  # keyed by a provider session
+                keys.append(item.key)
+                payloads.append(item.payload)
+                cursors.append(item.cursor)
+                received.append(received_at)
+                types.append(item.event)
+                continue
+            elif type(item) is Quarantined:  # refused by a provider session
+                bad.append(item)
+                continue
             else:
                 assert isinstance(item, Oversized)
                 bad.append(self.oversized(item, received_at, limit))

@@ -27,6 +27,20 @@ class Message:
 
 
 @dataclass(slots=True, frozen=True)
+class Keyed:
+    """A message a provider session already keyed (``longline.sessions``): stored as is.
+
+    Sessions key from the envelope while storing only the inner event, which the stream's
+    own key and cursor settings cannot express; the keyer passes these through untouched.
+    """
+
+    key: str
+    payload: str
+    cursor: str | None = None
+    event: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
 class Oversized:
     """A message that was larger than ``max_message_size``; its body was discarded as it arrived."""
 

@@ -6,17 +6,45 @@ from __future__ import annotations
 import aiohttp
 
 from longline.config import StreamConfig
+from longline.core.keys import Keyer
 from longline.core.resume import ConnectRequest
+from longline.sessions.base import Session, SessionContext
+from longline.sessions.connection import SessionConnection
+from longline.sessions.generic import GenericSession
 from longline.transports.base import Connection
 from longline.transports.stream import LinesConnection, SSEConnection
 from longline.transports.ws import WSConnection
 
 
 def connection_for(
-    cfg: StreamConfig, session: aiohttp.ClientSession, request: ConnectRequest
+    cfg: StreamConfig,
+    session: aiohttp.ClientSession,
+    request: ConnectRequest,
+    ctx: SessionContext | None = None,
 ) -> Connection:
-    """A (not yet opened) connection of ``cfg.transport`` for ``request``."""
+    """A (not yet opened) connection of ``cfg.transport`` for ``request``; for a stream with a
+    ``session``, one driven by a new session made with ``ctx`` (default: a fresh one)."""
     timeout = max(cfg.stall_timeout, 5.0)
+    if cfg.session is not None:
+        if ctx is None:
+            ctx = SessionContext(
+                cfg.name,
+                0,
+                request.url,
+                dict(request.headers),
+                None,
+                session,
+                {},
+                stall_timeout=cfg.stall_timeout,
+            )
+        return SessionConnection(
+            session,
+            request,
+            make_session(cfg, ctx),
+            max_message_size=cfg.max_message_size,
+            connect_timeout=timeout,
+            ping_interval=cfg.ping_interval,
+        )
     if cfg.transport == "ws":
         return WSConnection(
             session,
@@ -27,3 +55,12 @@ def connection_for(
         )
     kind = SSEConnection if cfg.transport == "sse" else LinesConnection
     return kind(session, request, max_message_size=cfg.max_message_size, connect_timeout=timeout)
+
+
+def make_session(cfg: StreamConfig, ctx: SessionContext) -> Session:
+    """A new session of the stream's kind, for one connection."""
+    assert cfg.session is not None
+    made = cfg.session.session_class(ctx, cfg.session.options)
+    if isinstance(made, GenericSession):  # the stream's key and cursor, read on the envelope
+        made.keyer = Keyer(cfg.key, cfg.cursor, "ws")
+    return made

@@ -8,6 +8,10 @@ over to the next (the stored checkpoint only seeds the first), and ``retry`` is 
 before reconnecting. All connections of a
 stream push into the same writer; the store's key drops what several of them delivered.
 A stall watchdog aborts any connection that received nothing for ``stall_timeout``.
+A stream with a provider ``session`` (``longline.sessions``) rotates the same way when the
+provider asks for a reconnect: the successor goes to the URL the provider named (or a fresh
+one) and the predecessor closes once the successor's session is ready, after sending the
+acknowledgements it owes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -31,6 +35,8 @@ from longline.core.resume import build_request
 from longline.engine.connections import connection_for
 from longline.engine.stats import StreamStats
 from longline.engine.writer import StreamWriter
+from longline.sessions.base import SessionContext
+from longline.sessions.connection import SessionConnection
 from longline.stores.base import EventLog
 from longline.transports.base import Connection, Flag
 from longline.transports.stream import SSEConnection, SSEState
@@ -61,6 +67,7 @@ class Supervisor:
         self._stopping = Flag()  # an asyncio.Event allocates a deque (~850 B) up front
         self._failed_slots = 0
         self._resumed_from: str | None = None  # the cursor the last connection resumed after
+        self._slot_states: dict[int, dict[str, Any]] | None = None  # session streams only
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -104,12 +111,12 @@ class Supervisor:
                 self.stats.count_cause(cause)
             first = False
             self._set_state("connecting")
-            conn = await self._new_connection(sse)
+            conn = await self._new_connection(sse, n)
             live = functools.partial(self._went_live, n, self._resumed_from)
-            if cfg.max_lifetime is None:  # never rotates: one coroutine frame less
-                outcome, was_live = await self._serve_alone(conn, live)
+            if cfg.max_lifetime is None and cfg.session is None:  # never rotates
+                outcome, was_live = await self._serve_alone(conn, live)  # one frame less
             else:
-                outcome, was_live, conn = await self._serve(conn, live)
+                outcome, was_live, conn = await self._serve(conn, live, n)
             if isinstance(conn, SSEConnection):
                 sse = conn.state
             del conn  # an idle backoff holds no closed connection
@@ -137,7 +144,9 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
 
-    async def _new_connection(self, sse: SSEState | None) -> Connection:
+    async def _new_connection(
+        self, sse: SSEState | None, slot: int = 0, follow: str | None = None
+    ) -> Connection:
         """A connection that resumes where the stream is.
 
         That is the committed checkpoint, except for an SSE slot that already ran a connection
@@ -168,26 +177,47 @@ class Supervisor:
         )
         retry = None if sse is None else sse.retry
         request = dataclasses.replace(request, last_event_id=last_event_id, retry=retry)
-        return connection_for(cfg, self.session, request)
+        ctx = None
+        if cfg.session is not None:  # ``follow``: the URL a provider's reconnect named
+            if self._slot_states is None:
+                self._slot_states = {}
+            state = self._slot_states.setdefault(slot, {})
+            ctx = SessionContext(
+                cfg.name,
+                slot,
+                request.url,
+                dict(request.headers),
+                cursor,
+                self.session,
+                state,
+                follow,
+                cfg.stall_timeout,
+            )
+        return connection_for(cfg, self.session, request, ctx)
 
     async def _serve(
-        self, conn: Connection, live: Callable[[], None]
+        self, conn: Connection, live: Callable[[], None], slot: int = 0
     ) -> tuple[Outcome, bool, Connection]:
-        """Run ``conn`` (and its successors, on rotation) until the current one ends; return
-        how it ended, whether it delivered, and which connection that was."""
+        """Run ``conn`` (and its successors, on rotation or a provider's reconnect request)
+        until the current one ends; return how it ended, whether it delivered, and which
+        connection that was."""
         loop = asyncio.get_running_loop()
         rotation = Rotation(self.cfg.max_lifetime)
         task = self._start(conn)
         successor: tuple[Connection, asyncio.Task[Outcome]] | None = None
+        asked: Connection | None = None  # the connection whose reconnect request was taken
+        follow: str | None = None
         await _first_of(conn.connected.wait(), task)
         rotation.on_opened(loop.time())
         if conn.connected.is_set():
             live()
         while True:
             deadline = rotation.next_deadline()
-            waits: list[asyncio.Task[Outcome]] = [task]
+            waits: list[asyncio.Future[Any]] = [task]
             if successor is not None:
                 waits.append(successor[1])
+            if isinstance(conn, SessionConnection) and asked is not conn:
+                waits.append(conn.reconnect)
             timeout = None if deadline is None else max(0.0, deadline - loop.time())
             if successor is not None and not rotation.successor_committed:
                 timeout = 0.05 if timeout is None else min(timeout, 0.05)
@@ -200,6 +230,9 @@ class Supervisor:
                     rotation.on_opened(now)
                     continue
                 return task.result(), conn.pushed > 0, conn
+            if isinstance(conn, SessionConnection) and asked is not conn and conn.reconnect.done():
+                asked, follow = conn, conn.reconnect.result().url
+                rotation.request(now)
             if successor is not None:
                 new, new_task = successor
                 if new_task.done():
@@ -208,16 +241,19 @@ class Supervisor:
                     continue
                 if new.connected.is_set() and rotation.successor_connected is None:
                     rotation.on_successor_connected(now)
-                if new.first_ticket is not None and (
-                    self.writer.committed_ticket >= new.first_ticket
-                ):
+                if (
+                    new.first_ticket is not None
+                    and self.writer.committed_ticket >= new.first_ticket
+                ) or (isinstance(new, SessionConnection) and new.ready.is_set()):
                     rotation.on_successor_committed()
             action = rotation.decide(now)
             if action is Action.OPEN_SUCCESSOR:
                 state = conn.state if isinstance(conn, SSEConnection) else None
-                new = await self._new_connection(state)
+                new = await self._new_connection(state, slot, follow if asked is conn else None)
                 successor = (new, self._start(new))
             elif action is Action.CLOSE_PREDECESSOR and successor is not None:
+                if isinstance(conn, SessionConnection):
+                    await conn.retire()  # the acks it owes, once their events are committed
                 conn.abort(ROTATED)
                 await task
                 conn, task = successor
@@ -301,7 +337,7 @@ def shown_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))
 
 
-async def _wait_any(tasks: list[asyncio.Task[Outcome]], timeout: float | None) -> None:
+async def _wait_any(tasks: list[asyncio.Future[Any]], timeout: float | None) -> None:
     """``asyncio.wait(tasks, timeout=timeout, return_when=FIRST_COMPLETED)``, lighter.
 
     A rotating stream spends its whole life in this wait; ``asyncio.wait`` holds ~1.4 KB

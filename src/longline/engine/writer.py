@@ -15,7 +15,9 @@ of growing memory. Waits use futures made on demand and the flusher task starts 
 message, so an idle stream costs no task and no waiter queues (memory per idle stream).
 
 Every push gets a *ticket* (a running count); ``committed_ticket`` says how far commits have
-got, which is how rotation knows that a successor's first events are durable.
+got, which is how rotation knows that a successor's first events are durable, and
+``after_commit`` calls back once a ticket is durable: provider sessions acknowledge an event
+only then (a crash before the commit makes the provider redeliver it instead of losing it).
 
 A store that fails is retried with backoff for as long as the stream runs (one log line per
 attempt, the error kept in the stream's ``reason``), since giving up would lose what is
@@ -98,6 +100,7 @@ class StreamWriter:
         self._urgent = False  # flush() asked: commit without lingering until empty
         self._room: asyncio.Future[None] | None = None  # producers wait on it when backlogged
         self._waiters: Waiters = []  # wait_committed
+        self._callbacks: list[tuple[int, Callable[[], None]]] = []  # after_commit, by ticket
         # Quarantined items have no tickets: counted apart so flush() can wait for them too.
         self._q_pushed = 0
         self._q_written = 0
@@ -264,6 +267,31 @@ class StreamWriter:
         self.committed_ticket = max(self.committed_ticket, ticket)
         if self._waiters:
             self._waiters = _release(self._waiters, self.committed_ticket)
+        if self._callbacks:
+            self._run_callbacks()
+
+    @property
+    def last_ticket(self) -> int:
+        """The ticket of the last event pushed."""
+        return self._ticket
+
+    def after_commit(self, ticket: int, fn: Callable[[], None]) -> None:
+        """Call ``fn`` (on the loop) once ``ticket`` is committed; at once if it already is.
+        Never called for events a closing writer gave up on."""
+        if self.committed_ticket >= ticket:
+            fn()
+        else:
+            self._callbacks.append((ticket, fn))
+
+    def _run_callbacks(self) -> None:
+        done = self.committed_ticket
+        due = [fn for t, fn in self._callbacks if t <= done]
+        self._callbacks = [(t, fn) for t, fn in self._callbacks if t > done]
+        for fn in due:
+            try:
+                fn()
+            except Exception:  # a connection's trouble must not stop the flusher
+                log.exception("stream %s: after-commit callback failed", self.stream)
 
     async def _append(self, batch: EventBatch, reconnects: int) -> AppendResult:
         if reconnects:  # passed only when there are some: wrappers of older stores still work

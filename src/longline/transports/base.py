@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from longline.core.errors import Cause, Outcome
-from longline.core.model import Message, Oversized
+from longline.core.model import Keyed, Message, Oversized, Quarantined
 from longline.core.resume import ConnectRequest
 
-Item = Message | Oversized | bytes
+Item = Message | Keyed | Quarantined | Oversized | bytes
 """What a framer yields: a ``Message``, a refused ``Oversized`` one, or for transports whose
 messages carry nothing but a body (ws, lines) the bare body ``bytes``, which saves making an
-object per message on the hot path."""
+object per message on the hot path. ``Keyed`` and
+``Quarantined`` ones come from provider sessions."""
 
 
 class Sink(Protocol):
@@ -36,6 +37,15 @@ class Sink(Protocol):
 
     async def drained(self) -> None:
         """Return once the backlog is below its limit."""
+
+    @property
+    def last_ticket(self) -> int:
+        """The ticket of the last event pushed (tickets count events, from 1)."""
+        ...
+
+    def after_commit(self, ticket: int, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once every event up to ``ticket`` is committed (acknowledge-after-commit);
+        never if the writer gives up on it."""
 
 
 class Flag:
