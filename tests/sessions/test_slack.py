@@ -1,0 +1,232 @@
+"""slack-socket-mode against the Slack emulator: refreshes, kills, acks after commit, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from longline.config import Config
+from longline.engine.runner import Runner
+from longline.stores import open_store
+from longline.testing.slack import APP_TOKEN, SlackEmulator, event_id, event_payload
+from tests.conftest import make_config
+
+
+def slack_stream(slack: SlackEmulator, name: str = "slack", **extra: Any) -> dict[str, Any]:
+    s: dict[str, Any] = {
+        "name": name,
+        "transport": "ws",
+        "session": {
+            "preset": "slack-socket-mode",
+            "app_token": APP_TOKEN,
+            "api_url": slack.api_url,
+        },
+    }
+    s.update(extra)
+    return s
+
+
+class CommitCheck:
+    """The emulator's ``on_ack``: the acknowledged event must already be in the store."""
+
+    def __init__(self, db: Path, stream: str) -> None:
+        self.db, self.stream = db, stream
+        self.early: list[int] = []
+        self.checked = 0
+
+    def __call__(self, n: int) -> None:
+        con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        try:
+            row = con.execute(
+                "SELECT 1 FROM events WHERE stream = ? AND key = ?", (self.stream, event_id(n))
+            ).fetchone()
+        finally:
+            con.close()
+        self.checked += 1
+        if row is None:
+            self.early.append(n)
+
+
+async def stored_slack(cfg: Config, stream: str) -> list[tuple[str, str, str | None]]:
+    """(key, payload, event type) of every stored event, in seq order."""
+    store = open_store(cfg.store)
+    await store.open()
+    try:
+        return [(e.key, e.payload, e.event) for e in await store.read(stream, 0, 100_000)]
+    finally:
+        await store.close()
+
+
+def expect(total: int) -> list[tuple[str, str, str | None]]:
+    return [
+        (event_id(n), orjson.dumps(event_payload(n)).decode(), "events_api")
+        for n in range(1, total + 1)
+    ]
+
+
+async def run_until(cfg: Config, done: Any, timeout: float = 40.0) -> Runner:
+    runner = Runner(cfg, status_interval=0.2)
+    task = asyncio.create_task(runner.run())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        while not done(runner) and loop.time() < deadline and not task.done():
+            await asyncio.sleep(0.05)
+    finally:
+        runner.stop()
+        await task
+    return runner
+
+
+async def test_ten_refreshes_lose_nothing_double_nothing_and_ack_after_commit(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "s.db"
+    check = CommitCheck(db, "slack")
+    total = 600
+    async with SlackEmulator(
+        total=total, rate=120, refresh_every=0.4, disconnect_grace=1.0, on_ack=check
+    ) as slack:
+        cfg = make_config(
+            db, slack_stream(slack), writer={"batch_max": 500, "batch_window": "50ms"}
+        )
+        runner = await run_until(cfg, lambda r: slack.done)
+        assert slack.stats.disconnects_sent >= 10
+        assert runner.stats["slack"].rotations >= 10
+        assert slack.stats.lost == []
+        assert slack.stats.acked == set(range(1, total + 1))
+        # make-before-break: every envelope was acknowledged on its connection, none redelivered
+        assert slack.stats.redeliveries == 0
+        assert slack.stats.unknown_acks == 0
+    assert check.checked == total and check.early == []
+    assert sorted(await stored_slack(cfg, "slack")) == expect(total)
+
+
+async def test_redelivery_of_an_unacknowledged_envelope_is_stored_once(tmp_path: Path) -> None:
+    """Connections reset without a close frame: envelopes in flight are never acknowledged,
+    Slack redelivers them in new envelopes, the event_id key keeps one copy."""
+    db = tmp_path / "s.db"
+    total = 300
+    async with SlackEmulator(total=total, rate=150, ack_timeout=1.0) as slack:
+        cfg = make_config(
+            db, slack_stream(slack), writer={"batch_max": 500, "batch_window": "300ms"}
+        )
+        runner = Runner(cfg, status_interval=0.2)
+        task = asyncio.create_task(runner.run())
+        for _ in range(4):
+            await asyncio.sleep(0.4)
+            slack.kill()  # acks for what is buffered (300 ms linger) never reach Slack
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not slack.done and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        runner.stop()
+        await task
+        assert slack.stats.lost == []
+        assert slack.stats.redeliveries > 0
+        assert runner.stats["slack"].duplicates > 0
+    assert sorted(await stored_slack(cfg, "slack")) == expect(total)
+
+
+async def start_run(config: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "longline", "--log-level", "ERROR", "run", str(config),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def test_sigkill_and_restart_store_the_exact_set(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    check = CommitCheck(db, "slack")
+    total = 900
+    async with SlackEmulator(
+        total=total, rate=150, ack_timeout=1.0, refresh_every=0.4, on_ack=check
+    ) as slack:
+        s = slack_stream(slack, backoff={"initial": "50ms", "max": "500ms"})
+        data = {
+            "store": f"sqlite:///{db}",
+            "streams": [s],
+            "writer": {"batch_max": 500, "batch_window": "100ms"},
+        }
+        cfg_file = tmp_path / "k.yaml"
+        cfg_file.write_text(yaml.safe_dump(data))
+        for round_ in range(3):
+            proc = await start_run(cfg_file)
+            while slack.stats.acks <= 40 * (round_ + 1) and proc.returncode is None:
+                await asyncio.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)
+            assert await proc.wait() == -signal.SIGKILL
+        proc = await start_run(cfg_file)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 40
+        while not slack.done and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # installed its signal handlers long ago; flush on SIGTERM
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+        assert slack.stats.lost == []
+        assert slack.stats.acked == set(range(1, total + 1))
+        assert slack.stats.redeliveries > 0  # the killed processes left envelopes unacked
+        assert slack.stats.disconnects_sent >= 10
+    assert check.early == []
+    assert sorted(await stored_slack(make_config(db, s), "slack")) == expect(total)
+
+
+async def test_invalid_token_stops_only_that_stream(tmp_path: Path) -> None:
+    total = 100
+    async with SlackEmulator(total=total, rate=200) as slack:
+        bad = slack_stream(slack, "bad")
+        bad["session"] = {**bad["session"], "app_token": "xapp-1-wrong"}
+        cfg = make_config(tmp_path / "s.db", slack_stream(slack), bad)
+        runner = await run_until(cfg, lambda r: slack.done and r.stats["bad"].state == "failed")
+        assert runner.stats["bad"].state == "failed"
+        assert runner.stats["bad"].reason == (
+            "refused: apps.connections.open: invalid_auth (3 attempts)"
+        )
+        assert runner.stats["slack"].state == "stopped"
+        assert slack.stats.refused_opens == 3  # three refusals, then it stopped asking
+    assert sorted(await stored_slack(cfg, "slack")) == expect(total)
+    assert await stored_slack(cfg, "bad") == []
+
+
+async def test_rate_limited_open_waits_retry_after(tmp_path: Path) -> None:
+    async with SlackEmulator(total=20, rate=200, rate_limited=2, retry_after=1) as slack:
+        cfg = make_config(tmp_path / "s.db", slack_stream(slack))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await run_until(cfg, lambda r: slack.done)
+        assert loop.time() - started >= 2.0  # two 429s with Retry-After: 1
+        assert slack.stats.refused_opens == 2
+    assert sorted(await stored_slack(cfg, "slack")) == expect(20)
+
+
+async def test_link_disabled_stops_the_stream(tmp_path: Path) -> None:
+    async with SlackEmulator(total=10, rate=200) as slack:
+        cfg = make_config(tmp_path / "s.db", slack_stream(slack))
+        runner = Runner(cfg, status_interval=0.2)
+        task = asyncio.create_task(runner.run())
+        while not slack.done:
+            await asyncio.sleep(0.05)
+        await slack.disable_link()
+        await asyncio.wait_for(task, 10)  # the only stream failed: the run ends by itself
+        assert runner.stats["slack"].state == "failed"
+        assert "link_disabled" in (runner.stats["slack"].reason or "")
+        assert slack.stats.opens == 1
+
+
+async def test_redundant_connections_store_each_event_once(tmp_path: Path) -> None:
+    total = 300
+    async with SlackEmulator(total=total, rate=200, refresh_every=0.6) as slack:
+        cfg = make_config(tmp_path / "s.db", slack_stream(slack, redundancy=3))
+        runner = await run_until(cfg, lambda r: slack.done)
+        assert slack.stats.connections >= 3
+        assert slack.stats.redeliveries == 0
+        assert runner.stats["slack"].events == total
+    assert sorted(await stored_slack(cfg, "slack")) == expect(total)
