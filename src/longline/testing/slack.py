@@ -124,6 +124,8 @@ class SlackEmulator:
         retry_after: int = 1,
         max_connections: int = 10,
         on_ack: Callable[[int], None] | None = None,
+        oauth_client: tuple[str, str] | None = None,
+        token_ttl: float = 3600.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -138,6 +140,11 @@ class SlackEmulator:
         self.retry_after = retry_after
         self.max_connections = max_connections
         self.on_ack = on_ack
+        self.oauth_client = oauth_client
+        self.token_ttl = token_ttl
+        self.tokens: dict[str, float] = {}  # OAuth2 access token -> expiry (time.time())
+        self.tokens_issued = 0
+        self.expired_refusals = 0
         self.host, self._port = host, port
         self.stats = SlackStats()
         self.links: set[Link] = set()
@@ -177,6 +184,7 @@ class SlackEmulator:
         """Listen and start delivering."""
         app = web.Application()
         app.router.add_post("/api/apps.connections.open", self._open)
+        app.router.add_post("/oauth2/token", self._token)
         app.router.add_get("/link/", self._link)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
@@ -215,6 +223,11 @@ class SlackEmulator:
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers=headers
             )
+        if token in self.tokens:  # an OAuth2 token (the generic session's auth test)
+            if self.tokens[token] <= time.time():
+                self.expired_refusals += 1
+                return web.json_response({"ok": False, "error": "token_expired"}, status=401)
+            token = self.app_token
         error = None
         if not token:
             error = "not_authed"
@@ -233,6 +246,24 @@ class SlackEmulator:
         self._tickets.add(ticket)
         url = f"ws://{self.host}:{self.port}/link/?ticket={ticket}&app_id={APP_ID}"
         return web.json_response({"ok": True, "url": url})
+
+    async def _token(self, request: web.Request) -> web.Response:
+        """OAuth2 client credentials (RFC 6749 4.4), for a provider that wants them: not
+        Slack's, but it lets the generic ``auth`` block be tested against this emulator."""
+        form = await request.post()
+        creds = (str(form.get("client_id", "")), str(form.get("client_secret", "")))
+        if form.get("grant_type") != "client_credentials" or creds != self.oauth_client:
+            return web.json_response({"error": "invalid_client"}, status=401)
+        token = f"oauth-{uuid.uuid4().hex}"
+        self.tokens[token] = time.time() + self.token_ttl
+        self.tokens_issued += 1
+        ttl = int(self.token_ttl)
+        return web.json_response({"access_token": token, "token_type": "Bearer", "expires_in": ttl})
+
+    def expire_tokens(self) -> None:
+        """Every OAuth2 token issued so far expires now (the client learns it from a 401)."""
+        for token in self.tokens:
+            self.tokens[token] = 0.0
 
     # -- the socket ---------------------------------------------------------------------
 

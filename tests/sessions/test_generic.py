@@ -1,0 +1,135 @@
+"""The generic session blocks (connect_url, control, reply, reconnect, payload_path, auth),
+configured to hold Slack's conversation, against the Slack emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from longline.config import ConfigError, parse_config
+from longline.testing.slack import SlackEmulator
+from tests.conftest import make_config
+from tests.sessions.test_slack import CommitCheck, expect, run_until, stored_slack
+
+
+def generic_stream(slack: SlackEmulator, **session: Any) -> dict[str, Any]:
+    return {
+        "name": "slack",
+        "transport": "ws",
+        "key": "$.payload.event_id",
+        "session": {
+            "connect_url": {"url": f"{slack.api_url}/apps.connections.open"},
+            "control": [{"when": {"path": "$.type", "equals": "hello"}}],
+            "reconnect": [{"when": {"path": "$.type", "equals": "disconnect"}}],
+            "reply": [
+                {
+                    "when": {"path": "$.envelope_id", "exists": True},
+                    "send": '{"envelope_id": "{$.envelope_id}"}',
+                }
+            ],
+            "payload_path": "$.payload",
+            **session,
+        },
+    }
+
+
+async def test_generic_blocks_with_oauth2_hold_slacks_conversation(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    check = CommitCheck(db, "slack")
+    total = 500
+    async with SlackEmulator(
+        total=total,
+        rate=100,
+        refresh_every=0.4,
+        disconnect_grace=1.0,
+        on_ack=check,
+        oauth_client=("cid", "csecret"),
+    ) as slack:
+        auth = {
+            "kind": "oauth2-client-credentials",
+            "token_url": f"http://127.0.0.1:{slack.port}/oauth2/token",
+            "client_id": "cid",
+            "client_secret": "csecret",
+        }
+        cfg = make_config(
+            db, generic_stream(slack, auth=auth), writer={"batch_max": 500, "batch_window": "50ms"}
+        )
+        assert "csecret" in cfg.secrets
+
+        expired = False
+
+        def done(r: Any) -> bool:
+            nonlocal expired
+            if not expired and len(slack.stats.acked) > total // 2:
+                slack.expire_tokens()  # the next open gets a 401: one refresh, then on
+                expired = True
+            return slack.done
+
+        runner = await run_until(cfg, done)
+        assert slack.stats.disconnects_sent >= 10
+        assert runner.stats["slack"].rotations >= 10
+        assert slack.expired_refusals >= 1
+        assert slack.tokens_issued == 1 + slack.expired_refusals
+        assert runner.stats["slack"].state == "stopped"
+        assert (slack.stats.lost, slack.stats.redeliveries) == ([], 0)
+    assert check.checked == total and check.early == []
+    assert sorted(await stored_slack(cfg, "slack")) == [(k, p, None) for k, p, _ in expect(total)]
+
+
+def test_session_options_are_checked_with_field_names() -> None:
+    def errors(session: dict[str, Any], **stream: Any) -> list[str]:
+        s = {"name": "s", "transport": "ws", "url": "wss://x.test/", "session": session}
+        s.update(stream)
+        s = {k: v for k, v in s.items() if v is not None}
+        with pytest.raises(ConfigError) as info:
+            parse_config({"streams": [s]}, env={})
+        return info.value.errors
+
+    assert errors({"reply": [{"when": {"path": "$.a"}, "send": "x"}]}) == [
+        "streams[0].session.reply[0].when: set exactly one of equals or exists"
+    ]
+    assert errors({"control": [{"when": {"path": "$.a", "equals": 1}, "send": "x"}]}) == [
+        "streams[0].session.control[0].send: unknown key; allowed: when"
+    ]
+    assert errors({"connect_url": {"url": "https://x.test/", "url_path": "url"}}) == [
+        "streams[0].session.connect_url.url_path: invalid JSON path 'url': it must start with '$'"
+    ]
+    assert errors({"auth": {"kind": "basic"}}) == [
+        "streams[0].session.auth.kind: must be 'oauth2-client-credentials'",
+        "streams[0].session.auth.token_url: required",
+        "streams[0].session.auth.client_id: required",
+        "streams[0].session.auth.client_secret: required",
+    ]
+    assert errors({"preset": "slack-socket-mode"}, redundancy=11) == [
+        "streams[0].session.app_token: required"
+    ]
+    assert errors({"preset": "slack-socket-mode", "app_token": "xapp-1"}, redundancy=11) == [
+        "streams[0].redundancy: this provider allows at most 10 connections"
+    ]
+    assert errors({"preset": "slack-socket-mode", "app_token": "t"}, transport="sse") == [
+        "streams[0].session: sessions are only for transport ws",
+        "streams[0].url: must use http:// or https:// for transport sse",
+    ]
+    assert errors({"factory": "json:dumps"}) == [
+        "streams[0].session.factory: json:dumps is not a longline.sessions.Session subclass"
+    ]
+    assert errors({"reply": []}, url=None) == ["streams[0].url: required"]
+
+
+def test_secret_session_options_never_show() -> None:
+    cfg = parse_config(
+        {
+            "streams": [
+                {
+                    "name": "s",
+                    "transport": "ws",
+                    "session": {"preset": "slack-socket-mode", "app_token": "${TOKEN}"},
+                }
+            ]
+        },
+        env={"TOKEN": "xapp-1-very-secret"},
+    )
+    assert "xapp-1-very-secret" in cfg.secrets
+    assert "very-secret" not in str(cfg.redacted())
