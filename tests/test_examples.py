@@ -9,13 +9,14 @@ import pytest
 from longline.config import Config, ConfigError, StreamConfig, load_config
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-ENV = {"X_BEARER_TOKEN": "dummy-x-bearer-token"}
+ENV = {"X_BEARER_TOKEN": "dummy-x-bearer-token", "SLACK_APP_TOKEN": "xapp-1-dummy"}
 NAMES = [
     "wikimedia.yaml",
     "bluesky-jetstream.yaml",
     "binance-trades.yaml",
     "coinbase.yaml",
     "x-filtered-stream.yaml",
+    "slack-socket-mode.yaml",
 ]
 
 
@@ -93,3 +94,15 @@ def test_x_example_without_its_token_names_the_variable() -> None:
     assert info.value.errors == [
         "streams[0].headers.Authorization: environment variable X_BEARER_TOKEN is not set"
     ]
+
+
+def test_slack_socket_mode() -> None:
+    config, s = _only_stream("slack-socket-mode.yaml")
+    assert s.session is not None and s.session.preset == "slack-socket-mode"
+    assert (s.transport, s.url, s.redundancy) == ("ws", "", 2)
+    assert s.session.options.model_dump() == {
+        "app_token": "xapp-1-dummy",
+        "api_url": "https://slack.com/api",
+        "debug_reconnects": False,
+    }
+    assert config.secrets == frozenset({"xapp-1-dummy"})

@@ -230,3 +230,29 @@ async def test_redundant_connections_store_each_event_once(tmp_path: Path) -> No
         assert slack.stats.redeliveries == 0
         assert runner.stats["slack"].events == total
     assert sorted(await stored_slack(cfg, "slack")) == expect(total)
+
+
+async def test_longline_provider_preset_slack_serves_the_emulator(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "longline", "provider", "--preset", "slack", "--port", "0",
+        "--total", "50", "--rate", "500",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        second = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        assert first.startswith("longline provider (slack) listening on http://127.0.0.1:")
+        api_url = second.split("api_url: ")[1].split(",")[0]
+        assert f"app_token: {APP_TOKEN}" in second
+        s = {
+            "name": "slack",
+            "transport": "ws",
+            "session": {"preset": "slack-socket-mode", "app_token": APP_TOKEN, "api_url": api_url},
+        }
+        cfg = make_config(tmp_path / "p.db", s)
+        await run_until(cfg, lambda r: "slack" in r.stats and r.stats["slack"].events >= 50, 20)
+        assert sorted(await stored_slack(cfg, "slack")) == expect(50)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0

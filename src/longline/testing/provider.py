@@ -22,6 +22,7 @@ import click
 import orjson
 from aiohttp import WSMsgType, web
 
+from longline.testing.emulators import PRESETS, serve_preset
 from longline.testing.provider_feeds import (
     PARAM_NAMES,
     TRANSPORTS,
@@ -308,8 +309,32 @@ async def _serve_until_signal(host: str, port: int) -> None:
 @click.command("provider")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True, type=int, help="Port (0: any free).")
-def provider_command(host: str, port: int) -> None:
+@click.option(
+    "--preset",
+    type=click.Choice(PRESETS),
+    default=None,
+    help="Emulate a provider's session protocol instead (docs/sessions.md).",
+)
+@click.option("--total", default=1000, show_default=True, help="--preset: events to send.")
+@click.option("--rate", default=50.0, show_default=True, help="--preset: events per second.")
+@click.option(
+    "--refresh-every",
+    default=None,
+    type=float,
+    help="--preset: ask each connection to reconnect after this many seconds.",
+)
+def provider_command(
+    host: str,
+    port: int,
+    preset: str | None,
+    total: int,
+    rate: float,
+    refresh_every: float | None,
+) -> None:
     """Run the local event provider with fault injection until SIGINT or SIGTERM."""
+    if preset is not None:
+        asyncio.run(serve_preset(preset, host, port, total, rate, refresh_every))
+        return
     asyncio.run(_serve_until_signal(host, port))
 
 

@@ -12,6 +12,8 @@ Slack's rules, as followed here:
 - ``disconnect`` with reason ``warning`` (the connection ends in about 10 s) or
   ``refresh_requested`` means: open a new connection now, then close this one (Slack's own
   advice); ``link_disabled`` (Socket Mode was turned off for the app) stops the stream;
+  ``too_many_websockets`` ends this connection and reconnects with backoff (a successor opened
+  at once would be refused as well);
 - Slack allows up to 10 connections per app and delivers each envelope to one of them:
   ``redundancy`` opens several.
 
@@ -116,6 +118,10 @@ class SlackSocketMode(Session):
             reason = str(doc.get("reason") or "")
             if reason == "link_disabled":
                 return Fail("Slack disabled Socket Mode for this app (link_disabled)")
+            if reason == "too_many_websockets":  # a successor would be refused too: back off
+                return Fail(
+                    "Slack: too many connections for this app", final=False, permanent=False
+                )
             return Reconnect(None, f"Slack asked to reconnect ({reason or 'no reason'})")
         envelope_id = doc.get("envelope_id")
         if not isinstance(envelope_id, str) or not envelope_id:
