@@ -278,6 +278,8 @@ class StreamConfig(_Model):
             most = session.session_class.max_redundancy
             if most is not None and self.redundancy > most:
                 p.add("redundancy", f"this provider allows at most {most} connections")
+            if self.max_lifetime is not None and not session.session_class.allows_max_lifetime:
+                p.add("max_lifetime", "not with this session: it reconnects when asked to")
         check_headers(self.headers, p)
         if self.subscribe and not ws:
             p.add("subscribe", "subscribe messages are only for transport ws")

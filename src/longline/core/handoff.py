@@ -121,9 +121,7 @@ class InvocationPlan:
     chained: bool = False
     superseded_at: float | None = None
 
-    def decide(
-        self, now: float, remaining: float, superseded: bool, successor_live: bool
-    ) -> Step:
+    def decide(self, now: float, remaining: float, superseded: bool, successor_live: bool) -> Step:
         """The step due at ``now`` with ``remaining`` seconds left in the invocation."""
         if remaining <= self.flush_reserve:
             return Step.STOP

@@ -192,6 +192,7 @@ class Supervisor:
                 state,
                 follow,
                 cfg.stall_timeout,
+                self._note,
             )
         return connection_for(cfg, self.session, request, ctx)
 
@@ -227,6 +228,7 @@ class Supervisor:
                 if successor is not None:  # predecessor died during the overlap: hand over
                     conn, task = successor
                     successor = None
+                    self.stats.rotations += 1
                     rotation.on_opened(now)
                     continue
                 return task.result(), conn.pushed > 0, conn
@@ -318,11 +320,18 @@ class Supervisor:
 
     def _check_stalls(self, now: float) -> None:
         """Abort connections that received nothing for ``stall_timeout``."""
-        limit = self.cfg.stall_timeout
+        default = self.cfg.stall_timeout
         for conn in list(self.open):
+            limit = default
+            if isinstance(conn, SessionConnection) and conn.stall_limit is not None:
+                limit = conn.stall_limit  # the provider's keepalive period (Twitch)
             if now - conn.last_rx > limit:
                 log.warning("stream %s: nothing received for %.1fs", self.cfg.name, limit)
                 conn.abort(Outcome(Cause.STALL, None, None, f"stalled for {limit:g}s"))
+
+    def _note(self, text: str) -> None:
+        """A session's report (a revoked subscription): the stream's reason in status."""
+        self.stats.reason = text
 
     def _set_state(self, state: str) -> None:
         if self.stats.state != "failed":

@@ -160,9 +160,7 @@ class StreamWriter:
 
     async def drained(self) -> None:
         """Wait until the buffer is below ``max_pending`` (or shutdown began)."""
-        while (
-            len(self._batch) >= self.max_pending and self.failure is None and not self._released
-        ):
+        while len(self._batch) >= self.max_pending and self.failure is None and not self._released:
             if self._room is None or self._room.done():
                 self._room = asyncio.get_running_loop().create_future()
             await self._room

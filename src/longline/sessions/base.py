@@ -23,6 +23,7 @@ way the presets in ``sessions.presets`` are written, and names it in the config 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn, Protocol
@@ -34,6 +35,8 @@ from pydantic import BaseModel, ConfigDict
 from longline.core.errors import Cause, Outcome
 from longline.transports.base import ConnectionEnded
 from longline.transports.http import body_head, refused
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Action",
@@ -177,6 +180,14 @@ class SessionContext:
     state: dict[str, Any]
     follow: str | None = None
     stall_timeout: float = 30.0
+    note: Callable[[str], None] | None = None
+
+    def report(self, text: str) -> None:
+        """Log ``text`` as a warning and show it as the stream's reason in ``longline status``
+        (e.g. a revoked subscription)."""
+        log.warning("stream %s: %s", self.stream, text)
+        if self.note is not None:
+            self.note(text)
 
 
 class SessionLink(Protocol):
@@ -219,6 +230,15 @@ class Session:
     close_code: ClassVar[int] = 1000
     """The WebSocket close code longline closes with (Discord: not 1000, which ends the
     session)."""
+    client_pings: ClassVar[bool] = True
+    """False when the provider forbids client traffic (Twitch): no WebSocket pings are sent
+    (server pings are still answered)."""
+    allows_max_lifetime: ClassVar[bool] = True
+    """False when rotating on our own clock would break the conversation (Twitch: a new
+    connection means new subscriptions, whose messages have new ids)."""
+    stall_limit: float | None = None
+    """Set by a session that learns the provider's keepalive period (Twitch's welcome):
+    overrides ``stall_timeout`` for this connection."""
 
     def __init__(self, ctx: SessionContext, options: Any) -> None:
         self.ctx = ctx

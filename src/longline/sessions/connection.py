@@ -67,7 +67,7 @@ class SessionConnection(WSConnection):
             request,
             max_message_size=max_message_size,
             connect_timeout=connect_timeout,
-            ping_interval=ping_interval,
+            ping_interval=ping_interval if session.client_pings else None,
         )
         self.conv = session  # self.session is the HTTP client (WSConnection)
         self.close_code = session.close_code
@@ -79,6 +79,11 @@ class SessionConnection(WSConnection):
         self._tasks: set[asyncio.Task[None]] = set()
         self._owed = 0  # acks waiting for their commit
         self._failed: Outcome | None = None
+
+    @property
+    def stall_limit(self) -> float | None:
+        """The session's own stall limit (the provider's keepalive period), if it set one."""
+        return self.conv.stall_limit
 
     # -- SessionLink ----------------------------------------------------------------------
 
@@ -114,7 +119,6 @@ class SessionConnection(WSConnection):
             self.last_rx = self.loop.time()
             kind = msg.type
             if kind is text or kind is binary:
-                self.pushed += 1  # "delivered something": a later drop reconnects at once
                 verdict = self.conv.on_message(Received(msg.data))
                 if verdict is None:
                     continue

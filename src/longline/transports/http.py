@@ -44,9 +44,7 @@ async def body_head(content: aiohttp.StreamReader, limit: int = BODY_HEAD) -> st
     return redact(text, registered_secrets())
 
 
-def refused(
-    status: int, reason: str | None, headers: Mapping[str, str], body: str = ""
-) -> Outcome:
+def refused(status: int, reason: str | None, headers: Mapping[str, str], body: str = "") -> Outcome:
     """The outcome of a handshake answered with a non-success HTTP status (``reason``: the
     server's status text, None for the standard phrase)."""
     raw = headers.get("Retry-After")
