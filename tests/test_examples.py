@@ -9,7 +9,12 @@ import pytest
 from longline.config import Config, ConfigError, StreamConfig, load_config
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-ENV = {"X_BEARER_TOKEN": "dummy-x-bearer-token", "SLACK_APP_TOKEN": "xapp-1-dummy"}
+ENV = {
+    "X_BEARER_TOKEN": "dummy-x-bearer-token",
+    "SLACK_APP_TOKEN": "xapp-1-dummy",
+    "TWITCH_CLIENT_ID": "dummy-client",
+    "TWITCH_TOKEN": "dummy-twitch-token",
+}
 NAMES = [
     "wikimedia.yaml",
     "bluesky-jetstream.yaml",
@@ -17,6 +22,7 @@ NAMES = [
     "coinbase.yaml",
     "x-filtered-stream.yaml",
     "slack-socket-mode.yaml",
+    "twitch-eventsub.yaml",
 ]
 
 
@@ -106,3 +112,13 @@ def test_slack_socket_mode() -> None:
         "debug_reconnects": False,
     }
     assert config.secrets == frozenset({"xapp-1-dummy"})
+
+
+def test_twitch_eventsub() -> None:
+    config, s = _only_stream("twitch-eventsub.yaml")
+    assert s.session is not None and s.session.preset == "twitch-eventsub"
+    opts = s.session.options.model_dump()
+    assert opts["keepalive_timeout_seconds"] == 30
+    assert opts["url"] == "wss://eventsub.wss.twitch.tv/ws"
+    assert [sub["type"] for sub in opts["subscriptions"]] == ["channel.chat.message"]
+    assert "dummy-twitch-token" in config.secrets

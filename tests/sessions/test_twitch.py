@@ -174,3 +174,26 @@ async def test_sigkill_and_restart_lose_only_what_twitch_cannot_replay(tmp_path:
     assert len(numbers) == len(set(numbers))  # nothing twice
     assert sent_after <= set(numbers)  # everything sent to the restarted process
     assert max(sent_after) == 900
+
+
+async def test_longline_provider_preset_twitch_serves_the_emulator(tmp_path: Path) -> None:
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "longline", "provider", "--preset", "twitch", "--port", "0",
+        "--total", "50", "--rate", "500",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        second = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        assert first.startswith("longline provider (twitch) listening on http://127.0.0.1:")
+        session = yaml.safe_load(second.split("session: ", 1)[1])
+        s = {"name": "twitch", "transport": "ws", "session": session}
+        cfg = make_config(tmp_path / "p.db", s)
+        await run_until(cfg, lambda r: "twitch" in r.stats and r.stats["twitch"].events >= 50, 20)
+        assert sorted(await stored_numbers(cfg, "twitch")) == list(range(1, 51))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
