@@ -17,6 +17,7 @@ __all__ = ["PRESETS", "SessionLoadError", "load_factory", "load_preset", "preset
 PRESETS: dict[str, str] = {
     "slack-socket-mode": "longline.sessions.presets.slack:SlackSocketMode",
     "twitch-eventsub": "longline.sessions.presets.twitch:TwitchEventSub",
+    "discord-gateway": "longline.sessions.presets.discord:DiscordGateway",
 }
 """longline's own presets: name -> ``module:Class``."""
 
