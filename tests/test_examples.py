@@ -14,6 +14,7 @@ ENV = {
     "SLACK_APP_TOKEN": "xapp-1-dummy",
     "TWITCH_CLIENT_ID": "dummy-client",
     "TWITCH_TOKEN": "dummy-twitch-token",
+    "DISCORD_BOT_TOKEN": "dummy-discord-token",
 }
 NAMES = [
     "wikimedia.yaml",
@@ -23,6 +24,7 @@ NAMES = [
     "x-filtered-stream.yaml",
     "slack-socket-mode.yaml",
     "twitch-eventsub.yaml",
+    "discord-gateway.yaml",
 ]
 
 
@@ -122,3 +124,14 @@ def test_twitch_eventsub() -> None:
     assert opts["url"] == "wss://eventsub.wss.twitch.tv/ws"
     assert [sub["type"] for sub in opts["subscriptions"]] == ["channel.chat.message"]
     assert "dummy-twitch-token" in config.secrets
+
+
+def test_discord_gateway() -> None:
+    config, s = _only_stream("discord-gateway.yaml")
+    assert s.session is not None and s.session.preset == "discord-gateway"
+    assert s.session.options.model_dump() == {
+        "token": "dummy-discord-token",
+        "intents": 33281,
+        "api_url": "https://discord.com/api/v10",
+    }
+    assert config.secrets == frozenset({"dummy-discord-token"})

@@ -172,3 +172,26 @@ def test_discord_options_are_checked() -> None:
     assert errors({"preset": "discord-gateway", "token": "t", "intents": -1}) == [
         "streams[0].session.intents: must be >= 0"
     ]
+
+
+async def test_longline_provider_preset_discord_serves_the_emulator(tmp_path: Path) -> None:
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "longline", "provider", "--preset", "discord", "--port", "0",
+        "--total", "50", "--rate", "500",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        second = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        assert first.startswith("longline provider (discord) listening on http://127.0.0.1:")
+        session = yaml.safe_load(second.split("session: ", 1)[1])
+        s = {"name": "discord", "transport": "ws", "session": session}
+        cfg = make_config(tmp_path / "p.db", s)
+        await run_until(cfg, lambda r: "discord" in r.stats and r.stats["discord"].events >= 50, 20)
+        assert sorted(await stored_numbers(cfg, "discord")) == list(range(1, 51))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0

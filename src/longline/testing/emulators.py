@@ -8,11 +8,11 @@ from typing import Protocol
 
 import click
 
-from longline.testing import slack, twitch
+from longline.testing import discord, slack, twitch
 
 __all__ = ["PRESETS", "serve_preset"]
 
-PRESETS = ("slack", "twitch")
+PRESETS = ("slack", "twitch", "discord")
 
 
 class _Emulator(Protocol):
@@ -33,6 +33,16 @@ def _build(
         return (
             s,
             "{preset: slack-socket-mode, api_url: %(api)s, app_token: " + slack.APP_TOKEN + "}",
+        )
+    if preset == "discord":
+        d = discord.DiscordEmulator(
+            total=total, rate=rate, reconnect_every=refresh_every, host=host, port=port
+        )
+        return (
+            d,
+            "{preset: discord-gateway, api_url: %(api)s, token: "
+            + discord.TOKEN
+            + ", intents: 513}",
         )
     t = twitch.TwitchEmulator(
         total=total, rate=rate, reconnect_every=refresh_every, host=host, port=port
@@ -60,7 +70,8 @@ async def serve_preset(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     base = f"{host}:{emulator.port}"
-    api = f"http://{base}/api" if preset == "slack" else f"http://{base}/helix"
+    api = {"slack": "/api", "twitch": "/helix", "discord": "/api/v10"}[preset]
+    api = f"http://{base}{api}"
     click.echo(f"longline provider ({preset}) listening on http://{base}")
     click.echo("  session: " + session % {"api": api, "ws": f"ws://{base}/ws"})
     try:
