@@ -147,7 +147,7 @@ async def test_sigkill_and_restart_store_the_exact_set(tmp_path: Path) -> None:
     check = CommitCheck(db, "slack")
     total = 900
     async with SlackEmulator(
-        total=total, rate=150, ack_timeout=1.0, refresh_every=0.4, on_ack=check
+        total=total, rate=150, ack_timeout=1.0, refresh_every=0.25, on_ack=check
     ) as slack:
         s = slack_stream(slack, backoff={"initial": "50ms", "max": "500ms"})
         data = {

@@ -292,7 +292,8 @@ class Supervisor:
         else:
             where = "no checkpoint yet"
         which = f" [connection {slot + 1}/{cfg.redundancy}]" if cfg.redundancy > 1 else ""
-        log.info("stream %s%s: connected to %s (%s)", cfg.name, which, shown_url(cfg.url), where)
+        url = shown_url(cfg.url) if cfg.url else "the URL its session obtained"
+        log.info("stream %s%s: connected to %s (%s)", cfg.name, which, url, where)
 
     def _start(self, conn: Connection) -> asyncio.Task[Outcome]:
         self._opened(conn)
