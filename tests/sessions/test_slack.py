@@ -109,6 +109,36 @@ async def test_ten_refreshes_lose_nothing_double_nothing_and_ack_after_commit(
     assert sorted(await stored_slack(cfg, "slack")) == expect(total)
 
 
+async def test_a_replaced_connection_sends_the_acks_it_owes_before_it_closes(
+    tmp_path: Path,
+) -> None:
+    """Slack keeps delivering on a connection it warned, and commits linger 400 ms (a tenth
+    of batch_window): at every switch the old connection owes acks for events being
+    committed. It commits and sends them before it closes, so Slack redelivers only what
+    arrived in the last moment."""
+    db = tmp_path / "s.db"
+    check = CommitCheck(db, "slack")
+    total = 400
+    async with SlackEmulator(
+        total=total,
+        rate=100,
+        refresh_every=0.5,
+        disconnect_grace=3.0,
+        deliver_while_leaving=True,
+        on_ack=check,
+    ) as slack:
+        cfg = make_config(db, slack_stream(slack), writer={"batch_max": 5000, "batch_window": "4s"})
+        runner = await run_until(cfg, lambda r: slack.done)
+        rotations = runner.stats["slack"].rotations
+        assert rotations >= 5
+        assert (slack.stats.lost, slack.stats.unknown_acks) == ([], 0)
+        # Only envelopes that arrived after the last commit of a connection are redelivered;
+        # without that commit and its acks, dozens are, and some end up given up on.
+        assert slack.stats.redeliveries <= rotations
+    assert check.early == []
+    assert sorted(await stored_slack(cfg, "slack")) == expect(total)
+
+
 async def test_redelivery_of_an_unacknowledged_envelope_is_stored_once(tmp_path: Path) -> None:
     """Connections reset without a close frame: envelopes in flight are never acknowledged,
     Slack redelivers them in new envelopes, the event_id key keeps one copy."""

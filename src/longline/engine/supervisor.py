@@ -255,7 +255,7 @@ class Supervisor:
                 successor = (new, self._start(new))
             elif action is Action.CLOSE_PREDECESSOR and successor is not None:
                 if isinstance(conn, SessionConnection):
-                    await conn.retire()  # the acks it owes, once their events are committed
+                    await conn.retire(self.writer.flush)  # commit, then send the acks it owes
                 conn.abort(ROTATED)
                 await task
                 conn, task = successor

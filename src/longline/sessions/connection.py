@@ -213,14 +213,20 @@ class SessionConnection(WSConnection):
             self._wake = self.loop.create_future()
             await self._wake
 
-    async def retire(self, timeout: float = RETIRE_WAIT) -> None:
-        """Before this connection is closed on purpose: send the acknowledgements it owes
-        (their events are being committed) for up to ``timeout`` seconds."""
+    async def retire(
+        self, flush: Callable[[], Awaitable[None]], timeout: float = RETIRE_WAIT
+    ) -> None:
+        """Before this connection is closed on purpose: commit now (``flush``) what it
+        received, so the acknowledgements it owes go out, then let the sender send them; for
+        up to ``timeout`` seconds. A message that arrives after the flush stays unacknowledged
+        and the provider redelivers it elsewhere."""
         deadline = self.loop.time() + timeout
-        while (self._owed > 0 or self._outbox) and self.loop.time() < deadline:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(flush(), timeout)
+        while self._outbox and self.loop.time() < deadline:
             if self._ws is None or self._ws.closed:
                 return
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.005)
 
     # -- closing --------------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ catch a client that breaks them, and injects the faults Slack is known for:
   event is counted as lost);
 - faults: ``refresh(conn)`` sends ``disconnect`` (``refresh_requested`` or ``warning``) and
   closes that connection ``disconnect_grace`` seconds later (no more envelopes go to it
-  meanwhile); ``refresh_every`` does that to every connection after that many seconds;
+  meanwhile, unless ``deliver_while_leaving``); ``refresh_every`` does that to every
+  connection after that many seconds;
   ``kill()`` resets connections without a close frame; ``disable_link()`` sends
   ``link_disabled`` and refuses every later open.
 
@@ -125,6 +126,7 @@ class SlackEmulator:
         max_connections: int = 10,
         on_ack: Callable[[int], None] | None = None,
         oauth_client: tuple[str, str] | None = None,
+        deliver_while_leaving: bool = False,
         token_ttl: float = 3600.0,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -141,6 +143,7 @@ class SlackEmulator:
         self.max_connections = max_connections
         self.on_ack = on_ack
         self.oauth_client = oauth_client
+        self.deliver_while_leaving = deliver_while_leaving
         self.token_ttl = token_ttl
         self.tokens: dict[str, float] = {}  # OAuth2 access token -> expiry (time.time())
         self.tokens_issued = 0
@@ -331,7 +334,11 @@ class SlackEmulator:
             await asyncio.sleep(1 / self.rate)
 
     def _ready_links(self) -> list[Link]:
-        return [x for x in self.links if x.ready and not x.leaving and not x.ws.closed]
+        return [
+            x
+            for x in self.links
+            if x.ready and not x.ws.closed and (self.deliver_while_leaving or not x.leaving)
+        ]
 
     async def _deliver(self) -> None:
         while True:
