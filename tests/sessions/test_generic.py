@@ -133,3 +133,27 @@ def test_secret_session_options_never_show() -> None:
     )
     assert "xapp-1-very-secret" in cfg.secrets
     assert "very-secret" not in str(cfg.redacted())
+
+
+def test_longline_check_names_the_session_fields(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "streams:\n"
+        "  - name: s\n    transport: ws\n"
+        "    session: {preset: slack-socket-mode, app_tokn: xapp-1-abc}\n"
+        "  - name: d\n    transport: ws\n"
+        "    session: {preset: discord-gateway, token: t, intents: 1, bogus: 1}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "longline", "check", str(bad)], capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[1:] == [
+        "streams[0].session.app_token: required",
+        "streams[0].session.app_tokn: unknown key (did you mean app_token?)",
+        "streams[1].session.bogus: unknown key; allowed: api_url, intents, token",
+    ]
+    assert "xapp-1-abc" not in out.stderr + out.stdout
