@@ -231,7 +231,9 @@ class Supervisor:
                     self.stats.rotations += 1
                     rotation.on_opened(now)
                     continue
-                return task.result(), conn.pushed > 0, conn
+                # live: it delivered, or its session was established (a quiet Slack app)
+                ready = isinstance(conn, SessionConnection) and conn.ready.is_set()
+                return task.result(), conn.pushed > 0 or ready, conn
             if isinstance(conn, SessionConnection) and asked is not conn and conn.reconnect.done():
                 asked, follow = conn, conn.reconnect.result().url
                 rotation.request(now)
