@@ -14,7 +14,15 @@ import yaml
 from longline.testing.provider import Provider, event_bytes
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
-DUMMY_ENV = {"X_BEARER_TOKEN": "x", "WIKI_TOKEN": "w", "COINBASE_JWT": "c"}
+DUMMY_ENV = {
+    "X_BEARER_TOKEN": "x",
+    "WIKI_TOKEN": "w",
+    "COINBASE_JWT": "c",
+    "SLACK_APP_TOKEN": "xapp-1-s",
+    "TWITCH_CLIENT_ID": "t",
+    "TWITCH_TOKEN": "t",
+    "DISCORD_BOT_TOKEN": "d",
+}
 
 
 def longline(*args: str, env: dict[str, str] | None = None,
