@@ -37,6 +37,7 @@ class StreamOptions(TypedDict, total=False):
     max_message_size: int | str
     backoff: Mapping[str, float | str]
     ping_interval: float | str
+    session: Mapping[str, Any] | None  # docs/sessions.md; with a preset, url may be ""
 
 
 _INDEXED = re.compile(r"^(streams|processors)\[(\d+)\]")
