@@ -286,3 +286,27 @@ async def test_longline_provider_preset_slack_serves_the_emulator(tmp_path: Path
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_python_api_stream_with_the_slack_preset(tmp_path: Path) -> None:
+    import longline
+
+    total = 120
+    async with SlackEmulator(total=total, rate=300, refresh_every=0.3) as slack:
+        app = longline.App(store=f"sqlite:///{tmp_path / 'a.db'}")
+        session = {"preset": "slack-socket-mode", "app_token": APP_TOKEN, "api_url": slack.api_url}
+        app.stream("slack", transport="ws", url="", session=session)
+        got: list[longline.Event] = []
+
+        @app.processor
+        async def collect(events: list[longline.Event]) -> None:
+            got.extend(events)
+
+        async with app.running():
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            while len(got) < total and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+        assert slack.stats.lost == [] and slack.stats.disconnects_sent >= 1
+    assert sorted(e.key for e in got) == [event_id(n) for n in range(1, total + 1)]
+    assert {e.event_type for e in got} == {"events_api"}
