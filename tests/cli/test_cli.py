@@ -13,7 +13,7 @@ import yaml
 
 from longline.testing.provider import Provider, event_bytes
 
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.yaml"))
 DUMMY_ENV = {
     "X_BEARER_TOKEN": "x",
     "WIKI_TOKEN": "w",

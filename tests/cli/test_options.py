@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from longline.cli import main
-from longline.cli_options import DURATION, Duration
+from longline.cli.options import DURATION, Duration
 from longline.stores import SQLiteStore
 
 DUMMY_URL = "http://127.0.0.1:9/sse/unused"

@@ -10,8 +10,8 @@ from types import ModuleType
 
 import pytest
 
-from longline.cli import user_error
-from longline.extras import MissingExtra, missing_extra, require
+from longline.cli.common import user_error
+from longline.core.extras import MissingExtra, missing_extra, require
 from longline.stores import StoreDriverMissing, StoreError, open_store
 
 

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from longline import cost
+from longline.cli.cost import cost_command
 from longline.cost.capacity import figures
-from longline.cost.cli import cost_command
 from longline.cost.context import Ctx
 from longline.cost.options import server_fit
 

@@ -23,7 +23,7 @@ import yaml
 from longline.aws.templates import Settings, build, render
 from longline.aws.templates.common import NAME_PATTERN, secret_parameter
 from longline.aws.templates.ec2 import USER_DATA_LIMIT, unit_text, user_data_script
-from longline.cli_options import DURATION
+from longline.cli.options import DURATION
 from longline.config import ConfigError, load_config
 
 __all__ = ["LAMBDA_ENV_BUDGET", "deploy_command", "prepare_config"]

@@ -1,7 +1,6 @@
 """``longline dispatch``, ``longline deadletters`` and ``longline replay``.
 
-Kept out of ``cli.py`` (registered there like ``cost`` and ``provider``) so the delivery
-commands live next to the code they drive. Machine-readable results go to stdout as NDJSON;
+Machine-readable results go to stdout as NDJSON;
 summaries go to stderr; exit 1 when something could not be delivered, 2 for a bad request.
 """
 
@@ -17,7 +16,8 @@ import click
 import orjson
 
 from longline.api.status import Status
-from longline.cli_options import DURATION, log_level_of
+from longline.cli.common import fail, listen_of, load_config_or_exit
+from longline.cli.options import DURATION, log_level_of
 from longline.config import Config
 from longline.delivery.redeliver import (
     Redelivered,
@@ -38,20 +38,16 @@ _CONFIG = click.argument("config", type=click.Path(dir_okay=False))
 
 
 def _setup(ctx: click.Context, path: str, *, read_only: bool = False) -> Config:
-    from longline.cli import _fail, _load  # cli imports this module; import at call time
-
-    cfg = _load(path, read_only=read_only)
+    cfg = load_config_or_exit(path, read_only=read_only)
     setup_logging(log_level_of(ctx), secrets=cfg.secrets)
     if not cfg.processors:
-        _fail(f"{path}: no processors configured", 2)
+        fail(f"{path}: no processors configured", 2)
     return cfg
 
 
 def _with_store(cfg: Config, work: Callable[[Outbox], Awaitable[T]]) -> T:
     """Open the (existing) store, run ``work``, close; request errors exit 2 (store errors:
-    ``cli._Main``)."""
-    from longline.cli import _fail
-
+    the group in ``cli.main``)."""
     async def go() -> T:
         async with open_store(cfg.store, create=False) as store:
             return await work(store)
@@ -59,7 +55,7 @@ def _with_store(cfg: Config, work: Callable[[Outbox], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except RedeliveryError as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
 
 
 def _report(result: Redelivered, what: str) -> None:
@@ -73,12 +69,10 @@ def _report(result: Redelivered, what: str) -> None:
 
 
 def _known(cfg: Config, processor: str) -> None:
-    from longline.cli import _fail
-
     try:
         settings_of(cfg, processor)
     except RedeliveryError as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
 
 
 @click.command()
@@ -100,11 +94,10 @@ def dispatch_command(
     Runs beside `longline run` (or on another machine sharing the store) until SIGINT/SIGTERM.
     """
     from longline.api import App
-    from longline.cli import _listen
     from longline.ops.http import app_service
 
     cfg = _setup(ctx, config)
-    listen = _listen(cfg, config, http)
+    listen = listen_of(cfg, config, http)
     app = App.from_config(cfg)
     services = [] if listen is None else [app_service(listen)]
 

@@ -8,18 +8,23 @@ file; at the end every stored payload is compared byte for byte with what the pr
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import orjson
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from longline.cli.options import DURATION
 from longline.config import Config, parse_config
 from longline.engine.runner import Runner
+from longline.ops.logging import setup_logging
 from longline.stores import open_store
 from longline.testing.provider import Provider, event_bytes
 
@@ -216,3 +221,26 @@ async def run_demo(db: Path, duration: float, console: Console | None = None) ->
         soft_wrap=True,
     )
     return ok
+
+
+@click.command()
+@click.option(
+    "--duration",
+    type=DURATION,
+    default="20s",
+    show_default=True,
+    help="How long to capture (90, 90s, 5m).",
+)
+@click.option(
+    "--db",
+    "db",
+    type=click.Path(dir_okay=False),
+    default="longline-demo.db",
+    show_default=True,
+    help="SQLite file to capture into (replaced).",
+)
+def demo(duration: float, db: str) -> None:
+    """Capture three misbehaving local streams and verify nothing was lost or doubled."""
+    setup_logging("ERROR")
+    ok = asyncio.run(run_demo(Path(db), duration))
+    sys.exit(0 if ok else 1)

@@ -15,9 +15,9 @@ import aiohttp
 
 from longline.config import Config, StreamConfig
 from longline.core.errors import Outcome
+from longline.core.extras import MissingExtra
 from longline.core.resume import build_request
 from longline.engine.connections import connection_for
-from longline.extras import MissingExtra
 from longline.ops.logging import add_secrets, redact
 from longline.processors.registry import check_extra, kinds
 from longline.stores import SQLiteStore, Store, StoreError, open_store

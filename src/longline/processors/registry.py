@@ -32,8 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from longline.core.extras import require
 from longline.core.units import parse_duration
-from longline.extras import require
 from longline.processors.base import Processor
 
 __all__ = [
@@ -160,7 +160,7 @@ def processor_union() -> Any:
 def build_processor(settings: ProcessorSettings) -> Processor:
     """A (not yet started) processor for one validated ``processors:`` entry.
 
-    Raises :class:`~longline.extras.MissingExtra` when the kind's client library is not
+    Raises :class:`~longline.core.extras.MissingExtra` when the kind's client library is not
     installed, before any event is handed to it (it would otherwise dead-letter them all).
     """
     kind = kinds()[settings.kind]
@@ -169,7 +169,7 @@ def build_processor(settings: ProcessorSettings) -> Processor:
 
 
 def check_extra(kind: ProcessorKind[Any]) -> None:
-    """Raise :class:`~longline.extras.MissingExtra` when ``kind`` needs a missing package."""
+    """Raise :class:`~longline.core.extras.MissingExtra` when ``kind`` needs a missing package."""
     if kind.extra is not None:
         require(f"processor kind {kind.kind!r}", kind.extra, *kind.modules)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from longline.extras import MissingExtra, missing_extra
+from longline.core.extras import MissingExtra, missing_extra
 from longline.stores.base import DeliveryLog, EventLog, LeaseTable, Outbox, Store, StoreError
 from longline.stores.memory import MemoryStore
 from longline.stores.sqlite.store import SQLiteStore

@@ -236,7 +236,7 @@ def lambda_sim_command() -> Any:
     import click
     from rich.console import Console
 
-    from longline.cli_options import DURATION
+    from longline.cli.options import DURATION
 
     @click.command("lambda-sim")
     @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
