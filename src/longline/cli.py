@@ -165,6 +165,7 @@ def run(
     cfg = _load(config)
     listen = _listen(cfg, config, http)
     setup_logging(log_level_of(ctx), secrets=cfg.secrets)
+    max_streams = _fit_file_limit(config, cfg, worker, max_streams)
 
     async def go() -> int:
         loop = asyncio.get_running_loop()
@@ -208,6 +209,29 @@ def run(
     except StoreError as e:
         _fail(f"{config}: store: {e}", 1)
     sys.exit(code)
+
+
+def _fit_file_limit(path: str, cfg: Config, worker: bool, max_streams: int | None) -> int | None:
+    """Raise the open-file limit; refuse (exit 1) a config that cannot fit under it, or cap a
+    worker at what fits. Returns the worker's ``max_streams``."""
+    from longline.ops.limits import FileLimit, check_file_limit, raise_file_limit, streams_that_fit
+
+    soft, hard = raise_file_limit()
+    if not worker:
+        try:
+            check_file_limit(cfg.streams, soft, hard)
+        except FileLimit as e:
+            _fail(f"{path}: {e}", 1)
+        return max_streams
+    fit = streams_that_fit(cfg.streams, soft)
+    if fit < 1:
+        _fail(f"{path}: the open-file limit {soft} leaves no room for a single stream", 1)
+    if fit < min(max_streams or len(cfg.streams), len(cfg.streams)):
+        logging.getLogger("longline.run").warning(
+            "the open-file limit %d fits %d streams: this worker holds at most %d", soft, fit, fit
+        )
+        return fit
+    return max_streams
 
 
 def _exit_now(code: int) -> NoReturn:

@@ -241,6 +241,9 @@ class Config(_Model):
     writer: WriterConfig = Field(default_factory=lambda: WriterConfig())
     # How long a stop (signal, --duration) may spend committing what is buffered.
     shutdown_timeout: Duration = Field(default=10.0, gt=0)
+    # New connections per second across the process (jittered): a start or a provider-wide
+    # outage then opens thousands of connections in a bounded storm, not all at once.
+    connect_rate: float = Field(default=500.0, gt=0)
     streams: list[StreamConfig]
     processors: list[ProcessorEntry] = Field(default_factory=list)
     log_summary_interval: Duration = Field(default=60.0, ge=0)  # INFO summaries; 0: none

@@ -35,6 +35,7 @@ import aiohttp
 
 from longline.config import Config, StreamConfig
 from longline.core.keys import Keyer
+from longline.engine.gate import ConnectGate
 from longline.engine.stats import StreamStats
 from longline.engine.summary import Periodic, stream_lines
 from longline.engine.supervisor import Supervisor
@@ -71,6 +72,7 @@ class Runner:
         self.writers: dict[str, StreamWriter] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
+        self.gate = ConnectGate(config.connect_rate)
         self._session: aiohttp.ClientSession | None = None
         self._status_task: asyncio.Task[None] | None = None
         self._on_tick: Callable[[Runner], None] | None = None
@@ -171,7 +173,7 @@ class Runner:
             secrets=self.config.secrets,
         )
         writer.start()
-        sup = Supervisor(cfg, self.store, self._session, writer, stats)
+        sup = Supervisor(cfg, self.store, self._session, writer, stats, self.gate)
         self.stats[cfg.name], self.writers[cfg.name] = stats, writer
         self.supervisors[cfg.name] = sup
         task = asyncio.create_task(sup.run(), name=f"stream:{cfg.name}")
