@@ -124,6 +124,30 @@ class ResumeConfig(_Model):
         return self
 
 
+class TlsConfig(_Model):
+    """TLS for a stream's ``https://`` or ``wss://`` connection: a private CA, a client
+    certificate, or (for a test server only) no verification."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: StrictBool = True
+
+    @model_validator(mode="after")
+    def _files(self) -> Self:
+        p = Problems()
+        for field in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, field)
+            if path is not None and not Path(path).is_file():
+                p.add(field, f"no such file: {path}")
+        if self.key_file is not None and self.cert_file is None:
+            p.add("key_file", "needs cert_file")
+        if not self.verify and self.ca_file is not None:
+            p.add("verify", "false ignores ca_file: set one or the other")
+        p.raise_any()
+        return self
+
+
 class WriterConfig(_Model):
     """Group commit: a batch is written at ``batch_max`` events or after ``batch_window``."""
 
@@ -183,6 +207,7 @@ class StreamConfig(_Model):
     max_message_size: Size = Field(default=1_000_000, gt=0)
     backoff: BackoffConfig = Field(default_factory=lambda: BackoffConfig())
     ping_interval: Duration = Field(default=0.0, gt=0)
+    tls: TlsConfig | None = None
 
     @field_validator("name")
     @classmethod

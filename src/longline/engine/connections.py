@@ -9,6 +9,7 @@ from longline.config import StreamConfig
 from longline.core.resume import ConnectRequest
 from longline.transports.base import Connection
 from longline.transports.stream import LinesConnection, SSEConnection
+from longline.transports.tls import ssl_for
 from longline.transports.ws import WSConnection
 
 
@@ -17,6 +18,7 @@ def connection_for(
 ) -> Connection:
     """A (not yet opened) connection of ``cfg.transport`` for ``request``."""
     timeout = max(cfg.stall_timeout, 5.0)
+    ssl = ssl_for(cfg.tls)
     if cfg.transport == "ws":
         return WSConnection(
             session,
@@ -24,6 +26,9 @@ def connection_for(
             max_message_size=cfg.max_message_size,
             connect_timeout=timeout,
             ping_interval=cfg.ping_interval,
+            ssl=ssl,
         )
     kind = SSEConnection if cfg.transport == "sse" else LinesConnection
-    return kind(session, request, max_message_size=cfg.max_message_size, connect_timeout=timeout)
+    return kind(
+        session, request, max_message_size=cfg.max_message_size, connect_timeout=timeout, ssl=ssl
+    )

@@ -126,6 +126,7 @@ class Runner:
             timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=True,
             trace_configs=[refusal_trace()],
+            trust_env=True,  # HTTP(S)_PROXY, NO_PROXY
         )
         self._on_tick, self._down, self._close_by = on_tick, False, None
         self.closed_cleanly = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
@@ -73,9 +74,12 @@ class _Refusal(Exception):
 class Provider:
     """The local provider: ``await start()``, build URLs with ``url()``, ``await stop()``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._host = host
         self._port = port
+        self._ssl = ssl_context  # serve https:// and wss:// (see longline.testing.tls)
         self._feeds: dict[str, FeedState] = {}
         self._handlers: set[asyncio.Task[object]] = set()
         self._runner: web.AppRunner | None = None
@@ -118,7 +122,7 @@ class Provider:
         if unknown:
             raise ValueError(f"unknown provider parameters: {', '.join(unknown)}")
         host = f"[{self._host}]" if ":" in self._host else self._host
-        scheme = "ws" if transport == "ws" else "http"
+        scheme = ("ws" if transport == "ws" else "http") + ("s" if self._ssl else "")
         query = urlencode({k: encode_param(v) for k, v in params.items() if v is not None})
         return f"{scheme}://{host}:{self.port}/{transport}/{feed}" + (f"?{query}" if query else "")
 
@@ -133,7 +137,7 @@ class Provider:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self._host, self._port).start()
+            await web.TCPSite(runner, self._host, self._port, ssl_context=self._ssl).start()
         except OSError as exc:
             await runner.cleanup()
             raise ProviderError(f"cannot listen on {self._host}:{self._port}: {exc}") from exc
