@@ -44,6 +44,7 @@ from longline.ops.logging import redact_stored
 from longline.stores import open_store
 from longline.stores.base import Store
 from longline.transports.http import refusal_trace
+from longline.transports.tls import fit_tls_read_buffer
 
 log = logging.getLogger(__name__)
 CLOSE_GRACE = 0.5  # after the commit deadline: for the final status and closing the store
@@ -120,6 +121,7 @@ class Runner:
         """Open the store, the HTTP session and the status loop, with no stream started; call
         ``shutdown()`` inside to flush before everything closes."""
         await self.store.open()
+        fit_tls_read_buffer()  # 16 KiB per wss:// connection instead of asyncio's 256 KiB
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
             connector=connector,

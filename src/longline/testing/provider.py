@@ -291,8 +291,14 @@ class Provider:
                 self._handlers.discard(task)
 
 
-async def _serve_until_signal(host: str, port: int) -> None:
-    provider = Provider(host, port)
+async def _serve_until_signal(
+    host: str, port: int, cert: str | None = None, key: str | None = None
+) -> None:
+    context = None
+    if cert is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+    provider = Provider(host, port, ssl_context=context)
     try:
         await provider.start()
     except ProviderError as exc:
@@ -302,7 +308,8 @@ async def _serve_until_signal(host: str, port: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"longline provider listening on http://{shown}:{provider.port}")
+    scheme = "https" if context else "http"
+    click.echo(f"longline provider listening on {scheme}://{shown}:{provider.port}")
     try:
         await stopping.wait()
     finally:
@@ -312,9 +319,11 @@ async def _serve_until_signal(host: str, port: int) -> None:
 @click.command("provider")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True, type=int, help="Port (0: any free).")
-def provider_command(host: str, port: int) -> None:
+@click.option("--cert", default=None, help="Serve https:// and wss:// with this PEM certificate.")
+@click.option("--key", default=None, help="With --cert: its PEM key (if not in the cert file).")
+def provider_command(host: str, port: int, cert: str | None, key: str | None) -> None:
     """Run the local event provider with fault injection until SIGINT or SIGTERM."""
-    asyncio.run(_serve_until_signal(host, port))
+    asyncio.run(_serve_until_signal(host, port, cert, key))
 
 
 if __name__ == "__main__":

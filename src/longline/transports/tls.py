@@ -1,19 +1,35 @@
-"""The ``ssl`` argument of a stream's connections: one shared ``SSLContext`` per distinct
-``tls`` setting.
+"""TLS for a stream's connections: one shared ``SSLContext`` per distinct ``tls`` setting,
+and a read buffer sized for TLS records.
 
 A context holds the CA store (hundreds of parsed certificates): made per connection it would
 cost far more memory than the connection itself. Streams without ``tls`` use aiohttp's own
 shared default context (``True``).
+
+asyncio's TLS transport (``asyncio/sslproto.py``) gives every connection a receive buffer of
+``SSLProtocol.max_size``, 256 KiB, allocated up front and kept for the connection's life,
+although a TLS record carries at most 16 KiB: an idle ``wss://`` stream cost ~330 KB, ten times
+a ``ws://`` one. ``fit_tls_read_buffer`` lowers that class attribute to ``TLS_READ_BUFFER`` (16 KiB)
+(reads then take a few more, smaller steps under load); docs/benchmarks.md has the figures.
 """
 
 from __future__ import annotations
 
+import asyncio.sslproto
 import functools
 import ssl
 
 from longline.config import TlsConfig
 
-__all__ = ["ssl_for"]
+__all__ = ["TLS_READ_BUFFER", "fit_tls_read_buffer", "ssl_for"]
+
+TLS_READ_BUFFER = 16 * 1024  # a TLS record's payload at most; a longer one takes two reads
+
+
+def fit_tls_read_buffer(size: int | None = None) -> None:
+    """Make asyncio's TLS connections opened from now on use a ``size``-byte read buffer
+    (default ``TLS_READ_BUFFER``) instead of 256 KiB. Process-wide; never raises it."""
+    size = TLS_READ_BUFFER if size is None else size
+    asyncio.sslproto.SSLProtocol.max_size = min(asyncio.sslproto.SSLProtocol.max_size, size)
 
 
 @functools.lru_cache(maxsize=64)
