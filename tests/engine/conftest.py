@@ -12,7 +12,7 @@ from longline.stores import Store, open_store
 from tests.engine.workerlib import Workers
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "dynamodb"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'shared.db'}"

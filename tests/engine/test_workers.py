@@ -197,3 +197,46 @@ def test_worker_flags_are_checked(tmp_path: Path, args: list[str], message: str)
     result = CliRunner().invoke(main, ["run", str(cfg), *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("store_url", ["dynamodb"], indirect=True)
+async def test_dynamodb_workers_balance_and_fail_over(
+    provider: Provider,
+    tmp_path: Path,
+    store_url: str,
+    store: Store,
+    workers: Callable[[Path], Workers],
+) -> None:
+    """Worker mode on DynamoDB (the moto server, which answers one request at a time: a light
+    load and a longer ttl). Two uncapped workers split four streams 2/2 by stealing; after a
+    SIGKILL the survivor takes the dead one's streams; every stored set is exactly 1..N."""
+    total = 120
+    feeds = {"d0": "lines", "d1": "ws", "d2": "sse", "d3": "lines"}
+    names = list(feeds)
+    cfg = write_config(tmp_path / "w.yaml", store_url, provider, feeds, total, rate=8)
+    w = workers(cfg)
+    await w.start("A", ttl="4s")
+
+    async def a_holds_all() -> bool:
+        return {x.owner if x else None for x in (await leases(store, names)).values()} == {"A"}
+
+    await wait_until(a_holds_all, "A holds every stream", timeout=60)
+    await w.start("B", ttl="4s")
+
+    async def split() -> bool:
+        held = await leases(store, names)
+        return Counter(x.owner for x in held.values() if x) == {"A": 2, "B": 2}
+
+    await wait_until(split, "B steals two streams", timeout=90)
+    w.signal("A", signal.SIGKILL)
+    await w.procs["A"].wait()
+
+    async def b_finished() -> bool:
+        owners = {x.owner if x else None for x in (await leases(store, names)).values()}
+        return owners == {"B"} and await counts(store, names) == [total] * len(names)
+
+    await wait_until(b_finished, "B took over and stored every event", timeout=120)
+    assert await w.terminate("B") == 0, w.log("B")
+    for n in names:
+        assert await ids(store, n) == list(range(1, total + 1))
