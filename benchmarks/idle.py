@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import asyncio.sslproto
 import collections
 import contextlib
 import gc
 import json
+import ssl
 import sys
 import tempfile
 import time
@@ -27,6 +29,8 @@ import aiohttp
 from benchmarks.serve import raise_fd_limit
 from longline.config import parse_config
 from longline.engine.runner import Runner
+from longline.transports import tls as tls_module
+from longline.transports.tls import TLS_READ_BUFFER
 
 SETTLE = 3.0  # seconds to stay connected before the memory reading (status saves included)
 
@@ -51,9 +55,14 @@ def print_sites(before: tracemalloc.Snapshot, top: int) -> None:
         print(f"{size / 1024:10.1f} KiB  {site}", file=sys.stderr)
 
 
-async def measure(port: int, streams: int, timeout: float, trace: int = 0) -> dict[str, Any]:
+async def measure(
+    port: int, streams: int, timeout: float, trace: int = 0, ca: str | None = None
+) -> dict[str, Any]:
     """Connect ``streams`` idle ws streams; return connect time and RSS figures. With
-    ``trace``, also print that many top allocation sites (RSS then includes tracemalloc's)."""
+    ``trace``, also print that many top allocation sites (RSS then includes tracemalloc's).
+    With ``ca``, over wss:// to a provider whose certificate that CA signed."""
+    scheme = "ws" if ca is None else "wss"
+    tls = {} if ca is None else {"tls": {"ca_file": ca}}
     gc.collect()
     rss_start = rss_kb()
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,8 +72,9 @@ async def measure(port: int, streams: int, timeout: float, trace: int = 0) -> di
                 {
                     "name": f"idle{i}",
                     "transport": "ws",
-                    "url": f"ws://127.0.0.1:{port}/ws/idle{i}?total=0",
+                    "url": f"{scheme}://127.0.0.1:{port}/ws/idle{i}?total=0",
                     "key": "$.id",
+                    **tls,
                 }
                 for i in range(streams)
             ],
@@ -109,16 +119,21 @@ async def measure(port: int, streams: int, timeout: float, trace: int = 0) -> di
     }
 
 
-async def measure_raw(port: int, streams: int, timeout: float) -> dict[str, Any]:
-    """The same with bare aiohttp WebSocket connections and one reader task each."""
+async def measure_raw(
+    port: int, streams: int, timeout: float, ca: str | None = None
+) -> dict[str, Any]:
+    """The same with bare aiohttp WebSocket connections and one reader task each (over
+    wss:// with one shared ``SSLContext`` trusting ``ca``, when given)."""
+    scheme = "ws" if ca is None else "wss"
+    context: ssl.SSLContext | bool = True if ca is None else ssl.create_default_context(cafile=ca)
     gc.collect()
     rss_start = rss_kb()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def hold(i: int, opened: asyncio.Event) -> None:
-            url = f"ws://127.0.0.1:{port}/ws/raw{i}?total=0"
-            async with session.ws_connect(url, compress=15, heartbeat=10.0) as ws:
+            url = f"{scheme}://127.0.0.1:{port}/ws/raw{i}?total=0"
+            async with session.ws_connect(url, compress=15, heartbeat=10.0, ssl=context) as ws:
                 opened.set()
                 async for _ in ws:
                     pass
@@ -161,12 +176,25 @@ def main() -> None:
     parser.add_argument(
         "--tracemalloc", type=int, default=0, metavar="N", help="print N top allocation sites"
     )
+    parser.add_argument("--ca", default=None, help="wss:// to a provider this CA (PEM) signed")
+    parser.add_argument(
+        "--tls-buffer",
+        type=int,
+        default=TLS_READ_BUFFER,
+        metavar="BYTES",
+        help="asyncio's TLS read buffer per connection (262144: the stdlib's own)",
+    )
     args = parser.parse_args()
     raise_fd_limit(args.streams * 2 + 1000)
+    tls_module.TLS_READ_BUFFER = args.tls_buffer  # what Runner applies (and raw, below)
+    asyncio.sslproto.SSLProtocol.max_size = args.tls_buffer
     if args.raw:
-        figures = asyncio.run(measure_raw(args.port, args.streams, args.timeout))
+        figures = asyncio.run(measure_raw(args.port, args.streams, args.timeout, args.ca))
     else:
-        figures = asyncio.run(measure(args.port, args.streams, args.timeout, args.tracemalloc))
+        figures = asyncio.run(
+            measure(args.port, args.streams, args.timeout, args.tracemalloc, args.ca)
+        )
+    figures["tls_buffer"] = args.tls_buffer if args.ca else None
     print(json.dumps(figures))
 
 

@@ -146,3 +146,7 @@ class NullStore:
     async def get_lease(self, stream: str) -> Lease | None:
         """The stream's lease, or None."""
         return self._leases.get(stream)
+
+    async def leases(self) -> dict[str, Lease]:
+        """Every stream's lease."""
+        return dict(self._leases)

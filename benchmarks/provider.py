@@ -9,20 +9,23 @@ import sys
 from types import TracebackType
 from urllib.parse import urlencode
 
-_LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+_LISTENING = re.compile(r"listening on https?://127\.0\.0\.1:(\d+)")
 
 
 class ProviderProcess:
     """``with ProviderProcess() as p: p.url("ws", "feed", total=1000)``."""
 
-    def __init__(self) -> None:
+    def __init__(self, cert: str | None = None, key: str | None = None) -> None:
+        self._tls = (
+            [] if cert is None else ["--cert", cert] + ([] if key is None else ["--key", key])
+        )
         self._proc: subprocess.Popen[str] | None = None
         self.port = 0
         self._feeds = 0
 
     def __enter__(self) -> ProviderProcess:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.serve", "--port", "0"],
+            [sys.executable, "-m", "benchmarks.serve", "--port", "0", *self._tls],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -283,12 +283,16 @@ def test_config_is_embedded_with_the_stacks_store_and_secret_parameters(
     )
 
 
-def test_option3_runs_one_fargate_task_with_table_only_access(
+def test_option3_runs_n_fargate_workers_with_table_only_access(
     templates: dict[tuple[int, bool], str],
 ) -> None:
     doc = parsed(templates[3, True])
     service = doc["Resources"]["Service"]["Properties"]
-    assert (service["DesiredCount"], service["LaunchType"]) == (1, "FARGATE")
+    assert (service["DesiredCount"], service["LaunchType"]) == ({"Ref": "DesiredCount"}, "FARGATE")
+    params = doc["Parameters"]
+    assert (params["DesiredCount"]["Type"], params["DesiredCount"]["Default"]) == ("Number", 2)
+    assert params["DesiredCount"]["MinValue"] == 1
+    assert params["LeaseTtl"]["Default"] == "15s"
     assert service["DeploymentConfiguration"]["MinimumHealthyPercent"] == 100
     task_role = statements(doc)["TaskRole"]
     assert len(task_role) == 1
@@ -305,26 +309,33 @@ def test_option3_runs_one_fargate_task_with_table_only_access(
     assert container["Image"] == {"Ref": "Image"}
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert env["LONGLINE_CONFIG"] == PREPARED
+    assert env["LONGLINE_LEASE_TTL"] == {"Ref": "LeaseTtl"}
+    assert container["Command"] == [CONTAINER_SCRIPT]
 
 
-def run_container_script(tmp_path: Path, config: str) -> str:
+def run_container_script(tmp_path: Path, config: str, **env: str) -> str:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     fake = bin_dir / "longline"
     fake.write_text('#!/bin/sh\necho "args: $*"\ncat "$2"\n')
     fake.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LONGLINE_CONFIG": config, "TMPDIR": str(tmp_path)}
+    env |= {"PATH": f"{bin_dir}:/usr/bin:/bin", "LONGLINE_CONFIG": config, "TMPDIR": str(tmp_path)}
     out = subprocess.run(["sh", "-c", CONTAINER_SCRIPT], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
 
-def test_container_script_takes_a_path_or_inline_yaml(tmp_path: Path) -> None:
+def test_container_script_runs_a_worker_on_a_path_or_inline_yaml(tmp_path: Path) -> None:
     baked = tmp_path / "baked.yaml"
     baked.write_text("streams: []\n")
-    assert run_container_script(tmp_path, str(baked)) == f"args: run {baked}\nstreams: []\n"
+    worker = "--worker --lease-ttl 15s"
+    assert run_container_script(tmp_path, str(baked)) == (
+        f"args: run {baked} {worker}\nstreams: []\n"
+    )
     written = tmp_path / "longline.yaml"
-    assert run_container_script(tmp_path, PREPARED) == f"args: run {written}\n{PREPARED}\n"
+    assert run_container_script(tmp_path, PREPARED, LONGLINE_LEASE_TTL="4s") == (
+        f"args: run {written} --worker --lease-ttl 4s\n{PREPARED}\n"
+    )
 
 
 def user_data(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -15,6 +15,7 @@ from longline.config import (
     HttpConfig,
     ResumeConfig,
     StreamConfig,
+    TlsConfig,
     WriterConfig,
     load_config,
     parse_config,
@@ -49,6 +50,7 @@ COMMON_DEFAULTS = {
     "backoff": {"initial": 0.5, "max": 30.0},
     "ping_interval": 10.0,
     "session": None,
+    "tls": None,
 }
 
 
@@ -157,7 +159,7 @@ def test_unknown_keys_name_the_path_and_suggest() -> None:
     assert errors(cfg({**WS, "reconnect": True})) == [
         "streams[0].reconnect: unknown key; allowed: backoff, cursor, headers, key, max_lifetime, "
         "max_message_size, name, ping_interval, redundancy, resume, session, stall_timeout, "
-        "subscribe, transport, url"
+        "subscribe, tls, transport, url"
     ]
 
 
@@ -556,7 +558,9 @@ def test_config_error_str_joins_lines() -> None:
 
 def test_every_key_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
-    models = (Config, WriterConfig, StreamConfig, ResumeConfig, BackoffConfig, HttpConfig)
+    models = (
+        Config, WriterConfig, StreamConfig, ResumeConfig, BackoffConfig, HttpConfig, TlsConfig
+    )
     missing = [
         f"{m.__name__}.{field}"
         for m in models

@@ -326,6 +326,8 @@ async def test_leases_take_acquire_renew(store: Store) -> None:
     got = await store.acquire_lease("t", "w3", 60)
     assert got is not None and (got.owner, got.epoch) == ("w3", expired.epoch + 1)
     assert isinstance(got, Lease)
+    await store.append("u", [ev("a", "c-a")])  # a stream without a lease is not listed
+    assert await store.leases() == {"s": second, "t": got}
 
 
 async def test_an_older_epoch_stores_events_but_not_the_checkpoint(store: Store) -> None:

@@ -2,155 +2,33 @@
 
 Each test runs real `longline` processes against the local provider and checks the store
 afterwards: the stored ids of every stream are exactly 1..N (nothing lost, nothing doubled),
-who holds which lease, and what `longline status` reports. SQLite file and PostgreSQL.
+who holds which lease, and what `longline status` reports. SQLite file, PostgreSQL and
+DynamoDB (the moto server); fixtures in ``conftest.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 import yaml
 
-from longline.core.model import Lease
-from longline.stores import Store, open_store
-from longline.testing.provider import Provider, event_bytes
-
-TTL = "1.5s"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shared.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    """The test's own view of the shared store (another process, as it were)."""
-    s = open_store(store_url)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-def write_config(
-    path: Path, url: str, provider: Provider, feeds: dict[str, str], total: int, rate: int
-) -> Path:
-    streams: list[dict[str, Any]] = []
-    for name, transport in feeds.items():
-        s: dict[str, Any] = {
-            "name": name,
-            "transport": transport,
-            "key": "$.id",
-            # since=0: start at event 1 on a first connection; resume replaces it afterwards.
-            "url": provider.url(transport, name, total=total, rate=rate, since=0),
-            "backoff": {"initial": "50ms", "max": "500ms"},
-        }
-        if transport != "sse":
-            s.update(cursor="$.id", resume={"query": "since"})
-        streams.append(s)
-    data = {"store": url, "streams": streams, "writer": {"batch_max": 500, "batch_window": "10ms"}}
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-class Workers:
-    """Starts `longline run --worker` processes; kills what is left at the end."""
-
-    def __init__(self, config: Path, logs: Path) -> None:
-        self.config, self.logs = config, logs
-        self.procs: dict[str, asyncio.subprocess.Process] = {}
-
-    async def start(self, worker_id: str, *args: str, ttl: str = TTL) -> None:
-        log = (self.logs / f"{worker_id}.log").open("wb")
-        self.procs[worker_id] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "longline", "--log-level", "INFO", "run", str(self.config),
-            "--worker", "--worker-id", worker_id, "--lease-ttl", ttl, *args,
-            stdout=asyncio.subprocess.DEVNULL, stderr=log,
-        )  # fmt: skip
-        log.close()
-
-    def log(self, worker_id: str) -> str:
-        return (self.logs / f"{worker_id}.log").read_text(errors="replace")[-3000:]
-
-    async def terminate(self, worker_id: str) -> int:
-        """SIGTERM, then the exit code (a clean shutdown is 0)."""
-        proc = self.procs[worker_id]
-        proc.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(proc.wait(), 15)
-
-    async def kill_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-
-
-@pytest.fixture
-async def workers(tmp_path: Path) -> AsyncIterator[Callable[[Path], Workers]]:
-    made: list[Workers] = []
-
-    def make(config: Path) -> Workers:
-        made.append(Workers(config, tmp_path))
-        return made[-1]
-
-    yield make
-    for w in made:
-        await w.kill_all()
-
-
-async def ids(store: Store, stream: str) -> list[int]:
-    """The id of every stored event of ``stream`` in seq order (checking seqs are gapless and
-    payloads are the provider's bytes)."""
-    out: list[int] = []
-    after = 0
-    while batch := await store.read(stream, after, 5000):
-        for ev in batch:
-            assert ev.seq == after + 1, "seq must be gapless"
-            after = ev.seq
-            out.append(int(orjson.loads(ev.payload)["id"]))
-            assert ev.payload.encode() == event_bytes(stream, out[-1])
-    return out
-
-
-async def counts(store: Store, names: list[str]) -> list[int]:
-    return [len(await ids(store, n)) for n in names]
-
-
-async def leases(store: Store, names: list[str]) -> dict[str, Lease | None]:
-    return {n: await store.get_lease(n) for n in names}
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.1)
-
-
-async def status_json(config: Path) -> dict[str, Any]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "longline", "status", str(config), "--json",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    data: dict[str, Any] = orjson.loads(out)
-    return data
+from longline.stores import Store
+from longline.testing.provider import Provider
+from tests.engine.workerlib import (
+    Workers,
+    counts,
+    ids,
+    leases,
+    status_json,
+    wait_until,
+    write_config,
+)
 
 
 async def test_two_capped_workers_split_the_streams(
@@ -202,7 +80,7 @@ async def test_failover_after_sigkill(
     store: Store,
     workers: Callable[[Path], Workers],
 ) -> None:
-    total = 600
+    total = 1500
     feeds = {"f0": "sse", "f1": "ws", "f2": "lines", "f3": "ws"}
     names = list(feeds)
     cfg = write_config(tmp_path / "w.yaml", store_url, provider, feeds, total, rate=150)
@@ -215,12 +93,13 @@ async def test_failover_after_sigkill(
 
     await wait_until(a_captures_all, "A owns and captures every stream")
     await w.start("B")
-    await asyncio.sleep(1.5)  # B is up, finds every lease held and idles
+
+    async def split() -> bool:  # B steals its share, make-before-break
+        held = await leases(store, names)
+        return Counter(lease.owner for lease in held.values() if lease) == {"A": 2, "B": 2}
+
+    await wait_until(split, "B steals two of A's streams")
     assert w.procs["B"].returncode is None, w.log("B")
-    held = await leases(store, names)
-    assert {n: (lease.owner, lease.epoch) for n, lease in held.items() if lease} == {
-        n: ("A", 1) for n in names
-    }
     w.procs["A"].send_signal(signal.SIGKILL)
     assert await w.procs["A"].wait() == -signal.SIGKILL
     at_kill = {n: len(await ids(store, n)) for n in names}
@@ -266,7 +145,8 @@ async def test_superseded_worker_stops_and_never_moves_the_checkpoint(
     async def a_stopped() -> bool:
         return (await store.get_status()).get("a", {}).get("state") == "stopped"
 
-    await wait_until(a_stopped, "W stops stream a", timeout=10)
+    # The intruder never goes live: W captures on (make-before-break) for a ttl, then stops.
+    await wait_until(a_stopped, "W stops stream a", timeout=20)
     sent, stored_a, stored_b = (
         provider.stats["a"].events_sent,
         await ids(store, "a"),
@@ -318,3 +198,46 @@ def test_worker_flags_are_checked(tmp_path: Path, args: list[str], message: str)
     result = CliRunner().invoke(main, ["run", str(cfg), *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("store_url", ["dynamodb"], indirect=True)
+async def test_dynamodb_workers_balance_and_fail_over(
+    provider: Provider,
+    tmp_path: Path,
+    store_url: str,
+    store: Store,
+    workers: Callable[[Path], Workers],
+) -> None:
+    """Worker mode on DynamoDB (the moto server, which answers one request at a time: a light
+    load and a longer ttl). Two uncapped workers split four streams 2/2 by stealing; after a
+    SIGKILL the survivor takes the dead one's streams; every stored set is exactly 1..N."""
+    total = 120
+    feeds = {"d0": "lines", "d1": "ws", "d2": "sse", "d3": "lines"}
+    names = list(feeds)
+    cfg = write_config(tmp_path / "w.yaml", store_url, provider, feeds, total, rate=8)
+    w = workers(cfg)
+    await w.start("A", ttl="4s")
+
+    async def a_holds_all() -> bool:
+        return {x.owner if x else None for x in (await leases(store, names)).values()} == {"A"}
+
+    await wait_until(a_holds_all, "A holds every stream", timeout=60)
+    await w.start("B", ttl="4s")
+
+    async def split() -> bool:
+        held = await leases(store, names)
+        return Counter(x.owner for x in held.values() if x) == {"A": 2, "B": 2}
+
+    await wait_until(split, "B steals two streams", timeout=90)
+    w.signal("A", signal.SIGKILL)
+    await w.procs["A"].wait()
+
+    async def b_finished() -> bool:
+        owners = {x.owner if x else None for x in (await leases(store, names)).values()}
+        return owners == {"B"} and await counts(store, names) == [total] * len(names)
+
+    await wait_until(b_finished, "B took over and stored every event", timeout=120)
+    assert await w.terminate("B") == 0, w.log("B")
+    for n in names:
+        assert await ids(store, n) == list(range(1, total + 1))

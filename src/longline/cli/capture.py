@@ -18,7 +18,7 @@ from longline.cli.common import (
     load_config_or_exit,
 )
 from longline.cli.options import DURATION, Duration, log_level_of
-from longline.config import ConfigError, load_config
+from longline.config import Config, ConfigError, load_config
 from longline.ops.logging import setup_logging
 
 __all__ = ["check", "init", "run"]
@@ -81,6 +81,7 @@ def run(
     cfg = load_config_or_exit(config)
     listen = listen_of(cfg, config, http)
     setup_logging(log_level_of(ctx), secrets=cfg.secrets)
+    max_streams = _fit_file_limit(config, cfg, worker, max_streams)
 
     async def go() -> int:
         loop = asyncio.get_running_loop()
@@ -125,6 +126,29 @@ def run(
         fail(f"{config}: store: {e}", 1)
     sys.exit(code)
 
+
+
+def _fit_file_limit(path: str, cfg: Config, worker: bool, max_streams: int | None) -> int | None:
+    """Raise the open-file limit; refuse (exit 1) a config that cannot fit under it, or cap a
+    worker at what fits. Returns the worker's ``max_streams``."""
+    from longline.ops.limits import FileLimit, check_file_limit, raise_file_limit, streams_that_fit
+
+    soft, hard = raise_file_limit()
+    if not worker:
+        try:
+            check_file_limit(cfg.streams, soft, hard)
+        except FileLimit as e:
+            fail(f"{path}: {e}", 1)
+        return max_streams
+    fit = streams_that_fit(cfg.streams, soft)
+    if fit < 1:
+        fail(f"{path}: the open-file limit {soft} leaves no room for a single stream", 1)
+    if fit < min(max_streams or len(cfg.streams), len(cfg.streams)):
+        logging.getLogger("longline.run").warning(
+            "the open-file limit %d fits %d streams: this worker holds at most %d", soft, fit, fit
+        )
+        return fit
+    return max_streams
 
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False))

@@ -128,6 +128,30 @@ class ResumeConfig(_Model):
         return self
 
 
+class TlsConfig(_Model):
+    """TLS for a stream's ``https://`` or ``wss://`` connection: a private CA, a client
+    certificate, or (for a test server only) no verification."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: StrictBool = True
+
+    @model_validator(mode="after")
+    def _files(self) -> Self:
+        p = Problems()
+        for field in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, field)
+            if path is not None and not Path(path).is_file():
+                p.add(field, f"no such file: {path}")
+        if self.key_file is not None and self.cert_file is None:
+            p.add("key_file", "needs cert_file")
+        if not self.verify and self.ca_file is not None:
+            p.add("verify", "false ignores ca_file: set one or the other")
+        p.raise_any()
+        return self
+
+
 class WriterConfig(_Model):
     """Group commit: a batch is written at ``batch_max`` events or after ``batch_window``."""
 
@@ -254,6 +278,7 @@ class StreamConfig(_Model):
     backoff: BackoffConfig = Field(default_factory=lambda: BackoffConfig())
     ping_interval: Duration = Field(default=0.0, gt=0)
     session: SessionConfig | None = None
+    tls: TlsConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -325,6 +350,9 @@ class Config(_Model):
     writer: WriterConfig = Field(default_factory=lambda: WriterConfig())
     # How long a stop (signal, --duration) may spend committing what is buffered.
     shutdown_timeout: Duration = Field(default=10.0, gt=0)
+    # New connections per second across the process (jittered): a start or a provider-wide
+    # outage then opens thousands of connections in a bounded storm, not all at once.
+    connect_rate: float = Field(default=500.0, gt=0)
     streams: list[StreamConfig]
     processors: list[ProcessorEntry] = Field(default_factory=list)
     log_summary_interval: Duration = Field(default=60.0, ge=0)  # INFO summaries; 0: none

@@ -13,6 +13,7 @@ from longline.sessions.connection import SessionConnection
 from longline.sessions.generic import GenericSession
 from longline.transports.base import Connection
 from longline.transports.stream import LinesConnection, SSEConnection
+from longline.transports.tls import ssl_for
 from longline.transports.ws import WSConnection
 
 
@@ -25,6 +26,7 @@ def connection_for(
     """A (not yet opened) connection of ``cfg.transport`` for ``request``; for a stream with a
     ``session``, one driven by a new session made with ``ctx`` (default: a fresh one)."""
     timeout = max(cfg.stall_timeout, 5.0)
+    ssl = ssl_for(cfg.tls)
     if cfg.session is not None:
         if ctx is None:
             ctx = SessionContext(
@@ -44,6 +46,7 @@ def connection_for(
             max_message_size=cfg.max_message_size,
             connect_timeout=timeout,
             ping_interval=cfg.ping_interval,
+            ssl=ssl,
         )
     if cfg.transport == "ws":
         return WSConnection(
@@ -52,9 +55,12 @@ def connection_for(
             max_message_size=cfg.max_message_size,
             connect_timeout=timeout,
             ping_interval=cfg.ping_interval,
+            ssl=ssl,
         )
     kind = SSEConnection if cfg.transport == "sse" else LinesConnection
-    return kind(session, request, max_message_size=cfg.max_message_size, connect_timeout=timeout)
+    return kind(
+        session, request, max_message_size=cfg.max_message_size, connect_timeout=timeout, ssl=ssl
+    )
 
 
 def make_session(cfg: StreamConfig, ctx: SessionContext) -> Session:

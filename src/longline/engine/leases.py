@@ -32,6 +32,9 @@ class LeaseKeeper:
         self.ttl = ttl
         self.writer = writer
         self.stats: StreamStats = writer.stats
+        # Set by a worker once its connection has been live a while: an idle feed commits
+        # nothing, yet its new owner captures and the predecessor may stop.
+        self.ready = False
         self.current: Lease = lease
         self._task: asyncio.Task[None] | None = None
 
@@ -61,7 +64,7 @@ class LeaseKeeper:
         if self.superseded:
             self.current = await self.store.get_lease(self.lease.stream) or self.current
             return
-        live = self.stats.events + self.stats.duplicates > 0
+        live = self.ready or self.stats.events + self.stats.duplicates > 0
         self.current = await self.store.renew_lease(self.lease, self.ttl, live=live)
         if self.current.epoch > self.lease.epoch:
             log.info(

@@ -70,7 +70,9 @@ async def connect_findings(cfg: Config) -> list[Finding]:
     add_secrets(cfg.secrets)  # a refusal's body is redacted with the registered secrets
     found = [await _open_store(cfg)]
     session = aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=None), trace_configs=[refusal_trace()]
+        timeout=aiohttp.ClientTimeout(total=None),
+        trace_configs=[refusal_trace()],
+        trust_env=True,  # as `run` does: HTTP(S)_PROXY, NO_PROXY
     )
     async with session:
         found += await asyncio.gather(*(_connect(s, session) for s in cfg.streams))

@@ -35,6 +35,7 @@ import aiohttp
 
 from longline.config import Config, StreamConfig
 from longline.core.keys import Keyer
+from longline.engine.gate import ConnectGate
 from longline.engine.stats import StreamStats
 from longline.engine.summary import Periodic, stream_lines
 from longline.engine.supervisor import Supervisor
@@ -43,6 +44,7 @@ from longline.ops.logging import redact_stored
 from longline.stores import open_store
 from longline.stores.base import Store
 from longline.transports.http import refusal_trace
+from longline.transports.tls import fit_tls_read_buffer
 
 log = logging.getLogger(__name__)
 CLOSE_GRACE = 0.5  # after the commit deadline: for the final status and closing the store
@@ -71,6 +73,7 @@ class Runner:
         self.writers: dict[str, StreamWriter] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
+        self.gate = ConnectGate(config.connect_rate)
         self._session: aiohttp.ClientSession | None = None
         self._status_task: asyncio.Task[None] | None = None
         self._on_tick: Callable[[Runner], None] | None = None
@@ -118,12 +121,14 @@ class Runner:
         """Open the store, the HTTP session and the status loop, with no stream started; call
         ``shutdown()`` inside to flush before everything closes."""
         await self.store.open()
+        fit_tls_read_buffer()  # 16 KiB per wss:// connection instead of asyncio's 256 KiB
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=True,
             trace_configs=[refusal_trace()],
+            trust_env=True,  # HTTP(S)_PROXY, NO_PROXY
         )
         self._on_tick, self._down, self._close_by = on_tick, False, None
         self.closed_cleanly = True
@@ -171,7 +176,7 @@ class Runner:
             secrets=self.config.secrets,
         )
         writer.start()
-        sup = Supervisor(cfg, self.store, self._session, writer, stats)
+        sup = Supervisor(cfg, self.store, self._session, writer, stats, self.gate)
         self.stats[cfg.name], self.writers[cfg.name] = stats, writer
         self.supervisors[cfg.name] = sup
         task = asyncio.create_task(sup.run(), name=f"stream:{cfg.name}")

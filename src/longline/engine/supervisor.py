@@ -33,6 +33,7 @@ from longline.core.errors import Cause, Outcome, RetryPolicy
 from longline.core.handoff import Action, Rotation
 from longline.core.resume import build_request
 from longline.engine.connections import connection_for
+from longline.engine.gate import ConnectGate
 from longline.engine.stats import StreamStats
 from longline.engine.writer import StreamWriter
 from longline.sessions.base import SessionContext
@@ -57,8 +58,10 @@ class Supervisor:
         session: aiohttp.ClientSession,
         writer: StreamWriter,
         stats: StreamStats,
+        gate: ConnectGate | None = None,
     ) -> None:
         self.cfg = cfg
+        self.gate = gate  # connect_rate, shared by every stream of the process
         self.store = store
         self.session = session
         self.writer = writer
@@ -111,6 +114,11 @@ class Supervisor:
                 self.stats.count_cause(cause)
             first = False
             self._set_state("connecting")
+            if self.gate is not None and (wait := self.gate.reserve()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), wait)
+                if self._stopping.is_set():
+                    return
             conn = await self._new_connection(sse, n)
             live = functools.partial(self._went_live, n, self._resumed_from)
             if cfg.max_lifetime is None and cfg.session is None:  # never rotates

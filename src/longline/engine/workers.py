@@ -1,17 +1,26 @@
 """Worker mode: several ``longline run --worker`` processes split one store's streams by leases.
 
-The pattern is the Kinesis Client Library's. Every round (``ttl / 3``, jittered so that workers
-do not contend in lockstep) a worker renews the leases it holds and tries to acquire the lease of
-each stream nobody holds (never taken, released, or expired because its worker died), up to
-``max_streams``; it captures each acquired stream under that lease's epoch. A stream whose lease
-moved to a newer epoch (the renewal says so, or an append came back fenced) is stopped at once:
-its connections close and its writer flushes; the store inserts those events (the key drops any
-repeat) but refuses their checkpoint, so a stale worker never moves a checkpoint. Such a stream
-is only taken back once its lease is free again. On a clean shutdown a worker flushes, then
-expires its leases (renewal with a ttl of 0) so that another worker takes them in its next round.
+The pattern is the Kinesis Client Library's, in three loops that never wait on each other:
 
-There is no lease stealing: a worker without ``max_streams`` takes every free stream, and the
-streams spread out only as far as the caps make them. Processors are left to one
+- *Renewal* (every ``ttl / 3``, jittered): each held lease is renewed on its own; a slow or
+  hung store call for one lease never holds back the others. (It once did: a worker waiting
+  for the row lock of a stream whose owner was frozen mid-append stopped renewing everything
+  it held, its leases expired and the streams churned between workers.)
+- *Balance* (every ``ttl / 6``, jittered): one read of every lease. The workers are the owners
+  of unexpired leases plus this one; the fair share is ``ceil(streams / workers)`` (capped by
+  ``max_streams``). Below it, the worker first takes free streams (never leased, released, or
+  expired because their worker died); when none is free and the most loaded worker holds at
+  least two more than this one, it *steals* from it (half the difference, at most up to the
+  share), choosing leases whose owner has gone live. A stream free for longer than a ttl is
+  taken by anyone with room, so disagreeing counts can never leave a stream uncaptured.
+- *Handover* (every ``CHECK_PERIOD``): a stream whose lease moved to a newer epoch (seen by a
+  renewal or a fenced append) keeps being captured until the new owner's lease is *live* (it
+  has committed, or its connection has been live for a renewal period) or a ttl passed, and
+  only then stops: make-before-break. Meanwhile the store still inserts the old owner's events
+  (the key drops repeats) but refuses its checkpoint, so a stale worker never moves one.
+
+On a clean shutdown a worker flushes, then expires its leases (renewal with a ttl of 0) so
+that the other workers take them in their next round. Processors are left to one
 ``longline dispatch`` process (every worker delivering every lane would multiply deliveries).
 """
 
@@ -23,6 +32,9 @@ import os
 import random
 import socket
 import time
+from collections import Counter
+from collections.abc import Coroutine
+from typing import Any
 
 from longline.config import Config, StreamConfig
 from longline.core.model import Lease
@@ -31,17 +43,24 @@ from longline.engine.runner import Runner
 from longline.engine.stats import StreamStats
 from longline.stores.base import Store
 
-__all__ = ["DEFAULT_LEASE_TTL", "Worker", "default_worker_id"]
+__all__ = ["DEFAULT_LEASE_TTL", "Worker", "default_worker_id", "fair_share"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_TTL = 15.0
-CHECK_PERIOD = 0.1  # how often superseded streams are looked for (in memory, no store call)
+CHECK_PERIOD = 0.1  # handovers and first commits are looked at this often (in memory)
+HANDOVER_POLL = 0.2  # a superseded stream reads its successor's lease this often
 
 
 def default_worker_id() -> str:
     """``HOST:PID``: unique among live workers, and says where to look."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def fair_share(streams: int, workers: int, cap: int | None = None) -> int:
+    """How many streams one of ``workers`` workers should hold: ``ceil(streams / workers)``."""
+    share = -(-streams // max(workers, 1))
+    return share if cap is None else min(share, cap)
 
 
 class Worker:
@@ -70,6 +89,11 @@ class Worker:
             log.warning("worker mode does not run processors: run `longline dispatch` once")
         self.keepers: dict[str, LeaseKeeper] = {}
         self._rng = rng or random.Random()
+        self._busy: set[str] = set()  # streams with a lease call under way
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._noticed: dict[str, float] = {}  # superseded stream -> loop time first seen
+        self._polled: dict[str, float] = {}  # superseded stream -> loop time last polled
+        self._live_since: dict[str, float] = {}  # stream -> loop time its connection went live
 
     @property
     def store(self) -> Store:
@@ -79,58 +103,206 @@ class Worker:
         """Ask the worker to flush, release its leases and end (safe from a signal handler)."""
         self.runner.stop()
 
+    def held(self) -> list[str]:
+        """The streams this worker holds and is not handing over."""
+        return [name for name, k in self.keepers.items() if not k.superseded]
+
     async def run(self, duration: float | None = None) -> dict[str, StreamStats]:
         """Take, capture and give up streams until stopped; returns the stats per stream."""
         runner = self.runner
         loop = asyncio.get_running_loop()
         end = None if duration is None else loop.time() + duration
         async with runner.opened():
+            renewal = asyncio.create_task(self._renew_loop(), name="leases:renew")
             try:
                 next_round = loop.time()
                 while not runner.stopping and (end is None or loop.time() < end):
-                    await self._drop_superseded()
+                    await self._check()
                     if loop.time() >= next_round:
-                        await self._round()
-                        # At most ttl/3 between renewals, jittered below it.
-                        next_round = loop.time() + self.ttl / 3 * self._rng.uniform(0.7, 1.0)
+                        await self._balance()
+                        next_round = loop.time() + self._period(6)
                     await runner.wait_stop(min(CHECK_PERIOD, max(0.0, next_round - loop.time())))
             finally:
+                renewal.cancel()
+                for task in [renewal, *self._tasks]:
+                    task.cancel()
+                await asyncio.gather(renewal, *self._tasks, return_exceptions=True)
                 try:
                     await runner.shutdown()  # flush under our epochs before letting go
                 finally:
                     await runner.bounded(self._release(), "release the leases")
         return runner.stats
 
-    # -- one round: renew, then acquire ------------------------------------------------------
+    def _period(self, parts: int) -> float:
+        """``ttl / parts``, jittered below it so that workers do not act in lockstep."""
+        return max(self.ttl / parts * self._rng.uniform(0.7, 1.0), 0.05)
 
-    async def _round(self) -> None:
-        keepers = list(self.keepers.values())
-        results = await asyncio.gather(*(k.refresh() for k in keepers), return_exceptions=True)
-        for keeper, res in zip(keepers, results, strict=True):
-            if isinstance(res, Exception):  # the lease outlives a few failed renewals
-                log.warning("stream %s: lease renewal failed: %s", keeper.lease.stream, res)
-        await self._drop_superseded()
-        await self._acquire()
+    def _spawn(self, step: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(step)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _acquire(self) -> None:
-        free = [s for s in self.runner.config.streams if s.name not in self.keepers]
+    # -- renewal -----------------------------------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        while True:
+            for name, keeper in list(self.keepers.items()):
+                if not keeper.superseded:
+                    self._spawn(self._refresh(name, keeper))
+            await asyncio.sleep(self._period(3))
+
+    async def _refresh(self, name: str, keeper: LeaseKeeper) -> None:
+        """One lease call for ``name`` at a time (a hung one is not piled upon)."""
+        if name in self._busy:
+            return
+        self._busy.add(name)
+        try:
+            await keeper.refresh()
+        except Exception as e:  # the lease outlives a few failed renewals
+            log.warning("stream %s: lease renewal failed: %s", name, e)
+        finally:
+            self._busy.discard(name)
+
+    # -- first commits and handovers ---------------------------------------------------------
+
+    async def _check(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for name, keeper in list(self.keepers.items()):
+            if not keeper.superseded:
+                self._mark_ready(name, keeper, now)
+                continue
+            if name not in self._noticed:
+                self._noticed[name] = now
+                self._polled.pop(name, None)
+            noticed = self._noticed[name]
+            if now - self._polled.get(name, 0.0) >= HANDOVER_POLL:
+                self._polled[name] = now
+                self._spawn(self._refresh(name, keeper))
+            if keeper.successor_live or now - noticed >= self.ttl:
+                await self._let_go(name, keeper, waited=now - noticed)
+
+    def _mark_ready(self, name: str, keeper: LeaseKeeper, now: float) -> None:
+        """Tell the store as soon as this owner captures (a predecessor waits for it): once it
+        committed, or once its connection has been live for a renewal period (an idle feed)."""
+        if keeper.current.live:
+            return
+        stats = self.runner.stats[name]
+        if stats.state == "live":
+            since = self._live_since.setdefault(name, now)
+        else:
+            since = self._live_since.pop(name, now)
+        keeper.ready = keeper.ready or now - since >= self.ttl / 3
+        due = now - self._polled.get(name, 0.0) >= HANDOVER_POLL
+        if due and (keeper.ready or stats.events + stats.duplicates > 0):
+            self._polled[name] = now
+            self._spawn(self._refresh(name, keeper))
+
+    async def _let_go(self, name: str, keeper: LeaseKeeper, waited: float) -> None:
+        del self.keepers[name]
+        for seen in (self._noticed, self._polled, self._live_since):
+            seen.pop(name, None)
+        await self.runner.stop_stream(name)
+        await self._report_superseded(name, keeper, waited)
+
+    async def _report_superseded(self, name: str, keeper: LeaseKeeper, waited: float) -> None:
+        """Log who took the stream and save a last "stopped" status, unless the new owner
+        already saved its own."""
+        try:
+            now = await self.store.get_lease(name)
+            owner = f"{now.owner} (epoch {now.epoch})" if now else "another worker"
+            how = "after it went live" if keeper.successor_live else f"after {waited:.1f}s"
+            log.warning(
+                "worker %s: stream %s was taken over by %s; stopped %s", self.id, name, owner, how
+            )
+            saved = (await self.store.get_status()).get(name) or {}
+            if int(saved.get("epoch") or 0) > keeper.lease.epoch:
+                return
+            status = self.runner.status_of(name)
+            status["reason"] = f"lease taken over by {owner}"
+            await self.store.put_status(name, status)
+        except Exception as e:  # status is best effort
+            log.warning("stream %s: could not save status: %s", name, e)
+
+    # -- balance: take free streams, then steal toward a fair share --------------------------
+
+    async def _balance(self) -> None:
+        try:
+            leases = await self.store.leases()
+        except Exception as e:
+            log.warning("worker %s: cannot read the leases: %s", self.id, e)
+            return
+        streams = self.runner.config.streams
+        names = {s.name for s in streams}
+        now = time.time()
+        current = {n: lease for n, lease in leases.items() if n in names}
+        others = Counter(
+            lease.owner
+            for lease in current.values()
+            if lease.owner != self.id and lease.expires_at > now
+        )
+        share = fair_share(len(streams), len(others) + 1, self.max_streams)
+        log.debug(
+            "worker %s: holds %d, share %d, others %s", self.id, len(self.held()), share, others
+        )
+        free = [
+            s
+            for s in streams
+            if s.name not in self.keepers
+            and ((lease := current.get(s.name)) is None or lease.expires_at <= now)
+        ]
         self._rng.shuffle(free)  # workers starting together then rarely ask for the same one
         for cfg in free:
+            lease = current.get(cfg.name)
+            overdue = lease is not None and lease.expires_at < now - self.ttl
+            held = len(self.held())
+            room = held < share or (
+                overdue and (self.max_streams is None or held < self.max_streams)
+            )
+            if self.runner.stopping or not room:
+                continue
+            await self._take(cfg, force=False)
+        if free or not others:
+            return
+        victim, most = others.most_common(1)[0]
+        mine = len(self.held())
+        if most - mine < 2 or mine >= share:
+            return
+        wanted = min(share - mine, (most - mine) // 2)
+        theirs = [
+            s
+            for s in streams
+            if (lease := current.get(s.name)) is not None
+            and lease.owner == victim
+            and lease.live
+            and lease.expires_at > now
+            and s.name not in self.keepers
+        ]
+        self._rng.shuffle(theirs)
+        for cfg in theirs[:wanted]:
             if self.runner.stopping:
                 return
-            if self.max_streams is not None and len(self.keepers) >= self.max_streams:
-                return
-            try:
-                # A read first: most streams are held, and acquiring is a write transaction.
-                held = await self.store.get_lease(cfg.name)
-                if held is not None and held.expires_at > time.time():
-                    continue
+            log.info(
+                "worker %s: stealing stream %s from %s (%d > %d)",
+                self.id,
+                cfg.name,
+                victim,
+                most,
+                mine,
+            )
+            await self._take(cfg, force=True)
+
+    async def _take(self, cfg: StreamConfig, *, force: bool) -> None:
+        try:
+            if force:
+                lease: Lease | None = await self.store.take_lease(cfg.name, self.id, self.ttl)
+            else:
                 lease = await self.store.acquire_lease(cfg.name, self.id, self.ttl)
-            except Exception as e:
-                log.warning("worker %s: cannot acquire stream %s: %s", self.id, cfg.name, e)
-                return
-            if lease is not None:
-                self._start(cfg, lease)
+        except Exception as e:
+            log.warning("worker %s: cannot take stream %s: %s", self.id, cfg.name, e)
+            return
+        if lease is not None:
+            self._start(cfg, lease)
 
     def _start(self, cfg: StreamConfig, lease: Lease) -> None:
         previous = "" if lease.epoch == 1 else f" (from epoch {lease.epoch - 1})"
@@ -139,32 +311,9 @@ class Worker:
         )
         self.runner.start_stream(cfg, lease.epoch)
         keeper = LeaseKeeper(self.store, lease, self.ttl, self.runner.writers[cfg.name])
-        self.keepers[cfg.name] = keeper  # renewed by ``_round``, not by its own task
+        self.keepers[cfg.name] = keeper  # renewed by ``_renew_loop``, not by its own task
 
-    # -- losing and releasing --------------------------------------------------------------
-
-    async def _drop_superseded(self) -> None:
-        for name, keeper in list(self.keepers.items()):
-            if keeper.superseded:
-                del self.keepers[name]
-                await self.runner.stop_stream(name)
-                await self._report_superseded(name, keeper.lease)
-
-    async def _report_superseded(self, name: str, ours: Lease) -> None:
-        """Log who took the stream and save a last "stopped" status, unless the new owner
-        already saved its own."""
-        try:
-            now = await self.store.get_lease(name)
-            owner = f"{now.owner} (epoch {now.epoch})" if now else "another worker"
-            log.warning("worker %s: stream %s was taken over by %s", self.id, name, owner)
-            saved = (await self.store.get_status()).get(name) or {}
-            if int(saved.get("epoch") or 0) > ours.epoch:
-                return
-            status = self.runner.status_of(name)
-            status["reason"] = f"lease taken over by {owner}"
-            await self.store.put_status(name, status)
-        except Exception as e:  # status is best effort
-            log.warning("stream %s: could not save status: %s", name, e)
+    # -- releasing ---------------------------------------------------------------------------
 
     async def _release(self) -> None:
         """Expire the leases still ours, so that other workers take them at once."""

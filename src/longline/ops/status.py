@@ -17,7 +17,7 @@ from rich.table import Table
 from longline.config import Config
 from longline.core.model import Totals
 from longline.stores import open_store
-from longline.stores.base import DeliveryLog, Outbox
+from longline.stores.base import DeliveryLog, LeaseTable, Outbox
 
 # A running process saves status every second; older than this means it is not running.
 STALE_AFTER = 10.0
@@ -56,6 +56,8 @@ async def collect_status(cfg: Config, store: Outbox | None = None) -> dict[str, 
 async def _collect(cfg: Config, store: Outbox) -> dict[str, Any]:
     saved = await store.get_status()
     totals = await store.totals()
+    # Worker mode: who holds each stream's lease now (a store without leases has none).
+    leases = await store.leases() if isinstance(store, LeaseTable) else {}
     streams: dict[str, Any] = {}
     now = time.time()
     for s in cfg.streams:
@@ -79,6 +81,13 @@ async def _collect(cfg: Config, store: Outbox) -> dict[str, Any]:
             if down is not None and now - float(down) > s.stall_timeout:
                 st["stalled"] = True
         st["cursor"] = await store.checkpoint(s.name)
+        if (lease := leases.get(s.name)) is not None:
+            st["lease"] = {
+                "owner": lease.owner,
+                "epoch": lease.epoch,
+                "expires_in": round(lease.expires_at - now, 3),
+                "live": lease.live,
+            }
         streams[s.name] = st
     return {"streams": streams, "processors": await _processors(cfg, store, streams)}
 
@@ -115,6 +124,16 @@ async def _processors(
     return out
 
 
+def _owner(st: dict[str, Any]) -> str:
+    """The lease holder and epoch (``expired`` when its worker stopped renewing), else the
+    worker that saved the status."""
+    lease = st.get("lease")
+    if lease:
+        expired = ", expired" if lease["expires_in"] <= 0 else ""
+        return f"{lease['owner']} (epoch {lease['epoch']}{expired})"
+    return f"{st['worker']} (epoch {st.get('epoch')})" if st.get("worker") else "-"
+
+
 def render_status(data: dict[str, Any], console: Console | None = None) -> None:
     """Print the status as a table."""
     table = Table(title="longline status")
@@ -135,7 +154,7 @@ def render_status(data: dict[str, Any], console: Console | None = None) -> None:
     for name, st in data["streams"].items():
         last = st.get("last_event_at")
         age = f"{now - last:.0f}s ago" if last else "-"
-        owner = f"{st['worker']} (epoch {st.get('epoch')})" if st.get("worker") else "-"
+        owner = _owner(st)
         state = st.get("state", "?") + (" (stalled)" if st.get("stalled") else "")
         table.add_row(
             name,

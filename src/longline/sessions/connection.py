@@ -17,6 +17,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from ssl import SSLContext
 
 import aiohttp
 
@@ -61,6 +62,7 @@ class SessionConnection(WSConnection):
         max_message_size: int,
         connect_timeout: float,
         ping_interval: float | None,
+        ssl: SSLContext | bool = True,
     ) -> None:
         super().__init__(
             http,
@@ -68,6 +70,7 @@ class SessionConnection(WSConnection):
             max_message_size=max_message_size,
             connect_timeout=connect_timeout,
             ping_interval=ping_interval if session.client_pings else None,
+            ssl=ssl,
         )
         self.conv = session  # self.session is the HTTP client (WSConnection)
         self.close_code = session.close_code

@@ -173,6 +173,11 @@ class LeaseTable(Protocol):
         """The stream's lease, or None when never taken."""
         ...
 
+    async def leases(self) -> dict[str, Lease]:
+        """Every stream's lease (streams whose lease was never taken are absent): what worker
+        mode balances by, in one read."""
+        ...
+
 
 @runtime_checkable
 class Outbox(EventLog, DeliveryLog, Protocol):

@@ -304,6 +304,10 @@ class MemoryStore(Store):
         """The stream's lease, or None when never taken."""
         return self._open().leases.get(stream)
 
+    async def leases(self) -> dict[str, Lease]:
+        """Every stream's lease."""
+        return dict(self._open().leases)
+
     def _take(self, stream: str, owner: str, ttl: float, force: bool) -> Lease | None:
         leases = self._open().leases
         now = time.time()

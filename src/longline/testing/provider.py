@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
@@ -74,9 +75,12 @@ class _Refusal(Exception):
 class Provider:
     """The local provider: ``await start()``, build URLs with ``url()``, ``await stop()``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._host = host
         self._port = port
+        self._ssl = ssl_context  # serve https:// and wss:// (see longline.testing.tls)
         self._feeds: dict[str, FeedState] = {}
         self._handlers: set[asyncio.Task[object]] = set()
         self._runner: web.AppRunner | None = None
@@ -119,7 +123,7 @@ class Provider:
         if unknown:
             raise ValueError(f"unknown provider parameters: {', '.join(unknown)}")
         host = f"[{self._host}]" if ":" in self._host else self._host
-        scheme = "ws" if transport == "ws" else "http"
+        scheme = ("ws" if transport == "ws" else "http") + ("s" if self._ssl else "")
         query = urlencode({k: encode_param(v) for k, v in params.items() if v is not None})
         return f"{scheme}://{host}:{self.port}/{transport}/{feed}" + (f"?{query}" if query else "")
 
@@ -134,7 +138,7 @@ class Provider:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self._host, self._port).start()
+            await web.TCPSite(runner, self._host, self._port, ssl_context=self._ssl).start()
         except OSError as exc:
             await runner.cleanup()
             raise ProviderError(f"cannot listen on {self._host}:{self._port}: {exc}") from exc
@@ -288,8 +292,14 @@ class Provider:
                 self._handlers.discard(task)
 
 
-async def _serve_until_signal(host: str, port: int) -> None:
-    provider = Provider(host, port)
+async def _serve_until_signal(
+    host: str, port: int, cert: str | None = None, key: str | None = None
+) -> None:
+    context = None
+    if cert is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+    provider = Provider(host, port, ssl_context=context)
     try:
         await provider.start()
     except ProviderError as exc:
@@ -299,7 +309,8 @@ async def _serve_until_signal(host: str, port: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"longline provider listening on http://{shown}:{provider.port}")
+    scheme = "https" if context else "http"
+    click.echo(f"longline provider listening on {scheme}://{shown}:{provider.port}")
     try:
         await stopping.wait()
     finally:
@@ -323,6 +334,8 @@ async def _serve_until_signal(host: str, port: int) -> None:
     type=float,
     help="--preset: ask each connection to reconnect after this many seconds.",
 )
+@click.option("--cert", default=None, help="Serve https:// and wss:// with this PEM certificate.")
+@click.option("--key", default=None, help="With --cert: its PEM key (if not in the cert file).")
 def provider_command(
     host: str,
     port: int,
@@ -330,12 +343,14 @@ def provider_command(
     total: int,
     rate: float,
     refresh_every: float | None,
+    cert: str | None,
+    key: str | None,
 ) -> None:
     """Run the local event provider with fault injection until SIGINT or SIGTERM."""
     if preset is not None:
         asyncio.run(serve_preset(preset, host, port, total, rate, refresh_every))
         return
-    asyncio.run(_serve_until_signal(host, port))
+    asyncio.run(_serve_until_signal(host, port, cert, key))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ aiohttp's per-line iteration (DESIGN.md), and lets ``max_message_size`` apply wh
 from __future__ import annotations
 
 from collections.abc import Sequence
+from ssl import SSLContext
 from typing import NamedTuple, Protocol
 
 import aiohttp
@@ -39,10 +40,12 @@ class HTTPStreamConnection(Connection):
         *,
         max_message_size: int,
         connect_timeout: float,
+        ssl: SSLContext | bool = True,
     ) -> None:
         super().__init__(request, max_message_size=max_message_size)
         self.session = session
         self.connect_timeout = connect_timeout
+        self.ssl = ssl
         self.framer = self.make_framer()
         self._resp: aiohttp.ClientResponse | None = None
 
@@ -53,7 +56,9 @@ class HTTPStreamConnection(Connection):
         headers = {"Accept": self.accept, "Cache-Control": "no-cache", **self.request.headers}
         timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_read=None)
         try:
-            resp = await self.session.get(self.request.url, headers=headers, timeout=timeout)
+            resp = await self.session.get(
+                self.request.url, headers=headers, timeout=timeout, ssl=self.ssl
+            )
         except aiohttp.ClientError as e:
             raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, _describe(e))) from None
         except TimeoutError:

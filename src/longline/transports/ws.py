@@ -16,7 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import urllib.request
+from ssl import SSLContext
 from typing import Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -31,6 +34,19 @@ _TOO_BIG = re.compile(r"size (\d+) exceeds")
 _BURST = 512  # queued messages pushed at once without waiting for the pump to pause
 
 
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for a ws:// or wss:// URL: ``HTTP_PROXY`` or
+    ``HTTPS_PROXY`` as for http(s), unless ``NO_PROXY`` covers the host. (aiohttp's
+    ``trust_env`` would look for ``WS_PROXY`` / ``WSS_PROXY``, which nobody sets.)"""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get("https" if parts.scheme == "wss" else "http")
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # untyped
+    if proxy is None or bypass(parts.netloc, proxies):
+        return None
+    return proxy
+
+
 class WSConnection(Connection):
     """One WebSocket connection."""
 
@@ -42,9 +58,11 @@ class WSConnection(Connection):
         max_message_size: int,
         connect_timeout: float,
         ping_interval: float | None,
+        ssl: SSLContext | bool = True,
     ) -> None:
         super().__init__(request, max_message_size=max_message_size)
         self.session = session
+        self.ssl = ssl
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
         self._ws: aiohttp.ClientWebSocketResponse[Literal[False]] | None = None
@@ -67,6 +85,8 @@ class WSConnection(Connection):
                 decode_text=False,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
                 receive_timeout=None,
+                ssl=self.ssl,
+                proxy=env_proxy(self.request.url),
             )
         except aiohttp.WSServerHandshakeError as e:
             headers = dict(e.headers or {})

@@ -1,9 +1,11 @@
-"""Option 3: one Fargate task holds the connections; DynamoDB and a stream-fed processor do
-the rest.
+"""Option 3: ``DesiredCount`` Fargate tasks hold the connections as ``longline run --worker``,
+sharing the streams through leases in the DynamoDB ``streams`` table; DynamoDB and a
+stream-fed processor do the rest.
 
-A deployment starts the new task before stopping the old one (200 % maximum, 100 % minimum
-healthy), so even a redeploy hands over make-before-break: the new task takes the leases with
-the next epoch and the old one is fenced.
+The workers balance the streams among themselves (lease stealing toward a fair share), a dead
+task's streams are taken over within about the lease ttl, and a moved stream is handed over
+make-before-break with epoch fencing. A deployment starts new tasks before stopping old ones
+(200 % maximum, 100 % minimum healthy); a stopping task releases its leases on SIGTERM.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ from longline.aws.templates.common import (
 
 __all__ = ["CONTAINER_SCRIPT", "option3"]
 
-# The image runs `longline run FILE`; an inline config is written to a file first.
+# The image runs `longline run FILE --worker`; an inline config is written to a file first.
+_WORKER = '--worker --lease-ttl "${LONGLINE_LEASE_TTL:-15s}"'
 CONTAINER_SCRIPT = (
-    'if [ -f "$LONGLINE_CONFIG" ]; then exec longline run "$LONGLINE_CONFIG"; fi; '
+    f'if [ -f "$LONGLINE_CONFIG" ]; then exec longline run "$LONGLINE_CONFIG" {_WORKER}; fi; '
     'f="${TMPDIR:-/tmp}/longline.yaml"; '
-    'printf \'%s\\n\' "$LONGLINE_CONFIG" > "$f" && exec longline run "$f"'
+    f'printf \'%s\\n\' "$LONGLINE_CONFIG" > "$f" && exec longline run "$f" {_WORKER}'
 )
 _CONFIG_HELP = (
     "The longline config: YAML text, or a path inside the image (the Dockerfile's default is "
@@ -57,6 +60,19 @@ def _parameters(s: Settings) -> dict[str, Any]:
                 "AllowedValues": ["ARM64", "X86_64"],
                 "Description": "Must match the image (docker buildx --platform linux/arm64).",
             },
+            "DesiredCount": {
+                "Type": "Number",
+                "Default": 2,
+                "MinValue": 1,
+                "Description": "Fargate tasks running `longline run --worker`: the streams are "
+                "shared evenly among them, and a dead task's are taken over by the others.",
+            },
+            "LeaseTtl": {
+                "Type": "String",
+                "Default": "15s",
+                "AllowedPattern": "^[0-9]+(\\.[0-9]+)?(ms|s|m)$",
+                "Description": "How long a dead task's leases block its streams (e.g. 15s).",
+            },
             "TaskCpu": {"Type": "String", "Default": "256"},
             "TaskMemory": {"Type": "String", "Default": "512"},
             "VpcId": {"Type": "AWS::EC2::VPC::Id"},
@@ -76,7 +92,8 @@ def _parameters(s: Settings) -> dict[str, Any]:
 
 
 def option3(s: Settings) -> dict[str, Any]:
-    """Cluster, task definition, service of one task, roles, log group, tables, processor."""
+    """Cluster, task definition, a service of ``DesiredCount`` worker tasks, roles, log group,
+    tables, processor."""
     group = "/ecs/${Name}"
     ecr_pull = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
                 "ecr:GetDownloadUrlForLayer"]  # fmt: skip
@@ -116,7 +133,8 @@ def option3(s: Settings) -> dict[str, Any]:
                         "Command": [CONTAINER_SCRIPT],
                         "Environment": [
                             {"Name": k, "Value": v} for k, v in environment(s, {}).items()
-                        ],
+                        ]
+                        + [{"Name": "LONGLINE_LEASE_TTL", "Value": ref("LeaseTtl")}],
                         "StopTimeout": 60,
                         "LogConfiguration": {
                             "LogDriver": "awslogs",
@@ -147,7 +165,7 @@ def option3(s: Settings) -> dict[str, Any]:
                 "Cluster": ref("Cluster"),
                 "TaskDefinition": ref("TaskDefinition"),
                 "LaunchType": "FARGATE",
-                "DesiredCount": 1,
+                "DesiredCount": ref("DesiredCount"),
                 "DeploymentConfiguration": {
                     "MinimumHealthyPercent": 100,
                     "MaximumPercent": 200,
@@ -166,8 +184,9 @@ def option3(s: Settings) -> dict[str, Any]:
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",
-        "Description": "longline option 3: one Fargate task holding the connections, DynamoDB "
-        "tables and a stream-triggered processor function.",
+        "Description": "longline option 3: Fargate tasks holding the connections as workers "
+        "sharing the streams through DynamoDB leases, DynamoDB tables and a stream-triggered "
+        "processor function.",
         "Parameters": _parameters(s),
         "Resources": {**tables(), **resources, **processor(s)},
         "Outputs": {

@@ -25,6 +25,16 @@ class DynamoDBLeases(DynamoDBBase, LeaseTable):
         """The stream's lease (attributes of its ``streams`` item), or None."""
         return di.lease(stream, await self._get("streams", {"stream": {"S": stream}}))
 
+    async def leases(self) -> dict[str, Lease]:
+        """Every stream's lease: a consistent scan of ``streams`` for the lease attributes."""
+        items = await self._scan(
+            "streams",
+            ProjectionExpression="#s, lease_owner, lease_epoch, lease_expires, lease_live",
+            ExpressionAttributeNames={"#s": "stream"},
+        )
+        found = {item["stream"]["S"]: di.lease(item["stream"]["S"], item) for item in items}
+        return {name: lease for name, lease in found.items() if lease is not None}
+
     async def take_lease(self, stream: str, owner: str, ttl: float) -> Lease:
         """Take the lease unconditionally with the next epoch (see ``LeaseTable``)."""
         lease = await self._take(stream, owner, ttl, force=True)

@@ -46,6 +46,7 @@ __all__ = ["PostgresStore"]
 
 log = logging.getLogger(__name__)
 
+IDLE_IN_TRANSACTION_MS = 10_000
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 _MIGRATE_LOCK = 0x6C6F6E67  # "long": pg_advisory_xact_lock key shared by every longline
 _STAGING = "longline_staging"
@@ -149,7 +150,13 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store):
                 raise self._error("close", exc) from exc
 
     def _settings(self) -> dict[str, str]:
-        return {"search_path": _ident(self.schema), "application_name": "longline"}
+        # A transaction left open by a frozen process (SIGSTOP, a VM paused) would hold its
+        # stream's row lock until it resumes: the server ends it after this idle time instead.
+        return {
+            "search_path": _ident(self.schema),
+            "application_name": "longline",
+            "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
+        }
 
     async def _init_connection(self, conn: asyncpg.Connection) -> None:
         await conn.execute(_CREATE_STAGING)

@@ -78,6 +78,11 @@ class SQLiteLeases(LeaseTable):
         lease: Lease | None = await self._call(self._reader, self._on_reader, self._get, stream)
         return lease
 
+    async def leases(self) -> dict[str, Lease]:
+        """Every stream's lease."""
+        found: dict[str, Lease] = await self._call(self._reader, self._on_reader, self._every)
+        return found
+
     def _in_txn(self, fn: Callable[..., T], *args: Any) -> T:
         with self._transaction() as conn:
             return fn(conn, *args)
@@ -96,6 +101,12 @@ class SQLiteLeases(LeaseTable):
         if row is None:
             return None
         return Lease(row[0], row[1], int(row[2]), float(row[3]), bool(row[4]))
+
+    @staticmethod
+    def _every(conn: sqlite3.Connection) -> dict[str, Lease]:
+        """Every lease, by stream."""
+        rows = conn.execute("SELECT stream, owner, epoch, expires_at, live FROM leases").fetchall()
+        return {r[0]: Lease(r[0], r[1], int(r[2]), float(r[3]), bool(r[4])) for r in rows}
 
     @staticmethod
     def _current_epoch(conn: sqlite3.Connection, stream: str) -> int | None:
