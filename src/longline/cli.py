@@ -1,4 +1,4 @@
-"""The ``longline`` command line: run, check, events, status, provider, demo, cost."""
+"""The ``longline`` command line: run, check, events, tail, status, provider, demo, cost."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 import orjson
 
-from longline.cli_options import DURATION, Duration, log_level_of, log_level_option
+from longline.cli_options import (
+    DURATION,
+    Duration,
+    log_format_option,
+    log_json,
+    log_level_of,
+    log_level_option,
+)
 from longline.config import Config, ConfigError, load_config
 from longline.ops.logging import setup_logging
 
@@ -102,6 +109,7 @@ class _Main(click.Group):
 @click.group(cls=_Main)
 @click.version_option(package_name="longline")
 @log_level_option(group=True)
+@log_format_option(group=True)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Keep outbound event streams alive and store every event exactly once."""
@@ -148,13 +156,15 @@ def run(
     http: str | None,
 ) -> None:
     """Capture every stream of CONFIG (with --worker: the streams it leases) until
-    SIGINT/SIGTERM (or --duration).
+    SIGINT/SIGTERM (or --duration). SIGHUP re-reads CONFIG: only the streams that changed
+    reconnect.
 
     Exit status: 0 when every stream ran until the stop and all it received is committed;
     1 when a stream failed, items were left uncommitted, or the store could not be opened;
     2 for an invalid config or command line."""
     from longline.api import App
     from longline.engine.outcome import exit_code, final_line
+    from longline.engine.reload import Reloader
     from longline.engine.runner import Runner
     from longline.engine.workers import DEFAULT_LEASE_TTL, Worker
     from longline.stores import StoreError, open_store
@@ -164,7 +174,7 @@ def run(
     ttl = DEFAULT_LEASE_TTL if lease_ttl is None else lease_ttl
     cfg = _load(config)
     listen = _listen(cfg, config, http)
-    setup_logging(log_level_of(ctx), secrets=cfg.secrets)
+    setup_logging(log_level_of(ctx), secrets=cfg.secrets, json=log_json(ctx))
 
     async def go() -> int:
         loop = asyncio.get_running_loop()
@@ -179,16 +189,19 @@ def run(
                 proc.runner.services.append(runner_service(listen))
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, proc.stop)
+            loop.add_signal_handler(signal.SIGHUP, _no_reload_in_worker_mode)
             await proc.run(duration=duration)
             return finish(proc.runner)
         app = App.from_config(cfg, create_tables=create_tables)  # capture + its processors
+        reloader = Reloader(config, app)  # SIGHUP and POST /api/reload (engine/reload.py)
         services = []
         if listen is not None:
             from longline.ops.http import app_service
 
-            services.append(app_service(listen))
+            services.append(app_service(listen, reload=reloader.reload_line))
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, app.stop)
+        loop.add_signal_handler(signal.SIGHUP, reloader.on_signal)
         await app.serve(duration, services=services)
         assert app.runner is not None
         return finish(app.runner)
@@ -208,6 +221,12 @@ def run(
     except StoreError as e:
         _fail(f"{config}: store: {e}", 1)
     sys.exit(code)
+
+
+def _no_reload_in_worker_mode() -> None:
+    logging.getLogger("longline.reload").warning(
+        "SIGHUP ignored: worker mode does not reload its config; restart the worker"
+    )
 
 
 def _exit_now(code: int) -> NoReturn:
@@ -311,6 +330,8 @@ async def _print_events(
 async def _write_events(
     store: EventLog, stream: str, after: int, limit: int | None, quarantined: bool
 ) -> None:
+    from longline.ops.tail import event_record
+
     out = sys.stdout.buffer
     remaining = limit if limit is not None else -1
     try:
@@ -334,16 +355,7 @@ async def _write_events(
             else:
                 evs = await store.read(stream, after, page)
                 for ev in evs:
-                    obj: dict[str, Any] = {
-                        "seq": ev.seq,
-                        "key": ev.key,
-                        "cursor": ev.cursor,
-                        "received_at": ev.received_at,
-                        "payload": _payload(ev.payload),
-                    }
-                    if ev.event is not None:
-                        obj["event"] = ev.event
-                    out.write(orjson.dumps(obj) + b"\n")
+                    out.write(orjson.dumps(event_record(ev)) + b"\n")
                 items = evs  # type: ignore[assignment]
                 after = evs[-1].seq if evs else after
             if remaining > 0:
@@ -352,14 +364,6 @@ async def _write_events(
                 break
     finally:
         out.flush()
-
-
-def _payload(text: str) -> Any:
-    """The parsed JSON value when the message was JSON, else the text."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text
 
 
 @main.command()
@@ -431,9 +435,14 @@ def _register_optional() -> None:
     main.add_command(dispatch_cli.dispatch_command, "dispatch")
     main.add_command(dispatch_cli.deadletters_command, "deadletters")
     main.add_command(dispatch_cli.replay_command, "replay")
-    for command in main.commands.values():  # --log-level also after the subcommand
+    from longline.ops.tail import tail_command
+
+    main.add_command(tail_command, "tail")
+    for command in main.commands.values():  # --log-level and --log-format also after it
         if not any(p.name == "log_level" for p in command.params):
             log_level_option()(command)
+        if not any(p.name == "log_format" for p in command.params):
+            log_format_option()(command)
 
 
 _register_optional()

@@ -17,7 +17,7 @@ import click
 import orjson
 
 from longline.api.status import Status
-from longline.cli_options import DURATION, log_level_of
+from longline.cli_options import DURATION, log_json, log_level_of
 from longline.config import Config
 from longline.delivery.redeliver import (
     Redelivered,
@@ -27,6 +27,7 @@ from longline.delivery.redeliver import (
     retry_dead_letters,
     settings_of,
 )
+from longline.engine.reload import Reloader
 from longline.ops.logging import setup_logging
 from longline.stores import open_store
 from longline.stores.base import Outbox
@@ -41,7 +42,7 @@ def _setup(ctx: click.Context, path: str, *, read_only: bool = False) -> Config:
     from longline.cli import _fail, _load  # cli imports this module; import at call time
 
     cfg = _load(path, read_only=read_only)
-    setup_logging(log_level_of(ctx), secrets=cfg.secrets)
+    setup_logging(log_level_of(ctx), secrets=cfg.secrets, json=log_json(ctx))
     if not cfg.processors:
         _fail(f"{path}: no processors configured", 2)
     return cfg
@@ -97,7 +98,8 @@ def dispatch_command(
 ) -> None:
     """Deliver stored events to the processors of CONFIG, without capturing.
 
-    Runs beside `longline run` (or on another machine sharing the store) until SIGINT/SIGTERM.
+    Runs beside `longline run` (or on another machine sharing the store) until SIGINT/SIGTERM;
+    SIGHUP re-reads CONFIG and starts, stops or restarts only the processors that changed.
     """
     from longline.api import App
     from longline.cli import _listen
@@ -106,12 +108,14 @@ def dispatch_command(
     cfg = _setup(ctx, config)
     listen = _listen(cfg, config, http)
     app = App.from_config(cfg)
-    services = [] if listen is None else [app_service(listen)]
+    reloader = Reloader(config, app)  # SIGHUP and POST /api/reload
+    services = [] if listen is None else [app_service(listen, reload=reloader.reload_line)]
 
     async def go() -> Status:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, app.stop)
+        loop.add_signal_handler(signal.SIGHUP, reloader.on_signal)
         return await app.serve(duration, capture=False, services=services)
 
     status = asyncio.run(go())

@@ -86,11 +86,14 @@ class Worker:
         end = None if duration is None else loop.time() + duration
         async with runner.opened():
             try:
-                next_round = loop.time()
+                next_round, ready = loop.time(), False
                 while not runner.stopping and (end is None or loop.time() < end):
                     await self._drop_superseded()
                     if loop.time() >= next_round:
                         await self._round()
+                        if not ready:  # the store is open and the first streams started
+                            runner.ready()
+                            ready = True
                         # At most ttl/3 between renewals, jittered below it.
                         next_round = loop.time() + self.ttl / 3 * self._rng.uniform(0.7, 1.0)
                     await runner.wait_stop(min(CHECK_PERIOD, max(0.0, next_round - loop.time())))
@@ -127,7 +130,10 @@ class Worker:
                     continue
                 lease = await self.store.acquire_lease(cfg.name, self.id, self.ttl)
             except Exception as e:
-                log.warning("worker %s: cannot acquire stream %s: %s", self.id, cfg.name, e)
+                log.warning(
+                    "worker %s: cannot acquire stream %s: %s", self.id, cfg.name, e,
+                    extra={"stream": cfg.name},
+                )  # fmt: skip
                 return
             if lease is not None:
                 self._start(cfg, lease)
@@ -135,8 +141,9 @@ class Worker:
     def _start(self, cfg: StreamConfig, lease: Lease) -> None:
         previous = "" if lease.epoch == 1 else f" (from epoch {lease.epoch - 1})"
         log.info(
-            "worker %s: took stream %s at epoch %d%s", self.id, cfg.name, lease.epoch, previous
-        )
+            "worker %s: took stream %s at epoch %d%s", self.id, cfg.name, lease.epoch, previous,
+            extra={"stream": cfg.name},
+        )  # fmt: skip
         self.runner.start_stream(cfg, lease.epoch)
         keeper = LeaseKeeper(self.store, lease, self.ttl, self.runner.writers[cfg.name])
         self.keepers[cfg.name] = keeper  # renewed by ``_round``, not by its own task
@@ -156,7 +163,10 @@ class Worker:
         try:
             now = await self.store.get_lease(name)
             owner = f"{now.owner} (epoch {now.epoch})" if now else "another worker"
-            log.warning("worker %s: stream %s was taken over by %s", self.id, name, owner)
+            log.warning(
+                "worker %s: stream %s was taken over by %s", self.id, name, owner,
+                extra={"stream": name},
+            )  # fmt: skip
             saved = (await self.store.get_status()).get(name) or {}
             if int(saved.get("epoch") or 0) > ours.epoch:
                 return
