@@ -532,8 +532,8 @@ class App:
         self._streams = {c.name: c for c in new.streams}
         self._wanted = [c.name for c in new.streams]
         self._processors = processors
-        self._base = new
-        self._config = assemble(new, new.streams, processors, self._secrets | new.secrets)
+        self._base, self._secrets = new, self._secrets | new.secrets
+        self._config = assemble(new, new.streams, processors, self._secrets)
         if runner is not None:
             runner.config = self._config
             for cfg in new.streams:
