@@ -26,7 +26,16 @@ RUN groupadd --system --gid 10001 longline \
 WORKDIR /data
 USER 10001:10001
 
-# longline flushes and commits its last checkpoint on SIGTERM (docker stop, ECS, systemd).
+# The operators' listener on loopback serves /healthz to the health check below (and /metrics,
+# /readyz, the status page to `docker exec`). To scrape from outside the container, override
+# the command with `--http 0.0.0.0:9464` and set `http.token` in the config.
+EXPOSE 9464
+ENV LONGLINE_HEALTH_URL=http://127.0.0.1:9464/healthz
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['LONGLINE_HEALTH_URL'], timeout=4)"]
+
+# longline flushes and commits its last checkpoint on SIGTERM (docker stop, ECS, systemd);
+# SIGHUP (docker kill -s HUP) re-reads the config.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["longline"]
-CMD ["run", "/config/longline.yaml"]
+CMD ["run", "/config/longline.yaml", "--http", "127.0.0.1:9464"]

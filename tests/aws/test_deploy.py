@@ -384,7 +384,10 @@ def test_dockerfile_runs_longline_as_a_non_root_user() -> None:
     assert lines[0] == "FROM python:3.11-slim"
     assert any(line.startswith('RUN pip install ".${EXTRAS}"') for line in lines)
     assert "USER 10001:10001" in lines
-    assert lines[-2:] == ['ENTRYPOINT ["longline"]', 'CMD ["run", "/config/longline.yaml"]']
+    assert lines[-2:] == [
+        'ENTRYPOINT ["longline"]',
+        'CMD ["run", "/config/longline.yaml", "--http", "127.0.0.1:9464"]',
+    ]
 
 
 def write(tmp_path: Path, text: str) -> str:

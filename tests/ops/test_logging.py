@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 
@@ -125,8 +127,24 @@ def test_json_output_is_redacted() -> None:
     assert SECRET not in lines[0]
     assert entry["level"] == "ERROR"
     assert entry["logger"] == "longline.json"
-    assert entry["message"] == "bad ***"
+    assert entry["msg"] == "bad ***"
     assert entry["exc"].endswith("ValueError: ***")
+
+
+def test_json_lines_carry_rfc3339_time_and_the_context_fields() -> None:
+    out = _capture(json_mode=True)
+    log = logging.getLogger("longline.ctx")
+    log.warning("reconnecting", extra={"stream": "s1", "cause": "stall", "cursor": SECRET})
+    log.info("delivered", extra={"processor": "p", "stream": "s2"})
+    log.info("plain")
+    first, second, third = (json.loads(x) for x in out.getvalue().splitlines())
+    stamp = datetime.fromisoformat(first["ts"])
+    assert first["ts"].endswith("Z") and stamp.tzinfo is not None
+    assert abs(stamp.timestamp() - time.time()) < 60
+    assert first == {"ts": first["ts"], "level": "WARNING", "logger": "longline.ctx",
+                     "msg": "reconnecting", "stream": "s1", "cause": "stall", "cursor": "***"}
+    assert (second["processor"], second["stream"], second["msg"]) == ("p", "s2", "delivered")
+    assert set(third) == {"ts", "level", "logger", "msg"}
 
 
 def test_rich_console_output_is_redacted() -> None:

@@ -35,6 +35,7 @@ from longline.config import (
 )
 from longline.config.model import DEFAULT_STORE
 from longline.delivery.dispatcher import Dispatcher, lane_streams
+from longline.engine.reload import Diff, ReloadResult, diff
 from longline.engine.runner import Runner
 from longline.ops.logging import add_secrets
 from longline.processors.base import Processor
@@ -389,6 +390,7 @@ class App:
                     self._launch(primary)
                 for name in self._wanted:
                     self._start_capture(self._streams[name])
+                runner.ready()  # systemd Type=notify: store open, streams started
                 if ready is not None:
                     ready.set()
                 await self._wait(duration)
@@ -503,6 +505,66 @@ class App:
         for result in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(result, Exception):
                 log.error("dispatcher failed: %r", result)
+
+    # -- live reload (SIGHUP, POST /api/reload: engine/reload.py) --------------------------------
+
+    async def reload(self, new: Config) -> ReloadResult:
+        """Apply a re-read config while serving: added streams start, removed ones stop (flushed,
+        checkpointed, final status saved), changed ones restart, unchanged ones keep their
+        connections; processors likewise on the delivery side (``Dispatcher.apply``)."""
+        store = self._store
+        if not self._serving or store is None or self._stop is None or self._stop.is_set():
+            return ReloadResult(ok=False, errors=["the app is starting or stopping; try again"])
+        old = self.config
+        streams = diff({c.name: c for c in old.streams}, {c.name: c for c in new.streams})
+        runner = self._runner if self._capture else None
+        for name in streams.removed + streams.changed:
+            if runner is not None and name in runner.supervisors:
+                self._leaving.add(name)
+                await runner.stop_stream(name)
+                await runner.bounded(store.put_status(name, runner.status_of(name)), "save status")
+        for name in streams.removed:  # no longer configured: no longer reported
+            if runner is not None:
+                runner.stats.pop(name, None)
+        kept = [p for p in self._processors if p.name in self._handlers]  # @app.processor
+        processors = [*new.processors, *(p for p in kept if p.name not in
+                                         {q.name for q in new.processors})]  # fmt: skip
+        self._streams = {c.name: c for c in new.streams}
+        self._wanted = [c.name for c in new.streams]
+        self._processors = processors
+        self._base, self._secrets = new, self._secrets | new.secrets
+        self._config = assemble(new, new.streams, processors, self._secrets)
+        if runner is not None:
+            runner.config = self._config
+            for cfg in new.streams:
+                if cfg.name in streams.added + streams.changed:
+                    self._leaving.discard(cfg.name)
+                    self._start_capture(cfg)
+        result = ReloadResult(ok=True, streams=streams)
+        if self._deliver:
+            result.processors = await self._reload_delivery(store, old)
+        return result
+
+    async def _reload_delivery(self, store: Store, old: Config) -> Diff:
+        """One dispatcher (the usual case) applies the new lanes itself; after ``add_stream``
+        made more, delivery restarts as a whole (cursors make that safe)."""
+        config = self.config
+        lanes = diff(
+            {p.name: (p, lane_streams(old, p)) for p in old.processors},
+            {p.name: (p, lane_streams(config, p)) for p in config.processors},
+        )
+        if not (lanes.added or lanes.removed or lanes.changed):
+            return lanes
+        if len(self._dispatchers) == 1 and self._primary is not None:
+            await self._primary.apply(config)
+        else:
+            await self._stop_delivery()
+            self._dispatchers, self._primary = [], None
+            primary = self._deliverer(store)
+            if primary is not None:
+                self._launch(primary)
+        self._lanes = {(p.name, s) for p in config.processors for s in lane_streams(config, p)}
+        return lanes
 
     # -- reading -----------------------------------------------------------------------------
 

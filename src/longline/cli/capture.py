@@ -17,7 +17,7 @@ from longline.cli.common import (
     listen_of,
     load_config_or_exit,
 )
-from longline.cli.options import DURATION, Duration, log_level_of
+from longline.cli.options import DURATION, Duration, log_json, log_level_of
 from longline.config import Config, ConfigError, load_config
 from longline.ops.logging import setup_logging
 
@@ -64,13 +64,15 @@ def run(
     http: str | None,
 ) -> None:
     """Capture every stream of CONFIG (with --worker: the streams it leases) until
-    SIGINT/SIGTERM (or --duration).
+    SIGINT/SIGTERM (or --duration). SIGHUP re-reads CONFIG: only the streams that changed
+    reconnect.
 
     Exit status: 0 when every stream ran until the stop and all it received is committed;
     1 when a stream failed, items were left uncommitted, or the store could not be opened;
     2 for an invalid config or command line."""
     from longline.api import App
     from longline.engine.outcome import exit_code, final_line
+    from longline.engine.reload import Reloader
     from longline.engine.runner import Runner
     from longline.engine.workers import DEFAULT_LEASE_TTL, Worker
     from longline.stores import StoreError, open_store
@@ -80,7 +82,7 @@ def run(
     ttl = DEFAULT_LEASE_TTL if lease_ttl is None else lease_ttl
     cfg = load_config_or_exit(config)
     listen = listen_of(cfg, config, http)
-    setup_logging(log_level_of(ctx), secrets=cfg.secrets)
+    setup_logging(log_level_of(ctx), secrets=cfg.secrets, json=log_json(ctx))
     max_streams = _fit_file_limit(config, cfg, worker, max_streams)
 
     async def go() -> int:
@@ -96,16 +98,19 @@ def run(
                 proc.runner.services.append(runner_service(listen))
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, proc.stop)
+            loop.add_signal_handler(signal.SIGHUP, _no_reload_in_worker_mode)
             await proc.run(duration=duration)
             return finish(proc.runner)
         app = App.from_config(cfg, create_tables=create_tables)  # capture + its processors
+        reloader = Reloader(config, app)  # SIGHUP and POST /api/reload (engine/reload.py)
         services = []
         if listen is not None:
             from longline.ops.http import app_service
 
-            services.append(app_service(listen))
+            services.append(app_service(listen, reload=reloader.reload_line))
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, app.stop)
+        loop.add_signal_handler(signal.SIGHUP, reloader.on_signal)
         await app.serve(duration, services=services)
         assert app.runner is not None
         return finish(app.runner)
@@ -126,6 +131,12 @@ def run(
         fail(f"{config}: store: {e}", 1)
     sys.exit(code)
 
+
+
+def _no_reload_in_worker_mode() -> None:
+    logging.getLogger("longline.reload").warning(
+        "SIGHUP ignored: worker mode does not reload its config; restart the worker"
+    )
 
 
 def _fit_file_limit(path: str, cfg: Config, worker: bool, max_streams: int | None) -> int | None:

@@ -17,7 +17,7 @@ import orjson
 
 from longline.api.status import Status
 from longline.cli.common import fail, listen_of, load_config_or_exit
-from longline.cli.options import DURATION, log_level_of
+from longline.cli.options import DURATION, log_json, log_level_of
 from longline.config import Config
 from longline.delivery.redeliver import (
     Redelivered,
@@ -27,6 +27,7 @@ from longline.delivery.redeliver import (
     retry_dead_letters,
     settings_of,
 )
+from longline.engine.reload import Reloader
 from longline.ops.logging import setup_logging
 from longline.stores import open_store
 from longline.stores.base import Outbox
@@ -39,7 +40,7 @@ _CONFIG = click.argument("config", type=click.Path(dir_okay=False))
 
 def _setup(ctx: click.Context, path: str, *, read_only: bool = False) -> Config:
     cfg = load_config_or_exit(path, read_only=read_only)
-    setup_logging(log_level_of(ctx), secrets=cfg.secrets)
+    setup_logging(log_level_of(ctx), secrets=cfg.secrets, json=log_json(ctx))
     if not cfg.processors:
         fail(f"{path}: no processors configured", 2)
     return cfg
@@ -91,7 +92,8 @@ def dispatch_command(
 ) -> None:
     """Deliver stored events to the processors of CONFIG, without capturing.
 
-    Runs beside `longline run` (or on another machine sharing the store) until SIGINT/SIGTERM.
+    Runs beside `longline run` (or on another machine sharing the store) until SIGINT/SIGTERM;
+    SIGHUP re-reads CONFIG and starts, stops or restarts only the processors that changed.
     """
     from longline.api import App
     from longline.ops.http import app_service
@@ -99,12 +101,14 @@ def dispatch_command(
     cfg = _setup(ctx, config)
     listen = listen_of(cfg, config, http)
     app = App.from_config(cfg)
-    services = [] if listen is None else [app_service(listen)]
+    reloader = Reloader(config, app)  # SIGHUP and POST /api/reload
+    services = [] if listen is None else [app_service(listen, reload=reloader.reload_line)]
 
     async def go() -> Status:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, app.stop)
+        loop.add_signal_handler(signal.SIGHUP, reloader.on_signal)
         return await app.serve(duration, capture=False, services=services)
 
     status = asyncio.run(go())

@@ -9,7 +9,7 @@ import click
 
 from longline.cli import capture, delivery, read
 from longline.cli.common import fail, user_error
-from longline.cli.options import log_level_option
+from longline.cli.options import log_format_option, log_level_option
 
 __all__ = ["main"]
 
@@ -31,6 +31,7 @@ class _Main(click.Group):
 @click.group(cls=_Main)
 @click.version_option(package_name="longline")
 @log_level_option(group=True)
+@log_format_option(group=True)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Keep outbound event streams alive and store every event exactly once."""
@@ -54,9 +55,12 @@ def _register() -> None:
     main.add_command(delivery.dispatch_command, "dispatch")
     main.add_command(delivery.deadletters_command, "deadletters")
     main.add_command(delivery.replay_command, "replay")
-    for command in main.commands.values():  # --log-level also after the subcommand
+    main.add_command(read.tail_command, "tail")
+    for command in main.commands.values():  # --log-level and --log-format also after it
         if not any(p.name == "log_level" for p in command.params):
             log_level_option()(command)
+        if not any(p.name == "log_format" for p in command.params):
+            log_format_option()(command)
 
 
 _register()

@@ -1,8 +1,9 @@
 """Command-line option types shared by every ``longline`` command.
 
 One duration type, so that ``--duration``, ``--lease-ttl``, ``--timeout`` ... all read what a
-config file reads (``90``, ``90s``, ``5m``, ``1h30m``), and one ``--log-level`` option that
-works on the group and on each subcommand, and from ``LONGLINE_LOG_LEVEL``.
+config file reads (``90``, ``90s``, ``5m``, ``1h30m``), and ``--log-level`` and
+``--log-format`` options that work on the group and on each subcommand, and from
+``LONGLINE_LOG_LEVEL`` and ``LONGLINE_LOG_FORMAT``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,22 @@ import click
 
 from longline.core.units import format_duration, parse_duration
 
-__all__ = ["DURATION", "LOG_LEVELS", "Duration", "log_level_of", "log_level_option"]
+__all__ = [
+    "DURATION",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "Duration",
+    "log_format_option",
+    "log_json",
+    "log_level_of",
+    "log_level_option",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_LEVEL_ENV = "LONGLINE_LOG_LEVEL"
+LOG_FORMATS = ("text", "json")
+LOG_FORMAT_ENV = "LONGLINE_LOG_FORMAT"
 
 
 if TYPE_CHECKING:  # click >= 8.2 makes ParamType generic; older releases are not subscriptable
@@ -85,3 +97,33 @@ def log_level_of(ctx: click.Context) -> str:
     """The level chosen by ``--log-level`` (before or after the subcommand) or the environment."""
     level: str = ctx.find_root().meta.get("longline.log_level", "INFO")
     return level
+
+
+def _remember_format(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Store the format on the root context: the last one given (group or subcommand) wins."""
+    if value is not None:
+        ctx.find_root().meta["longline.log_format"] = value.lower()
+    return value
+
+
+def log_format_option(*, group: bool = False) -> Callable[[F], F]:
+    """``--log-format text|json``, default text; like ``--log-level``, on the group it also
+    reads ``LONGLINE_LOG_FORMAT`` and on a subcommand it overrides both."""
+    return click.option(
+        "--log-format",
+        type=click.Choice(LOG_FORMATS, case_sensitive=False),
+        default=None,
+        envvar=LOG_FORMAT_ENV if group else None,
+        show_envvar=group,
+        expose_value=False,
+        is_eager=True,
+        callback=_remember_format,
+        help="Log lines as text (rich on a terminal) or one JSON object per line "
+        "[default: text].",
+    )
+
+
+def log_json(ctx: click.Context) -> bool:
+    """True when ``--log-format json`` (before or after the subcommand) or the environment
+    asked for JSON log lines."""
+    return bool(ctx.find_root().meta.get("longline.log_format") == "json")

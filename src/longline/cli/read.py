@@ -1,11 +1,11 @@
-"""``longline events`` and ``longline status``: read what the store holds, from any process,
+"""``longline events``, ``tail`` and ``status``: read what the store holds, from any process,
 without creating a store or needing stream and processor secrets."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 import orjson
@@ -16,7 +16,7 @@ from longline.config import Config
 if TYPE_CHECKING:
     from longline.stores.base import EventLog
 
-__all__ = ["events", "status"]
+__all__ = ["events", "status", "tail_command"]
 
 
 @click.command()
@@ -52,6 +52,8 @@ async def _print_events(
 async def _write_events(
     store: EventLog, stream: str, after: int, limit: int | None, quarantined: bool
 ) -> None:
+    from longline.ops.tail import event_record
+
     out = sys.stdout.buffer
     remaining = limit if limit is not None else -1
     try:
@@ -75,16 +77,7 @@ async def _write_events(
             else:
                 evs = await store.read(stream, after, page)
                 for ev in evs:
-                    obj: dict[str, Any] = {
-                        "seq": ev.seq,
-                        "key": ev.key,
-                        "cursor": ev.cursor,
-                        "received_at": ev.received_at,
-                        "payload": _payload(ev.payload),
-                    }
-                    if ev.event is not None:
-                        obj["event"] = ev.event
-                    out.write(orjson.dumps(obj) + b"\n")
+                    out.write(orjson.dumps(event_record(ev)) + b"\n")
                 items = evs  # type: ignore[assignment]
                 after = evs[-1].seq if evs else after
             if remaining > 0:
@@ -93,14 +86,6 @@ async def _write_events(
                 break
     finally:
         out.flush()
-
-
-def _payload(text: str) -> Any:
-    """The parsed JSON value when the message was JSON, else the text."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text
 
 
 @click.command()
@@ -127,3 +112,38 @@ def status(config: str, as_json: bool, check: bool) -> None:
         for line in found:
             click.echo(line, err=True)
         sys.exit(1 if found else 0)
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--stream", "streams", multiple=True, help="Only this stream (repeat for several).")
+@click.option(
+    "--after",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Start after this seq in every stream (0: from the first event).",
+)
+@click.option(
+    "-n",
+    "--lines",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Without --after: start with the last N events of each stream.",
+)
+@click.option("-f", "--follow", "live", is_flag=True, help="Keep printing events as they commit.")
+def tail_command(
+    config: str, streams: tuple[str, ...], after: int | None, lines: int, live: bool
+) -> None:
+    """Print the events of CONFIG's streams as NDJSON (the shape of `events`, plus `stream`),
+    in seq order per stream; with --follow, keep printing them as they are committed, until
+    Ctrl-C."""
+    from longline.ops.tail import run_until_interrupted, tail
+
+    cfg = load_config_or_exit(config, read_only=True)
+    known = [s.name for s in cfg.streams]
+    for name in streams:
+        if name not in known:
+            fail(f"--stream: no stream named {name!r} in {config}", 2)
+    chosen = list(dict.fromkeys(streams)) if streams else known
+    run_until_interrupted(tail(cfg, chosen, after, lines, live))

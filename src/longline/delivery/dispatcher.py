@@ -27,6 +27,7 @@ from typing import Any
 from longline.config import Config
 from longline.core.backoff import Backoff
 from longline.core.model import StoredEvent
+from longline.engine.reload import Diff, ReloadResult, diff
 from longline.engine.summary import Periodic, dispatch_lines
 from longline.ops.logging import redact_stored
 from longline.processors.base import Processor, ProcessorError
@@ -102,6 +103,7 @@ async def deliver_batch(
         log.warning(
             "%s: delivery of %s seq %d..%d failed (attempt %d/%d, retry in %.2fs): %s",
             name, stream, events[0].seq, events[-1].seq, attempts, retry.max_attempts, delay, text,
+            extra={"processor": name, "stream": stream},
         )  # fmt: skip
         if await _stopped_within(stop, delay):
             return None
@@ -168,20 +170,24 @@ class Dispatcher:
         }
         self._rng = rng
         self._stop = asyncio.Event()
+        self._stops: dict[str, asyncio.Event] = {}  # per processor, so a reload stops one
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._changed = asyncio.Event()
+        self._swapping = False
 
     def stop(self) -> None:
         """Ask every lane to finish its in-flight batch and end (safe from a signal handler)."""
         self._stop.set()
+        for event in self._stops.values():
+            event.set()
 
     async def run(self, duration: float | None = None) -> dict[tuple[str, str], DeliveryStats]:
         """Deliver until ``stop()`` or ``duration``; the store must already be open."""
-        tasks = [
-            asyncio.create_task(self._run_processor(s), name=f"processor:{s.name}")
-            for s in self.config.processors
-        ]
+        for settings in self.config.processors:
+            self._launch(settings)
         stopper = asyncio.ensure_future(self._stop.wait())
         # Ends by itself only when no processor could start (each failure is logged).
-        ended = asyncio.gather(*tasks, return_exceptions=True)
+        ended = asyncio.ensure_future(self._all_ended())
         summary = Periodic(
             self.config.log_summary_interval, lambda b, s: dispatch_lines(self.stats, b, s)
         )
@@ -189,7 +195,8 @@ class Dispatcher:
         try:
             waits: list[asyncio.Future[Any]] = [stopper, ended]
             await asyncio.wait(waits, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
-            self._stop.set()
+            self.stop()
+            tasks = list(self._tasks.values())
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=self.drain_timeout)
                 for task in pending:
@@ -199,28 +206,96 @@ class Dispatcher:
             stopper.cancel()
             ended.cancel()
             for name, processor in self.processors.items():
-                try:
-                    await processor.close()
-                except Exception as exc:
-                    log.warning("closing processor %s failed: %s", name, exc)
+                await self._close(name, processor)
             await summary.stop()
         return self.stats
+
+    async def reload(self, new: Config) -> ReloadResult:
+        """What ``longline dispatch`` does on SIGHUP (see ``apply``)."""
+        return ReloadResult(ok=True, processors=await self.apply(new))
+
+    async def apply(self, new: Config) -> Diff:
+        """Apply ``new``: start added processors, stop removed ones (the in-flight batch is
+        delivered and acknowledged first), restart those whose settings or lanes changed, and
+        leave the others delivering."""
+        old_lanes = {p.name: (p, lane_streams(self.config, p)) for p in self.config.processors}
+        new_lanes = {p.name: (p, lane_streams(new, p)) for p in new.processors}
+        changes = diff(old_lanes, new_lanes)
+        # Built first: a kind whose library is missing refuses the reload before anything stops.
+        built = {
+            p.name: build_processor(p)
+            for p in new.processors
+            if p.name in changes.added + changes.changed
+        }
+        self._swapping = True
+        try:
+            for name in changes.removed + changes.changed:
+                await self._halt(name)
+            self.config = new
+            for settings in new.processors:
+                if settings.name in built and not self._stop.is_set():
+                    self.processors[settings.name] = built[settings.name]
+                    for stream in lane_streams(new, settings):
+                        self.stats[settings.name, stream] = DeliveryStats()
+                    self._launch(settings)
+        finally:
+            self._swapping = False
+            self._changed.set()
+        return changes
+
+    def _launch(self, settings: ProcessorSettings) -> None:
+        self._stops[settings.name] = asyncio.Event()
+        self._tasks[settings.name] = asyncio.create_task(
+            self._run_processor(settings), name=f"processor:{settings.name}"
+        )
+        self._changed.set()
+
+    async def _halt(self, name: str) -> None:
+        """Stop one processor's lanes (bounded by ``drain_timeout``), close it, forget it."""
+        self._stops[name].set()
+        task = self._tasks.pop(name)
+        _, pending = await asyncio.wait([task], timeout=self.drain_timeout)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await self._close(name, self.processors.pop(name))
+        del self._stops[name]
+        for key in [k for k in self.stats if k[0] == name]:
+            del self.stats[key]
+
+    async def _close(self, name: str, processor: Processor) -> None:
+        try:
+            await processor.close()
+        except Exception as exc:
+            log.warning("closing processor %s failed: %s", name, exc, extra={"processor": name})
+
+    async def _all_ended(self) -> None:
+        """Return when every processor task ended by itself (not while a reload swaps them)."""
+        while True:
+            running = [t for t in self._tasks.values() if not t.done()]
+            if not running and not self._swapping:
+                return
+            self._changed.clear()
+            changed = asyncio.ensure_future(self._changed.wait())
+            await asyncio.wait([*running, changed], return_when=asyncio.FIRST_COMPLETED)
+            changed.cancel()
 
     async def _run_processor(self, settings: ProcessorSettings) -> None:
         processor = self.processors[settings.name]
         lanes = lane_streams(self.config, settings)
-        if not await self._start(settings, processor):
+        stop = self._stops[settings.name]
+        if not await self._start(settings, processor, stop):
             for stream in lanes:  # stopped while starting is not a failure
-                self.stats[settings.name, stream].state = (
-                    "stopped" if self._stop.is_set() else "failed"
-                )
+                self.stats[settings.name, stream].state = "stopped" if stop.is_set() else "failed"
             return
-        await asyncio.gather(*(self._lane(settings, processor, s) for s in lanes))
+        await asyncio.gather(*(self._lane(settings, processor, s, stop) for s in lanes))
 
-    async def _start(self, settings: ProcessorSettings, processor: Processor) -> bool:
+    async def _start(
+        self, settings: ProcessorSettings, processor: Processor, stop: asyncio.Event
+    ) -> bool:
         """Start ``processor``, retrying transient failures; False when it cannot start."""
         backoff = Backoff(settings.retry.initial, settings.retry.max, self._rng)
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 await processor.start()
                 streams = lane_streams(self.config, settings)
@@ -231,21 +306,26 @@ class Dispatcher:
                 return True
             except Exception as exc:
                 permanent = isinstance(exc, ProcessorError) and exc.permanent
-                log.error("processor %s cannot start: %s", settings.name, exc)
+                log.error(
+                    "processor %s cannot start: %s", settings.name, exc,
+                    extra={"processor": settings.name},
+                )  # fmt: skip
                 for key, stats in self.stats.items():
                     if key[0] == settings.name:
                         stats.last_error = str(exc)
                 if permanent:
                     return False
-            await _stopped_within(self._stop, backoff.next_delay())
+            await _stopped_within(stop, backoff.next_delay())
         return False
 
-    async def _lane(self, settings: ProcessorSettings, processor: Processor, stream: str) -> None:
+    async def _lane(
+        self, settings: ProcessorSettings, processor: Processor, stream: str, stop: asyncio.Event
+    ) -> None:
         name = settings.name
         stats = self.stats[name, stream]
         backoff = Backoff(self.poll or 0.1, max(settings.retry.max, self.poll or 0.1), self._rng)
         cursor: int | None = None
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 if cursor is None:
                     cursor = stats.cursor = await self.store.delivery_cursor(name, stream)
@@ -256,20 +336,26 @@ class Dispatcher:
                     continue
                 stats.state = "delivering"
                 dead = await deliver_batch(
-                    processor, stream, events, settings.retry, stop=self._stop, stats=stats,
+                    processor, stream, events, settings.retry, stop=stop, stats=stats,
                     rng=self._rng, name=name, secrets=self.config.secrets,
                 )  # fmt: skip
                 if dead is None:
                     break
                 await self.store.ack(name, stream, events[-1].seq, dead)
                 if dead:
-                    log.error("%s", dead_letter_summary(name, stream, dead))
+                    log.error(
+                        "%s", dead_letter_summary(name, stream, dead),
+                        extra={"processor": name, "stream": stream},
+                    )  # fmt: skip
                 cursor = stats.cursor = events[-1].seq
                 stats.delivered += len(events) - len(dead)
                 stats.dead += len(dead)
                 backoff.reset()
             except Exception as exc:  # the store failed: keep the cursor, try again later
                 stats.last_error = str(exc)
-                log.warning("delivery lane %s/%s: %s", name, stream, exc)
-                await _stopped_within(self._stop, backoff.next_delay())
+                log.warning(
+                    "delivery lane %s/%s: %s", name, stream, exc,
+                    extra={"processor": name, "stream": stream},
+                )  # fmt: skip
+                await _stopped_within(stop, backoff.next_delay())
         stats.state = "stopped"

@@ -72,6 +72,7 @@ class LeaseKeeper:
                 self.lease.stream,
                 self.lease.epoch,
                 self.current.epoch,
+                extra={"stream": self.lease.stream},
             )
 
     async def _run(self) -> None:
@@ -80,7 +81,10 @@ class LeaseKeeper:
             try:
                 await self.refresh()
             except Exception as e:  # a store hiccup must not end the invocation
-                log.warning("stream %s: lease renewal failed: %s", self.lease.stream, e)
+                log.warning(
+                    "stream %s: lease renewal failed: %s", self.lease.stream, e,
+                    extra={"stream": self.lease.stream},
+                )  # fmt: skip
             # Poll fast while a handoff is under way: until our first commit is marked live
             # (a predecessor waits for it), and once superseded (we wait for the successor).
             handing_over = self.superseded or not self.current.live

@@ -40,6 +40,7 @@ from longline.engine.stats import StreamStats
 from longline.engine.summary import Periodic, stream_lines
 from longline.engine.supervisor import Supervisor
 from longline.engine.writer import StreamWriter
+from longline.ops import systemd
 from longline.ops.logging import redact_stored
 from longline.stores import open_store
 from longline.stores.base import Store
@@ -108,6 +109,7 @@ class Runner:
         """Run every stream until stopped (or all of them ended); returns the final stats."""
         async with self.opened(on_tick):
             tasks = [self.start_stream(c, self.epochs.get(c.name)) for c in self.config.streams]
+            self.ready()
             stopper: asyncio.Future[bool] = asyncio.ensure_future(self._stop.wait())
             ended = asyncio.gather(*tasks, return_exceptions=True)
             waits: list[asyncio.Future[Any]] = [stopper, ended]
@@ -115,6 +117,10 @@ class Runner:
             stopper.cancel()
             await self.shutdown()
         return self.stats
+
+    def ready(self) -> None:
+        """Tell systemd (``Type=notify``) that the store is open and the streams started."""
+        systemd.notify(f"READY=1\nSTATUS=capturing {len(self.supervisors)} stream(s)")
 
     @contextlib.asynccontextmanager
     async def opened(self, on_tick: Callable[[Runner], None] | None = None) -> AsyncIterator[None]:
@@ -137,12 +143,14 @@ class Runner:
         )
         summary.start()
         services = contextlib.AsyncExitStack()
+        watchdog = asyncio.create_task(systemd.watchdog(), name="watchdog")
         try:
             for service in self.services:
                 await services.enter_async_context(service(self))
             self._status_task = asyncio.create_task(self._status_loop(on_tick))
             yield
         finally:
+            watchdog.cancel()
             if not self._down:  # left by an error: still commit what was received
                 self._close_by = await self._halt(list(self.supervisors), self._deadline())
             await self._cancel_status()
@@ -197,6 +205,7 @@ class Runner:
         if self._down:
             return
         self._down = True
+        systemd.notify("STOPPING=1")
         self._close_by = await self._halt(list(self.supervisors), self._deadline())
         await self._cancel_status()
         await self.bounded(self._save_status(), "save the final status")
@@ -222,7 +231,7 @@ class Runner:
                 await asyncio.wait(stuck)
         for name, task in zip(names, tasks, strict=True):
             if not task.cancelled() and (error := task.exception()) is not None:
-                log.error("stream %s crashed: %r", name, error)
+                log.error("stream %s crashed: %r", name, error, extra={"stream": name})
                 self.stats[name].state, self.stats[name].reason = "failed", repr(error)
         left = await asyncio.gather(
             *(self.writers[n].close(max(0.0, deadline - loop.time())) for n in names),
@@ -236,7 +245,7 @@ class Runner:
         """Record how the writer of ``name`` closed: all committed, some left, or crashed."""
         stats, writer = self.stats[name], self.writers[name]
         if isinstance(left, BaseException):
-            log.error("stream %s: writer crashed: %r", name, left)
+            log.error("stream %s: writer crashed: %r", name, left, extra={"stream": name})
             stats.state, stats.reason = "failed", repr(left)
             left = writer.uncommitted
         stats.uncommitted = left

@@ -34,7 +34,7 @@ from longline.core.handoff import Action, Rotation
 from longline.core.resume import build_request
 from longline.engine.connections import connection_for
 from longline.engine.gate import ConnectGate
-from longline.engine.stats import StreamStats
+from longline.engine.stats import CAUSE_LABELS, StreamStats
 from longline.engine.writer import StreamWriter
 from longline.sessions.base import SessionContext
 from longline.sessions.connection import SessionConnection
@@ -134,7 +134,10 @@ class Supervisor:
             cause = outcome.cause
             if decision.stop:
                 self._failed_slots += 1
-                log.error("stream %s: giving up: %s", cfg.name, decision.reason)
+                log.error(
+                    "stream %s: giving up: %s", cfg.name, decision.reason,
+                    extra={"stream": cfg.name, "cause": CAUSE_LABELS[outcome.cause]},
+                )  # fmt: skip
                 if self._failed_slots >= cfg.redundancy:
                     self.stats.state, self.stats.reason = "failed", decision.reason
                 return
@@ -143,10 +146,9 @@ class Supervisor:
                 delay = max(delay, sse.retry / 1000)  # the server's retry: never sooner
             log.warning(
                 "stream %s: connection ended (%s); reconnecting in %.2fs",
-                cfg.name,
-                outcome.detail,
-                delay,
-            )
+                cfg.name, outcome.detail, delay,
+                extra={"stream": cfg.name, "cause": CAUSE_LABELS[outcome.cause]},
+            )  # fmt: skip
             self.stats.reason = outcome.detail
             self._set_state("backing-off")
             with contextlib.suppress(TimeoutError):
@@ -303,7 +305,10 @@ class Supervisor:
             where = "no checkpoint yet"
         which = f" [connection {slot + 1}/{cfg.redundancy}]" if cfg.redundancy > 1 else ""
         url = shown_url(cfg.url) if cfg.url else "the URL its session obtained"
-        log.info("stream %s%s: connected to %s (%s)", cfg.name, which, url, where)
+        log.info(
+            "stream %s%s: connected to %s (%s)", cfg.name, which, url, where,
+            extra={"stream": cfg.name, "cursor": cursor if cfg.resume is not None else None},
+        )  # fmt: skip
 
     def _start(self, conn: Connection) -> asyncio.Task[Outcome]:
         self._opened(conn)
@@ -337,7 +342,10 @@ class Supervisor:
             if isinstance(conn, SessionConnection) and conn.stall_limit is not None:
                 limit = conn.stall_limit  # the provider's keepalive period (Twitch)
             if now - conn.last_rx > limit:
-                log.warning("stream %s: nothing received for %.1fs", self.cfg.name, limit)
+                log.warning(
+                    "stream %s: nothing received for %.1fs", self.cfg.name, limit,
+                    extra={"stream": self.cfg.name, "cause": CAUSE_LABELS[Cause.STALL]},
+                )  # fmt: skip
                 conn.abort(Outcome(Cause.STALL, None, None, f"stalled for {limit:g}s"))
 
     def _note(self, text: str) -> None:
@@ -454,4 +462,7 @@ class _Watchdog:
                 try:
                     sup._check_stalls(now)
                 except Exception:  # one stream's trouble must not unwatch the others
-                    log.exception("stream %s: stall check failed", sup.cfg.name)
+                    log.exception(
+                        "stream %s: stall check failed", sup.cfg.name,
+                        extra={"stream": sup.cfg.name},
+                    )  # fmt: skip

@@ -115,11 +115,14 @@ class Worker:
         async with runner.opened():
             renewal = asyncio.create_task(self._renew_loop(), name="leases:renew")
             try:
-                next_round = loop.time()
+                next_round, ready = loop.time(), False
                 while not runner.stopping and (end is None or loop.time() < end):
                     await self._check()
                     if loop.time() >= next_round:
                         await self._balance()
+                        if not ready:  # the store is open and the first streams started
+                            runner.ready()
+                            ready = True
                         next_round = loop.time() + self._period(6)
                     await runner.wait_stop(min(CHECK_PERIOD, max(0.0, next_round - loop.time())))
             finally:
@@ -213,8 +216,9 @@ class Worker:
             owner = f"{now.owner} (epoch {now.epoch})" if now else "another worker"
             how = "after it went live" if keeper.successor_live else f"after {waited:.1f}s"
             log.warning(
-                "worker %s: stream %s was taken over by %s; stopped %s", self.id, name, owner, how
-            )
+                "worker %s: stream %s was taken over by %s; stopped %s", self.id, name, owner, how,
+                extra={"stream": name},
+            )  # fmt: skip
             saved = (await self.store.get_status()).get(name) or {}
             if int(saved.get("epoch") or 0) > keeper.lease.epoch:
                 return
@@ -299,7 +303,10 @@ class Worker:
             else:
                 lease = await self.store.acquire_lease(cfg.name, self.id, self.ttl)
         except Exception as e:
-            log.warning("worker %s: cannot take stream %s: %s", self.id, cfg.name, e)
+            log.warning(
+                "worker %s: cannot take stream %s: %s", self.id, cfg.name, e,
+                extra={"stream": cfg.name},
+            )  # fmt: skip
             return
         if lease is not None:
             self._start(cfg, lease)
@@ -307,8 +314,9 @@ class Worker:
     def _start(self, cfg: StreamConfig, lease: Lease) -> None:
         previous = "" if lease.epoch == 1 else f" (from epoch {lease.epoch - 1})"
         log.info(
-            "worker %s: took stream %s at epoch %d%s", self.id, cfg.name, lease.epoch, previous
-        )
+            "worker %s: took stream %s at epoch %d%s", self.id, cfg.name, lease.epoch, previous,
+            extra={"stream": cfg.name},
+        )  # fmt: skip
         self.runner.start_stream(cfg, lease.epoch)
         keeper = LeaseKeeper(self.store, lease, self.ttl, self.runner.writers[cfg.name])
         self.keepers[cfg.name] = keeper  # renewed by ``_renew_loop``, not by its own task

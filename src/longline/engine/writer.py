@@ -241,7 +241,10 @@ class StreamWriter:
             self._q_written += len(quarantined)
             self._q_waiters = _release(self._q_waiters, self._q_written)
             for q in quarantined:
-                log.warning("stream %s: quarantined: %s", self.stream, q.reason)
+                log.warning(
+                    "stream %s: quarantined: %s", self.stream, q.reason,
+                    extra={"stream": self.stream},
+                )  # fmt: skip
         reconnects = self._reconnects
         if batch or reconnects:
             loop = asyncio.get_running_loop()
@@ -254,8 +257,9 @@ class StreamWriter:
             if result.fenced and not self.fenced:
                 self.fenced = True
                 log.info(
-                    "stream %s: superseded by a newer lease; checkpoint left to it", self.stream
-                )
+                    "stream %s: superseded by a newer lease; checkpoint left to it", self.stream,
+                    extra={"stream": self.stream},
+                )  # fmt: skip
             stats = self.stats
             stats.events += result.new
             stats.duplicates += result.duplicates
@@ -310,14 +314,18 @@ class StreamWriter:
                 if self._closing:
                     delay = min(delay, RETRY_MAX_CLOSING)
                 log.error(
-                    "stream %s: store write failed (%s); retrying in %.1fs", self.stream, e, delay
-                )
+                    "stream %s: store write failed (%s); retrying in %.1fs", self.stream, e, delay,
+                    extra={"stream": self.stream},
+                )  # fmt: skip
                 self._store_error = self.stats.reason = f"store write failed: {e}"
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
                 continue
             if self._store_error is not None:
-                log.info("stream %s: store writes succeed again", self.stream)
+                log.info(
+                    "stream %s: store writes succeed again", self.stream,
+                    extra={"stream": self.stream},
+                )  # fmt: skip
                 if self.stats.reason == self._store_error:
                     self.stats.reason = None
                 self._store_error = None

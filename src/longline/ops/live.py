@@ -157,12 +157,21 @@ class OpsView:
 
     async def sample(self) -> Sample:
         """Every stream's and lane's figures now (reads the store only in dispatch mode)."""
+        self._follow_reload()
         now = time.time()
         streams = self._sample_streams(now)
         heads = {s.name: s.events for s in streams}
         if self.dispatcher is not None and self.runner is None:
             heads = await self._stored_heads(now)
         return Sample(now, streams, self._sample_lanes(heads))
+
+    def _follow_reload(self) -> None:
+        """After a live reload: the new config's streams (for readiness)."""
+        owner = self.runner if self.runner is not None else self.dispatcher
+        if owner is None or owner.config is self.config:
+            return
+        self.config = owner.config
+        self._streams = {s.name: s for s in self.config.streams}
 
     def _sample_streams(self, now: float) -> list[StreamSample]:
         runner = self.runner

@@ -15,9 +15,11 @@ import re
 import sys
 import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import TextIO
 
 __all__ = [
+    "CONTEXT_FIELDS",
     "REDACTED",
     "RedactingFilter",
     "add_secrets",
@@ -118,21 +120,38 @@ class _PlainFormatter(logging.Formatter):
         return _scrub(super().format(record))
 
 
+# Context a call site passes with ``extra={...}``; the JSON lines carry it as fields.
+CONTEXT_FIELDS = ("stream", "processor", "cause", "cursor")
+
+
+def _rfc3339(created: float) -> str:
+    stamp = datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
 class _JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log shippers."""
+    """One JSON object per line, for log shippers: ``ts`` (RFC 3339, UTC), ``level``,
+    ``logger``, ``msg``, the ``CONTEXT_FIELDS`` the record carries, ``exc`` and ``stack``.
+
+    Every string is scrubbed before encoding (JSON escapes could split a secret) and the
+    encoded line once more."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "ts": round(record.created, 3),
+            "ts": _rfc3339(record.created),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "msg": _scrub(record.getMessage()),
         }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = _scrub(value) if isinstance(value, str) else value
         if record.exc_text:
-            entry["exc"] = record.exc_text
+            entry["exc"] = _scrub(record.exc_text)
         if record.stack_info:
-            entry["stack"] = record.stack_info
-        return _scrub(_json.dumps(entry, ensure_ascii=False))
+            entry["stack"] = _scrub(record.stack_info)
+        return _scrub(_json.dumps(entry, ensure_ascii=False, default=str))
 
 
 def _console_handler(stream: TextIO, json: bool) -> logging.Handler:
