@@ -235,12 +235,12 @@ def test_help_lists_the_defaults() -> None:
 
 def test_every_flag_is_documented() -> None:
     docs = (Path(__file__).parents[2] / "docs" / "cost.md").read_text("utf-8")
-    # --log-level is the option every command gets from the group (docs/operations.md).
+    # --log-level and --log-format: every command gets them from the group (operations.md).
     flags = [
         opt
         for p in cost_command.params
         for opt in p.opts
-        if opt.startswith("--") and opt != "--log-level"
+        if opt.startswith("--") and p.name not in ("log_level", "log_format")
     ]
     assert len(flags) > 25
     assert [f for f in flags if not re.search(rf"`[^`]*{re.escape(f)}(?![\w-])", docs)] == []
