@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import yaml
 
-from longline.ops.logging import REDACTED
+from longline.core.secrets import REDACTED
 from tests.processors.helpers import DUMMY_URL, filled_store
 
 TOKEN = "tok-9f8e7d6c5b4a"
@@ -142,7 +142,7 @@ def test_dispatch_periodic_summary(tmp_path: Path) -> None:
 async def test_command_stderr_is_redacted_before_it_is_cut() -> None:
     """The error keeps the last 500 characters of stderr: a cut through a secret must not
     leave its tail behind (a piece no redactor recognises)."""
-    from longline.ops.logging import add_secrets
+    from longline.core.secrets import add_secrets
     from longline.processors.base import ProcessorError
     from longline.processors.command import CommandProcessor, CommandSettings
 

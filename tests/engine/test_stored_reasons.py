@@ -10,8 +10,8 @@ from typing import Any
 
 from longline.config import parse_config
 from longline.core.model import Quarantined
+from longline.core.secrets import REDACTED
 from longline.engine.runner import Runner
-from longline.ops.logging import REDACTED
 from longline.stores import SQLiteStore
 from longline.testing.provider import Provider
 

@@ -11,14 +11,8 @@ from datetime import datetime
 
 import pytest
 
-from longline.ops.logging import (
-    RedactingFilter,
-    _set_secrets,
-    add_secrets,
-    redact,
-    registered_secrets,
-    setup_logging,
-)
+from longline.core.secrets import add_secrets, redact, registered_secrets, set_secrets
+from longline.ops.logging import RedactingFilter, setup_logging
 
 SECRET = "tok-9f8e7d6c5b4a"
 
@@ -38,7 +32,7 @@ def _restore_root() -> Iterator[None]:
     for h in handlers:
         root.addHandler(h)
     root.setLevel(level)
-    _set_secrets(())
+    set_secrets(())
 
 
 def _capture(json_mode: bool = False, stream: io.StringIO | None = None) -> io.StringIO:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from longline.ops.logging import _set_secrets, setup_logging
+from longline.core.secrets import set_secrets
+from longline.ops.logging import setup_logging
 from tests.conftest import capture_until, make_config
 
 TOKEN = "tok-7f3a9c-very-secret"
@@ -31,7 +32,7 @@ def _restore_root() -> Iterator[None]:
     for h in handlers:
         root.addHandler(h)
     root.setLevel(level)
-    _set_secrets(())
+    set_secrets(())
 
 
 @pytest.fixture

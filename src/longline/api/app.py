@@ -34,10 +34,10 @@ from longline.config import (
     parse_config,
 )
 from longline.config.model import DEFAULT_STORE
+from longline.core.secrets import add_secrets
 from longline.delivery.dispatcher import Dispatcher, lane_streams
 from longline.engine.reload import Diff, ReloadResult, diff
 from longline.engine.runner import Runner
-from longline.ops.logging import add_secrets
 from longline.processors.base import Processor
 from longline.processors.python import TARGET, PythonProcessor, PythonSettings
 from longline.processors.registry import ProcessorSettings

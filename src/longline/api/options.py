@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from longline.config import Config, ConfigError, StreamConfig, parse_config
 from longline.config.errors import messages
-from longline.ops.logging import redact
+from longline.core.secrets import redact
 from longline.processors.registry import ProcessorSettings
 
 __all__ = ["StreamOptions", "assemble", "parse_stream", "relabel"]

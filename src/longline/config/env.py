@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from longline.ops.logging import redact
+from longline.core.secrets import redact
 
 __all__ = [
     "SENSITIVE_HEADERS",

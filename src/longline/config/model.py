@@ -54,7 +54,7 @@ from longline.config.env import (
     url_secrets,
 )
 from longline.config.errors import Problems, messages
-from longline.ops.logging import redact
+from longline.core.secrets import redact
 from longline.processors.registry import ProcessorSettings, processor_union
 from longline.sessions.base import Session
 from longline.sessions.generic import GenericSession

@@ -27,9 +27,9 @@ from typing import Any
 from longline.config import Config
 from longline.core.backoff import Backoff
 from longline.core.model import StoredEvent
+from longline.core.secrets import redact_stored
 from longline.engine.reload import Diff, ReloadResult, diff
 from longline.engine.summary import Periodic, dispatch_lines
-from longline.ops.logging import redact_stored
 from longline.processors.base import Processor, ProcessorError
 from longline.processors.registry import ProcessorSettings, RetrySettings, build_processor
 from longline.stores.base import Outbox

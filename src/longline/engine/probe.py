@@ -17,8 +17,8 @@ from longline.config import Config, StreamConfig
 from longline.core.errors import Outcome
 from longline.core.extras import MissingExtra
 from longline.core.resume import build_request
+from longline.core.secrets import add_secrets, redact
 from longline.engine.connections import connection_for
-from longline.ops.logging import add_secrets, redact
 from longline.processors.registry import check_extra, kinds
 from longline.stores import SQLiteStore, Store, StoreError, open_store
 from longline.transports.http import refusal_trace

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from longline.config import Config, ConfigError, load_config
 from longline.core.extras import MissingExtra
-from longline.ops.logging import add_secrets
+from longline.core.secrets import add_secrets
 
 __all__ = ["Diff", "ReloadResult", "Reloadable", "Reloader", "diff", "fixed_settings"]
 

@@ -36,8 +36,8 @@ from typing import TypeVar
 
 from longline.core.keys import EventBatch, Keyer
 from longline.core.model import AppendResult, Quarantined
+from longline.core.secrets import redact_stored
 from longline.engine.stats import StreamStats
-from longline.ops.logging import redact_stored
 from longline.ops.metrics import COMMIT_SECONDS
 from longline.stores.base import EventLog
 from longline.transports.base import Connection, Item

@@ -8,85 +8,21 @@ any formatter sees it, and the plain and JSON formatters redact their final outp
 
 from __future__ import annotations
 
-import functools
 import json as _json
 import logging
-import re
 import sys
-import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TextIO
 
-__all__ = [
-    "CONTEXT_FIELDS",
-    "REDACTED",
-    "RedactingFilter",
-    "add_secrets",
-    "redact",
-    "redact_stored",
-    "registered_secrets",
-    "setup_logging",
-]
+from longline.core.secrets import (
+    scrub,
+    set_secrets,
+)
 
-REDACTED = "***"
+__all__ = ["CONTEXT_FIELDS", "RedactingFilter", "setup_logging"]
+
 _HANDLER_MARK = "_longline_handler"
-
-_lock = threading.Lock()
-_secrets: frozenset[str] = frozenset()
-_pattern: re.Pattern[str] | None = None
-
-
-def _compile(values: Iterable[str]) -> re.Pattern[str] | None:
-    """One alternation, longest first, so a secret containing another is replaced whole."""
-    unique = sorted({v for v in values if v}, key=lambda v: (-len(v), v))
-    return re.compile("|".join(re.escape(v) for v in unique)) if unique else None
-
-
-@functools.lru_cache(maxsize=64)
-def _compiled(values: frozenset[str]) -> re.Pattern[str] | None:
-    return _compile(values)
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of every non-empty secret replaced by ``***``."""
-    pattern = _compiled(frozenset(secrets))
-    return pattern.sub(REDACTED, text) if pattern else text
-
-
-def redact_stored(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` as it may be stored (dead letter errors, quarantine and status reasons):
-    ``secrets`` (a config's) and every secret registered for the logs replaced by ``***``.
-
-    Stored text is printed later by other commands (``deadletters``, ``status``, ``events``),
-    beyond the reach of the log filter, so it is redacted before it is written.
-    """
-    return redact(text, frozenset(secrets) | _secrets)
-
-
-def registered_secrets() -> frozenset[str]:
-    """The secrets currently redacted from log output."""
-    return _secrets
-
-
-def add_secrets(values: Iterable[str]) -> None:
-    """Register more secrets at runtime (for example a token obtained after startup)."""
-    global _secrets, _pattern
-    with _lock:
-        _secrets = _secrets | {v for v in values if v}
-        _pattern = _compile(_secrets)
-
-
-def _set_secrets(values: Iterable[str]) -> None:
-    global _secrets, _pattern
-    with _lock:
-        _secrets = frozenset(v for v in values if v)
-        _pattern = _compile(_secrets)
-
-
-def _scrub(text: str) -> str:
-    pattern = _pattern  # one read: add_secrets may swap it from another thread
-    return pattern.sub(REDACTED, text) if pattern else text
 
 
 class RedactingFilter(logging.Filter):
@@ -102,22 +38,22 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # bad %-args: logging would print them raw in its error report
             message = f"{record.msg!s} {record.args!r}"
-        record.msg = _scrub(message)
+        record.msg = scrub(message)
         record.args = None
         if record.exc_info and record.exc_info[0] is not None:
             text = record.exc_text or logging.Formatter().formatException(record.exc_info)
-            record.exc_text = _scrub(text)
+            record.exc_text = scrub(text)
             record.exc_info = None
         elif record.exc_text:
-            record.exc_text = _scrub(record.exc_text)
+            record.exc_text = scrub(record.exc_text)
         if record.stack_info:
-            record.stack_info = _scrub(record.stack_info)
+            record.stack_info = scrub(record.stack_info)
         return True
 
 
 class _PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return _scrub(super().format(record))
+        return scrub(super().format(record))
 
 
 # Context a call site passes with ``extra={...}``; the JSON lines carry it as fields.
@@ -141,17 +77,17 @@ class _JsonFormatter(logging.Formatter):
             "ts": _rfc3339(record.created),
             "level": record.levelname,
             "logger": record.name,
-            "msg": _scrub(record.getMessage()),
+            "msg": scrub(record.getMessage()),
         }
         for name in CONTEXT_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
-                entry[name] = _scrub(value) if isinstance(value, str) else value
+                entry[name] = scrub(value) if isinstance(value, str) else value
         if record.exc_text:
-            entry["exc"] = _scrub(record.exc_text)
+            entry["exc"] = scrub(record.exc_text)
         if record.stack_info:
-            entry["stack"] = _scrub(record.stack_info)
-        return _scrub(_json.dumps(entry, ensure_ascii=False, default=str))
+            entry["stack"] = scrub(record.stack_info)
+        return scrub(_json.dumps(entry, ensure_ascii=False, default=str))
 
 
 def _console_handler(stream: TextIO, json: bool) -> logging.Handler:
@@ -189,7 +125,7 @@ def setup_logging(
         raise ValueError(
             f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL"
         )
-    _set_secrets(secrets)
+    set_secrets(secrets)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
         root.removeHandler(old)

@@ -20,7 +20,7 @@ import orjson
 from pydantic import Field, field_validator
 
 from longline.core.model import StoredEvent
-from longline.ops.logging import redact_stored
+from longline.core.secrets import redact_stored
 from longline.processors.base import ProcessorError, event_dicts
 from longline.processors.registry import Duration, ProcessorKind, ProcessorSettings
 

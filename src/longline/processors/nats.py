@@ -23,7 +23,7 @@ import orjson
 from pydantic import Field, field_validator, model_validator
 
 from longline.core.model import StoredEvent
-from longline.ops.logging import redact
+from longline.core.secrets import redact
 from longline.processors.base import ProcessorError, event_dict
 from longline.processors.redis import stream_template
 from longline.processors.registry import Duration, ProcessorKind, ProcessorSettings

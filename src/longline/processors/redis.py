@@ -21,7 +21,7 @@ import orjson
 from pydantic import Field, field_validator
 
 from longline.core.model import StoredEvent
-from longline.ops.logging import redact
+from longline.core.secrets import redact
 from longline.processors.base import ProcessorError, event_dict
 from longline.processors.registry import Duration, ProcessorKind, ProcessorSettings, url_secrets
 

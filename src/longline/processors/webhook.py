@@ -23,7 +23,7 @@ from pydantic import Field, field_validator
 
 from longline.core.backoff import parse_retry_after
 from longline.core.model import StoredEvent
-from longline.ops.logging import redact
+from longline.core.secrets import redact
 from longline.processors.base import ProcessorError, event_dicts
 from longline.processors.registry import (
     Duration,

@@ -13,7 +13,7 @@ import aiohttp
 
 from longline.core.backoff import parse_retry_after
 from longline.core.errors import Outcome, classify_status
-from longline.ops.logging import redact, registered_secrets
+from longline.core.secrets import redact, registered_secrets
 
 BODY_HEAD = 200
 """Bytes of a refusal's body kept for the log line: enough for a provider's error message."""

@@ -1,0 +1,128 @@
+"""The package's import structure: no module imports upwards, and no import cycle.
+
+docs/architecture.md draws the layers; this test reads every module's imports (as the
+interpreter would at import time: module level, outside ``if TYPE_CHECKING``) and holds the
+code to that drawing. Imports inside functions are lazy loads of optional parts (drivers,
+commands) and are left out on purpose.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import longline
+
+SRC = Path(longline.__file__).parent
+
+# Lower layers never import higher ones; a layer may import itself and anything below it.
+LAYERS: dict[str, int] = {
+    "core": 0,
+    "config": 1,
+    "transports": 2,
+    "stores": 2,
+    "processors": 2,
+    "ops": 3,
+    "engine": 4,
+    "delivery": 4,
+    "sessions": 4,
+    "app": 5,
+    "cli": 6,
+    "aws": 6,
+    "testing": 6,
+    "__main__": 7,
+}
+
+
+def module_name(path: Path) -> str:
+    parts = ["longline", *path.relative_to(SRC).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(body: list[ast.stmt]) -> Iterator[str]:
+    for node in body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # ``from package import name`` names a module or a name in the package:
+            # both candidates are yielded and import_graph keeps the one that exists.
+            yield from (f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.If) and not _is_type_checking(node):
+            yield from _imports(node.body)
+            yield from _imports(node.orelse)
+        elif isinstance(node, ast.Try):
+            yield from _imports(node.body)
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for target in _imports(ast.parse(path.read_text("utf-8")).body):
+            if not target.startswith("longline"):
+                continue
+            # ``from longline.x import y`` may name a module y or a name in x.
+            while target not in modules and "." in target:
+                target = target.rsplit(".", 1)[0]
+            # Importing a module imports its parent packages first anyway: not an edge.
+            if target != name and not name.startswith(f"{target}."):
+                targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def layer(module: str) -> tuple[str, int | None]:
+    top = module.split(".")[1] if "." in module else "longline"
+    return top, LAYERS.get(top)
+
+
+def test_every_package_has_a_layer() -> None:
+    tops = {layer(m)[0] for m in import_graph()} - {"longline"}
+    assert tops - set(LAYERS) - {"cost"} == set()
+
+
+def test_no_module_imports_upwards() -> None:
+    upward = []
+    for module, targets in import_graph().items():
+        top, rank = layer(module)
+        for target in targets:
+            ttop, trank = layer(target)
+            if top == "cost" or ttop == "cost":
+                # The pricing model is a package of its own: it imports nothing else of longline.
+                if top == "cost" and ttop != "cost" and target != "longline":
+                    upward.append(f"{module} -> {target}")
+                continue
+            if rank is None or trank is None or top == ttop:
+                continue
+            if trank > rank:
+                upward.append(f"{module} -> {target}")
+    assert upward == []
+
+
+def test_no_import_cycle() -> None:
+    graph = import_graph()
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt] if nxt in path else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    assert cycles == []
