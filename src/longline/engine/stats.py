@@ -1,4 +1,5 @@
-"""Per-stream counters and state, as ``longline status`` shows them."""
+"""Per-stream counters and state, as ``longline status`` and ``/metrics`` show them, and the
+store commit histogram the writer observes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,17 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from prometheus_client import Histogram
+
 from longline.core.errors import Cause
+
+# Observed by the writer per commit; ``ops.metrics`` adds it to every scrape.
+COMMIT_SECONDS = Histogram(
+    "longline_commit_seconds",
+    "Time of one store commit (a batch of events with its checkpoint).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=None,  # process-wide; each scrape's registry adds it
+)
 
 # The ``cause`` label of ``longline_reconnects_total`` for each way a connection ends.
 CAUSE_LABELS = {

@@ -37,8 +37,7 @@ from typing import TypeVar
 from longline.core.keys import EventBatch, Keyer
 from longline.core.model import AppendResult, Quarantined
 from longline.core.secrets import redact_stored
-from longline.engine.stats import StreamStats
-from longline.ops.metrics import COMMIT_SECONDS
+from longline.engine.stats import COMMIT_SECONDS, StreamStats
 from longline.stores.base import EventLog
 from longline.transports.base import Connection, Item
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import Histogram, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -20,21 +20,15 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from longline import __version__
+from longline.engine.stats import COMMIT_SECONDS
 
-if TYPE_CHECKING:  # the writer imports this module for COMMIT_SECONDS: keep it light
+if TYPE_CHECKING:
     from longline.ops.live import Sample
 
 __all__ = ["COMMIT_SECONDS", "CONTENT_TYPE", "render"]
 
 # The classic text format every Prometheus reads (the names here need no UTF-8 escaping).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-COMMIT_SECONDS = Histogram(
-    "longline_commit_seconds",
-    "Time of one store commit (a batch of events with its checkpoint).",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-    registry=None,  # process-wide; each scrape's registry adds it
-)
 
 
 class SampleCollector(Collector):
