@@ -21,6 +21,8 @@ from longline.config import (
     parse_config,
     sqlite_path,
 )
+from longline.plugins import spell_list
+from longline.transports.registry import REGISTRY as TRANSPORTS
 
 SSE = {"name": "wiki", "transport": "sse", "url": "https://stream.example.org/v2/recentchange"}
 WS = {"name": "trades", "transport": "ws", "url": "wss://ws.example.org/feed"}
@@ -41,6 +43,7 @@ def errors(data: object, env: dict[str, str] | None = None) -> list[str]:
 # --- defaults ---------------------------------------------------------------------------------
 
 COMMON_DEFAULTS = {
+    "options": {},
     "headers": {},
     "subscribe": [],
     "stall_timeout": 30.0,
@@ -158,14 +161,23 @@ def test_unknown_keys_name_the_path_and_suggest() -> None:
     ]
     assert errors(cfg({**WS, "reconnect": True})) == [
         "streams[0].reconnect: unknown key; allowed: backoff, cursor, headers, key, max_lifetime, "
-        "max_message_size, name, ping_interval, redundancy, resume, session, stall_timeout, "
-        "subscribe, tls, transport, url"
+        "max_message_size, name, options, ping_interval, redundancy, resume, session, "
+        "stall_timeout, subscribe, tls, transport, url"
     ]
 
 
 def test_bad_transport_at_streams_2() -> None:
     data = cfg(SSE, WS, {"name": "x", "transport": "http", "url": "https://a.example"})
-    assert errors(data) == ["streams[2].transport: must be 'sse', 'ws' or 'lines'"]
+    # Installed plugins (tests/plugins) come after the built-ins.
+    assert errors(data) == [f"streams[2].transport: must be {spell_list(TRANSPORTS.names())}"]
+    assert spell_list(TRANSPORTS.builtin_names()) == "'sse', 'ws' or 'lines'"
+    assert TRANSPORTS.names()[:3] == ["sse", "ws", "lines"]
+
+
+def test_transport_options_are_validated_by_the_kind() -> None:
+    assert errors(cfg({**SSE, "options": {"x": 1}})) == [
+        "streams[0].options: transport sse takes no options"
+    ]
 
 
 def test_duplicate_names() -> None:

@@ -260,7 +260,6 @@ def test_oversized() -> None:
         ("hash", "ts", "ws", "invalid cursor 'ts'"),
         ("$.", None, "ws", "invalid JSON path"),
         ("hash", "$[", "ws", "invalid JSON path"),
-        ("hash", None, "http", "invalid transport 'http'"),
         ("sse-id", None, "ws", "'sse-id' needs transport 'sse', not 'ws'"),
         ("hash", "sse-id", "lines", "'sse-id' needs transport 'sse', not 'lines'"),
     ],

@@ -7,20 +7,19 @@ report all of them at once. No rule quotes a URL or a header value: either may h
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator
-
 from longline.config.errors import Problems
+from longline.core.fields import Duration, Size
 from longline.core.keys import parse_json_path
-from longline.core.units import parse_duration, parse_size
+from longline.plugins import PluginError
 from longline.processors.registry import ProcessorSettings
+from longline.stores.registry import REGISTRY as STORES
+from longline.stores.registry import usage
+from longline.stores.sqlite import sqlite_path
 
 __all__ = [
     "HEADER_NAME",
-    "STORE_SCHEMES",
     "Duration",
     "Size",
     "check_headers",
@@ -32,9 +31,7 @@ __all__ = [
     "sqlite_path",
 ]
 
-STORE_SCHEMES = ("sqlite", "postgresql", "postgres", "dynamodb", "memory")
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 header field name
-_URL_SCHEMES = {"sse": ("http", "https"), "lines": ("http", "https"), "ws": ("ws", "wss")}
 
 
 def none_word(v: object) -> object:
@@ -42,21 +39,8 @@ def none_word(v: object) -> object:
     return None if isinstance(v, str) and v.strip().lower() == "none" else v
 
 
-def _duration(v: object) -> object:
-    return v if v is None else parse_duration(v)  # type: ignore[arg-type]
-
-
-def _size(v: object) -> int:
-    return parse_size(v)  # type: ignore[arg-type]
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
-Size = Annotated[int, BeforeValidator(_size)]
-
-
-def check_url(url: str, transport: str, p: Problems) -> None:
+def check_url(url: str, transport: str, allowed: tuple[str, ...], p: Problems) -> None:
     """Scheme by transport; the URL itself is never quoted (it may hold a token)."""
-    allowed = _URL_SCHEMES[transport]
     try:
         parts = urlsplit(url)
         ok = parts.scheme.lower() in allowed and bool(parts.hostname)
@@ -108,28 +92,15 @@ def check_processors(procs: list[ProcessorSettings], streams: list[str], p: Prob
                 )
 
 
-def sqlite_path(store_url: str) -> Path:
-    """The database file of a ``sqlite:///relative.db`` or ``sqlite:////abs/path.db`` URL.
-
-    Relative paths are relative to the working directory; ``sqlite:///:memory:`` gives
-    ``Path(":memory:")``. Raises ValueError (without quoting the URL) for anything else.
-    """
-    prefix = "sqlite:///"
-    if not store_url.lower().startswith(prefix) or len(store_url) == len(prefix):
-        raise ValueError("expected sqlite:///relative/path.db or sqlite:////absolute/path.db")
-    return Path(store_url[len(prefix) :])
-
-
 def check_store(url: str) -> str:
-    """The store URL: a known scheme, a path for SQLite, a table for DynamoDB. Never quoted."""
+    """The store URL: a registered scheme, then the backend's own check. Never quoted."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme not in STORE_SCHEMES:
-        raise ValueError(
-            "must be sqlite:///PATH, postgresql://..., postgres://..., dynamodb://TABLE"
-            " or memory://NAME"
-        )
-    if scheme == "sqlite" and str(sqlite_path(url)) == ":memory:":
-        raise ValueError("sqlite:///:memory: keeps nothing after the process exits; use a file")
-    if scheme == "dynamodb" and not urlsplit(url).netloc:
-        raise ValueError("dynamodb:// needs a table name: dynamodb://TABLE?region=...")
+    if scheme not in STORES:
+        raise ValueError(f"must be {usage()}")
+    try:
+        kind = STORES.get(scheme)
+    except PluginError as exc:
+        raise ValueError(str(exc)) from None
+    if kind.check is not None:
+        kind.check(url)
     return url

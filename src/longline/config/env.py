@@ -2,9 +2,10 @@
 
 ``${VAR:-default}`` takes ``default`` when VAR is unset or empty, as a shell does.
 
-Interpolation is limited to the fields that may carry credentials (store, stream url, headers
-and subscribe messages, and every string of a processor entry), and each substituted value is
-recorded as a secret. Credential headers and URL passwords are secrets too, written inline or not.
+Interpolation is limited to the fields that may carry credentials (store, stream url, headers,
+subscribe messages, transport options, every string of a processor entry), and each substituted
+value is recorded as a secret. Credential headers and URL passwords are secrets too, written
+inline or not.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
+from longline.core.fields import SENSITIVE_HEADERS, header_secrets, url_secrets
 from longline.core.secrets import redact
 
 __all__ = [
@@ -25,30 +26,8 @@ __all__ = [
     "url_secrets",
 ]
 
-SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
 # $${ (a literal ${), ${NAME}, ${NAME:-default} (default: no "}"), or a malformed ${.
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}|\$\{")
-
-
-def header_secrets(headers: Mapping[str, object]) -> set[str]:
-    """Values of credential headers, and their token part (``Bearer <token>``)."""
-    out: set[str] = set()
-    for name, value in headers.items():
-        if isinstance(name, str) and isinstance(value, str) and name.lower() in SENSITIVE_HEADERS:
-            out.add(value)
-            scheme_token = value.strip().split(None, 1)
-            if len(scheme_token) == 2:
-                out.add(scheme_token[1])
-    return out
-
-
-def url_secrets(url: object) -> set[str]:
-    """The password of a ``scheme://user:password@host`` URL, if it has one."""
-    try:
-        password = urlsplit(url).password if isinstance(url, str) else None
-    except ValueError:
-        return set()
-    return {password} if password else set()
 
 
 def redact_tree(node: Any, secrets: frozenset[str]) -> Any:
@@ -141,6 +120,8 @@ class Interpolator:
             self.secrets |= header_secrets(s["headers"])
         if "session" in s:  # every string of a session may carry a credential
             s["session"] = self.tree(s["session"], f"{path}.session")
+        if "options" in s:  # a transport's options may carry credentials, like a processor's
+            s["options"] = self.tree(s["options"], f"{path}.options")
         if isinstance(s.get("subscribe"), list):
             s["subscribe"] = [
                 self.text(m, f"{path}.subscribe[{j}]") for j, m in enumerate(s["subscribe"])

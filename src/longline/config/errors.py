@@ -16,7 +16,7 @@ from typing import Annotated
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
-from longline.processors.registry import kinds
+from longline.processors.registry import REGISTRY
 
 __all__ = ["Problems", "messages"]
 
@@ -68,7 +68,7 @@ def _path(loc: Iterable[int | str], field: str = "") -> str:
 
 def _untag(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     """Drop the ``kind`` tag pydantic puts after ``processors[i]`` in error locations."""
-    if len(loc) > 2 and loc[0] == "processors" and loc[2] in kinds():
+    if len(loc) > 2 and loc[0] == "processors" and loc[2] in REGISTRY:
         return loc[:2] + loc[3:]
     return loc
 
@@ -76,8 +76,8 @@ def _untag(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
 def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     """The model whose keys live at ``loc`` (to suggest the right spelling of an unknown key)."""
     model = root
-    if len(loc) > 2 and loc[0] == "processors" and loc[2] in kinds():
-        model, loc = kinds()[str(loc[2])].model, loc[3:]  # a tagged location, see _untag
+    if len(loc) > 2 and loc[0] == "processors" and loc[2] in REGISTRY:
+        model, loc = REGISTRY.get(str(loc[2])).model, loc[3:]  # a tagged location, see _untag
     for part in loc:
         if isinstance(part, int):
             continue
@@ -136,7 +136,7 @@ def messages(error: ValidationError, root: type[BaseModel]) -> list[str]:
 def _kind_message(ctx: dict[str, object]) -> str:
     """Unknown or missing processor kind; the closest known kind is suggested, the input
     (which may come from ``${VAR}``) is never echoed."""
-    known = list(kinds())
+    known = REGISTRY.names()
     tag = ctx.get("tag")
     close = difflib.get_close_matches(str(tag), known, n=1) if isinstance(tag, str) else []
     if close:

@@ -12,11 +12,9 @@ transport-dependent defaults (key, cursor, resume, ping_interval) resolved.
 from __future__ import annotations
 
 import os
-import re
-import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Self
 
 import yaml
 from pydantic import (
@@ -45,20 +43,18 @@ from longline.config.checks import (
     none_word,
     sqlite_path,
 )
-from longline.config.checks import STORE_SCHEMES as STORE_SCHEMES  # re-exported
-from longline.config.env import (
-    SENSITIVE_HEADERS,
-    Interpolator,
-    header_secrets,
-    redact_tree,
-    url_secrets,
-)
+from longline.config.env import Interpolator, redact_tree
 from longline.config.errors import Problems, messages
+from longline.core.fields import SENSITIVE_HEADERS, check_name, header_secrets, url_secrets
+from longline.core.resume import CURSOR_PLACEHOLDER
 from longline.core.secrets import redact
-from longline.processors.registry import ProcessorSettings, processor_union
+from longline.plugins import PluginError, spell_list
+from longline.processors.registry import ProcessorEntry
 from longline.sessions.base import Session
 from longline.sessions.generic import GenericSession
 from longline.sessions.registry import SessionLoadError, load_factory, load_preset
+from longline.transports.registry import REGISTRY as TRANSPORTS
+from longline.transports.registry import NoOptions, TransportKind
 
 __all__ = [
     "SENSITIVE_HEADERS",
@@ -77,8 +73,6 @@ __all__ = [
 ]
 
 DEFAULT_STORE = "sqlite:///longline.db"
-_NAME = re.compile(r"[A-Za-z0-9_-]+")
-CURSOR_PLACEHOLDER = "{cursor}"
 
 
 class ConfigError(Exception):
@@ -264,8 +258,9 @@ class StreamConfig(_Model):
     """One provider connection (and its redundant twins), as described in docs/configuration.md."""
 
     name: str
-    transport: Literal["sse", "ws", "lines"]
+    transport: str
     url: str = ""
+    options: dict[str, Any] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     subscribe: list[str] = Field(default_factory=list)
     key: str = ""
@@ -280,25 +275,44 @@ class StreamConfig(_Model):
     session: SessionConfig | None = None
     tls: TlsConfig | None = None
 
+    _options: BaseModel = PrivateAttr(default_factory=NoOptions)
+
+    @property
+    def transport_options(self) -> BaseModel:
+        """``options`` as validated by the transport's own model."""
+        return self._options
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.fullmatch(v):
-            raise ValueError("must be letters, digits, _ or - only ([A-Za-z0-9_-]+)")
+        return check_name(v)
+
+    @field_validator("transport")
+    @classmethod
+    def _transport(cls, v: str) -> str:
+        if v not in TRANSPORTS:
+            raise ValueError(f"must be {spell_list(TRANSPORTS.names())}")
         return v
 
     @model_validator(mode="after")
     def _resolve(self) -> Self:
         p = Problems()
-        ws, sse, given = self.transport == "ws", self.transport == "sse", self.model_fields_set
+        try:
+            kind = TRANSPORTS.get(self.transport)
+        except PluginError as e:
+            p.add("transport", str(e))
+            p.raise_any()
+            raise
+        ws, sse, given = kind.subscribe, kind.sse, self.model_fields_set
+        self._check_options(kind, p)
         session = self.session
-        if session is not None and not ws:
+        if session is not None and self.transport != "ws":  # sessions drive a WebSocket
             p.add("session", "sessions are only for transport ws")
         if self.url or session is None or session.needs_url:
             if not self.url and "url" not in given:
                 p.add("url", "required")
             else:
-                check_url(self.url, self.transport, p)
+                check_url(self.url, self.transport, kind.url_schemes, p)
         if session is not None:
             most = session.session_class.max_redundancy
             if most is not None and self.redundancy > most:
@@ -336,11 +350,25 @@ class StreamConfig(_Model):
         p.raise_any()
         return self
 
+    def _check_options(self, kind: TransportKind, p: Problems) -> None:
+        """``options`` by the transport's model; its errors name ``options.<field>``."""
+        if not kind.options.model_fields and self.options:
+            p.add("options", f"transport {kind.name} takes no options")
+            return
+        try:
+            self._options = kind.options.model_validate(self.options)
+        except ValidationError as e:
+            for line in messages(e, kind.options):
+                field, message = line.split(": ", 1)
+                p.add("options" if field == "(root)" else f"options.{field}", message)
+            return
+        self.options = self._options.model_dump(mode="json")
 
-if typing.TYPE_CHECKING:
-    ProcessorEntry = ProcessorSettings
-else:  # the kind models of processors/registry.py, tagged by ``kind``
-    ProcessorEntry = processor_union()
+    def secret_values(self) -> set[str]:
+        """Credential headers, the URL's password, and what the transport's options name."""
+        found = header_secrets(self.headers) | url_secrets(self.url)
+        more = getattr(self._options, "secret_values", None)
+        return found | (set(more()) if callable(more) else set())
 
 
 class Config(_Model):
@@ -389,7 +417,7 @@ class Config(_Model):
         given = (info.context or {}).get("secrets", ())
         found = set(given) | url_secrets(self.store)
         for stream in self.streams:
-            found |= header_secrets(stream.headers) | url_secrets(stream.url)
+            found |= stream.secret_values()
             if stream.session is not None:
                 found |= stream.session.secret_values()
         for proc in self.processors:

@@ -39,7 +39,6 @@ _BRACKET = re.compile(r"""\[(?:'([^']*)'|"([^"]*)"|(\d+))\]""")
 
 # What a key or cursor comes from, decided once at init so the hot path compares small ints.
 _NONE, _SSE_ID, _HASH, _PATH = 0, 1, 2, 3
-_TRANSPORTS = ("sse", "ws", "lines")
 
 
 class PathNotFound(KeyError):
@@ -266,7 +265,8 @@ class Keyer:
 
     ``key`` is ``"sse-id"`` (the event's own id, else its hash), ``"hash"`` or a JSON path;
     ``cursor`` is ``"sse-id"`` (the last event ID), a JSON path or ``None``; ``transport`` is
-    ``"sse"``, ``"ws"`` or ``"lines"``.
+    the stream's transport name, and ``sse`` says whether its messages carry SSE fields (by
+    default: the transport is ``"sse"``).
     """
 
     __slots__ = (
@@ -281,12 +281,12 @@ class Keyer:
         "_sse",
     )
 
-    def __init__(self, key: str, cursor: str | None, transport: str) -> None:
-        if transport not in _TRANSPORTS:
-            raise ValueError(f"invalid transport {transport!r}: expected one of {_TRANSPORTS}")
+    def __init__(
+        self, key: str, cursor: str | None, transport: str, *, sse: bool | None = None
+    ) -> None:
         self._key, self._key_path = _source(key, "key")
         self._cursor, self._cursor_path = _source(cursor, "cursor")
-        self._sse = transport == "sse"
+        self._sse = transport == "sse" if sse is None else sse
         if not self._sse and _SSE_ID in (self._key, self._cursor):
             raise ValueError(f"'sse-id' needs transport 'sse', not {transport!r}")
         self._json = _PATH in (self._key, self._cursor)

@@ -1,5 +1,5 @@
 """The transport connection a stream's config asks for (shared by the supervisor and
-``longline check --connect``)."""
+``longline check --connect``): the transport registry's kind builds it."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from longline.core.resume import ConnectRequest
 from longline.sessions.base import Session, SessionContext
 from longline.sessions.connection import SessionConnection
 from longline.sessions.generic import GenericSession
-from longline.transports.base import Connection
-from longline.transports.stream import LinesConnection, SSEConnection
+from longline.transports.base import Connection, ConnectSpec
+from longline.transports.registry import REGISTRY as TRANSPORTS
 from longline.transports.tls import ssl_for
-from longline.transports.ws import WSConnection
 
 
 def connection_for(
@@ -48,19 +47,16 @@ def connection_for(
             ping_interval=cfg.ping_interval,
             ssl=ssl,
         )
-    if cfg.transport == "ws":
-        return WSConnection(
-            session,
-            request,
-            max_message_size=cfg.max_message_size,
-            connect_timeout=timeout,
-            ping_interval=cfg.ping_interval,
-            ssl=ssl,
-        )
-    kind = SSEConnection if cfg.transport == "sse" else LinesConnection
-    return kind(
-        session, request, max_message_size=cfg.max_message_size, connect_timeout=timeout, ssl=ssl
+    spec = ConnectSpec(
+        session=session,
+        request=request,
+        max_message_size=cfg.max_message_size,
+        connect_timeout=timeout,
+        ping_interval=cfg.ping_interval,
+        options=cfg.transport_options,
+        ssl=ssl,
     )
+    return TRANSPORTS.get(cfg.transport).connect(spec)
 
 
 def make_session(cfg: StreamConfig, ctx: SessionContext) -> Session:

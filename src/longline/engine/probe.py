@@ -19,7 +19,8 @@ from longline.core.extras import MissingExtra
 from longline.core.resume import build_request
 from longline.core.secrets import add_secrets, redact
 from longline.engine.connections import connection_for
-from longline.processors.registry import check_extra, kinds
+from longline.processors.registry import REGISTRY as PROCESSORS
+from longline.processors.registry import check_extra
 from longline.stores import SQLiteStore, Store, StoreError, open_store
 from longline.transports.http import refusal_trace
 
@@ -59,7 +60,7 @@ def offline_findings(cfg: Config) -> list[Finding]:
         out.append(store)
     for p in cfg.processors:
         try:
-            check_extra(kinds()[p.kind])
+            check_extra(PROCESSORS.get(p.kind))
         except MissingExtra as e:
             out.append(Finding(f"processor {p.name}", str(e)))
     return [_redacted(f, cfg) for f in out]

@@ -45,6 +45,7 @@ from longline.ops import systemd
 from longline.stores import open_store
 from longline.stores.base import Store
 from longline.transports.http import refusal_trace
+from longline.transports.registry import REGISTRY as TRANSPORTS
 from longline.transports.tls import fit_tls_read_buffer
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ class Runner:
         writer = StreamWriter(
             cfg.name,
             self.store,
-            Keyer(cfg.key, cfg.cursor, cfg.transport),
+            Keyer(cfg.key, cfg.cursor, cfg.transport, sse=TRANSPORTS.get(cfg.transport).sse),
             stats,
             batch_max=writer_cfg.batch_max,
             batch_window=writer_cfg.batch_window,

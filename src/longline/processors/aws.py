@@ -33,7 +33,10 @@ from longline.processors.base import ProcessorError, event_dict
 from longline.processors.registry import Duration, ProcessorKind, ProcessorSettings, url_secrets
 
 __all__ = [
-    "KINDS",
+    "EVENTBRIDGE",
+    "KINESIS",
+    "SNS",
+    "SQS",
     "AwsProcessor",
     "AwsSettings",
     "EventBridgeProcessor",
@@ -345,9 +348,7 @@ class KinesisProcessor(AwsProcessor[KinesisSettings]):
 
 _BOTO = ("boto3", "botocore")
 
-KINDS = (
-    ProcessorKind("sqs", SqsSettings, SqsProcessor, "aws", _BOTO),
-    ProcessorKind("sns", SnsSettings, SnsProcessor, "aws", _BOTO),
-    ProcessorKind("eventbridge", EventBridgeSettings, EventBridgeProcessor, "aws", _BOTO),
-    ProcessorKind("kinesis", KinesisSettings, KinesisProcessor, "aws", _BOTO),
-)
+SQS = ProcessorKind("sqs", SqsSettings, SqsProcessor, "aws", _BOTO)
+SNS = ProcessorKind("sns", SnsSettings, SnsProcessor, "aws", _BOTO)
+EVENTBRIDGE = ProcessorKind("eventbridge", EventBridgeSettings, EventBridgeProcessor, "aws", _BOTO)
+KINESIS = ProcessorKind("kinesis", KinesisSettings, KinesisProcessor, "aws", _BOTO)

@@ -24,7 +24,7 @@ from longline.core.secrets import redact_stored
 from longline.processors.base import ProcessorError, event_dicts
 from longline.processors.registry import Duration, ProcessorKind, ProcessorSettings
 
-__all__ = ["KINDS", "CommandProcessor", "CommandSettings", "build"]
+__all__ = ["KIND", "CommandProcessor", "CommandSettings", "build"]
 
 _STDERR_TAIL = 500  # characters of stderr kept in the error
 
@@ -113,4 +113,4 @@ def build(settings: CommandSettings) -> CommandProcessor:
     return CommandProcessor(settings)
 
 
-KINDS = (ProcessorKind("command", CommandSettings, build),)
+KIND = ProcessorKind("command", CommandSettings, build)

@@ -31,7 +31,7 @@ from longline.processors.registry import Duration, ProcessorKind, ProcessorSetti
 if TYPE_CHECKING:
     from nats.aio.client import Client
 
-__all__ = ["KINDS", "MSG_ID_HEADER", "NatsProcessor", "NatsSettings", "build", "subject_filter"]
+__all__ = ["KIND", "MSG_ID_HEADER", "NatsProcessor", "NatsSettings", "build", "subject_filter"]
 
 log = logging.getLogger(__name__)
 MSG_ID_HEADER = "Nats-Msg-Id"
@@ -230,4 +230,4 @@ def build(settings: NatsSettings) -> NatsProcessor:
     return NatsProcessor(settings)
 
 
-KINDS = (ProcessorKind("nats", NatsSettings, build, "nats", ("nats",)),)
+KIND = ProcessorKind("nats", NatsSettings, build, "nats", ("nats",))

@@ -25,7 +25,7 @@ from longline.core.model import StoredEvent
 from longline.processors.base import ProcessorError, event_dicts
 from longline.processors.registry import ProcessorKind, ProcessorSettings
 
-__all__ = ["KINDS", "TARGET", "PythonProcessor", "PythonSettings", "build", "resolve_target"]
+__all__ = ["KIND", "TARGET", "PythonProcessor", "PythonSettings", "build", "resolve_target"]
 
 TARGET = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 Handler = Callable[[list[Any]], Any]
@@ -108,4 +108,4 @@ def build(settings: PythonSettings) -> PythonProcessor:
     return PythonProcessor(settings)
 
 
-KINDS = (ProcessorKind("python", PythonSettings, build),)
+KIND = ProcessorKind("python", PythonSettings, build)

@@ -28,7 +28,7 @@ from longline.processors.registry import Duration, ProcessorKind, ProcessorSetti
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["KINDS", "RedisProcessor", "RedisSettings", "build", "entry_fields", "stream_template"]
+__all__ = ["KIND", "RedisProcessor", "RedisSettings", "build", "entry_fields", "stream_template"]
 
 _CHUNK = 500  # events per script call
 _SCHEMES = ("redis", "rediss", "unix")
@@ -180,4 +180,4 @@ def build(settings: RedisSettings) -> RedisProcessor:
     return RedisProcessor(settings)
 
 
-KINDS = (ProcessorKind("redis", RedisSettings, build, "redis", ("redis",)),)
+KIND = ProcessorKind("redis", RedisSettings, build, "redis", ("redis",))

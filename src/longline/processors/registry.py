@@ -1,45 +1,54 @@
-"""Processor kinds: their config models, their builders, and the list of modules that hold them.
+"""Processor kinds: their config models, their builders, and the entry points that list them.
 
-Adding a kind means one module and one line in ``KIND_MODULES``. The module defines a config
-model (a subclass of ``ProcessorSettings`` with ``kind: Literal["name"]``), a
-``build(settings) -> Processor`` function, and ``KINDS = (ProcessorKind("name", Model, build),)``
-(a module may hold several kinds, as ``aws.py`` does). ``longline.config`` builds the
-``processors:`` union from ``kinds()``, so a kind's fields are validated and its errors name
-the field (``processors[0].url: ...``) like the rest of the config.
+A kind is a ``ProcessorKind`` object registered as an entry point in the ``longline.processors``
+group (``longline.plugins``); longline's own kinds are registered that way in its
+``pyproject.toml``, a third-party package registers its own in its own. The kind's module
+defines a config model (a subclass of ``ProcessorSettings`` with ``kind: Literal["name"]``) and
+a ``build(settings) -> Processor`` function; ``KIND = ProcessorKind("name", Model, build)``.
 
-Kind modules are imported whenever a config is loaded: they must not import
+A ``processors:`` entry is validated by the model of the kind it names, loaded when first named
+(``processor_entry``), so its errors name the field (``processors[0].url: ...``) like the rest
+of the config and a kind nobody uses is never imported. Kind modules must not import
 ``longline.config`` (it imports this module) and should import heavy client libraries inside
-``build`` or ``start`` so a config without that kind loads without them.
+``build`` or ``start``.
 """
 
 from __future__ import annotations
 
-import importlib
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, Generic, Self, TypeVar, Union
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
+    SerializeAsAny,
     StrictInt,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from longline.core.extras import require
-from longline.core.units import parse_duration
+from longline.core.fields import (
+    SENSITIVE_HEADERS,
+    Duration,
+    check_name,
+    header_secrets,
+    url_secrets,
+)
+from longline.plugins import PluginError, Registry
 from longline.processors.base import Processor
 
 __all__ = [
-    "KIND_MODULES",
+    "REGISTRY",
     "SENSITIVE_HEADERS",
     "Duration",
+    "ProcessorEntry",
     "ProcessorKind",
     "ProcessorSettings",
     "RetrySettings",
@@ -47,33 +56,8 @@ __all__ = [
     "check_extra",
     "header_secrets",
     "kinds",
-    "processor_union",
     "url_secrets",
 ]
-
-KIND_MODULES: tuple[str, ...] = (
-    "longline.processors.python",  # python
-    "longline.processors.webhook",  # webhook
-    "longline.processors.command",  # command
-    "longline.processors.redis",  # redis
-    "longline.processors.nats",  # nats
-    "longline.processors.aws",  # sqs, sns, eventbridge, kinesis
-)
-"""Modules holding kinds. One that does not exist (yet) is skipped; one that fails to import
-for any other reason is an error, so a broken kind is never silently missing."""
-
-# The same names as ``longline.config.SENSITIVE_HEADERS`` (which imports this module).
-SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
-_NAME = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _duration(v: object) -> object:
-    return parse_duration(v)  # type: ignore[arg-type]
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
-"""Seconds, written as a number or as ``500ms``, ``30s``, ``5m`` (see ``longline.core.units``)."""
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -105,9 +89,7 @@ class ProcessorSettings(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.fullmatch(v):
-            raise ValueError("must be letters, digits, _ or - only ([A-Za-z0-9_-]+)")
-        return v
+        return check_name(v)
 
     def secret_values(self) -> set[str]:
         """Values that must never be shown (passwords in URLs, tokens); kinds override."""
@@ -130,31 +112,54 @@ class ProcessorKind(Generic[S]):
     """Client libraries the kind imports when it starts (checked by ``build_processor``)."""
 
 
-@cache
+def _check_kind(kind: ProcessorKind[Any]) -> str:
+    tag = kind.model.model_fields["kind"].annotation
+    if getattr(tag, "__args__", None) != (kind.kind,):
+        raise PluginError(f"{kind.model.__name__}.kind must be Literal[{kind.kind!r}]")
+    return kind.kind
+
+
+REGISTRY: Registry[ProcessorKind[Any]] = Registry(
+    "longline.processors", "processor kind", ProcessorKind, _check_kind
+)
+"""Every processor kind by tag: longline's own, then those of installed plugins."""
+
+
 def kinds() -> Mapping[str, ProcessorKind[Any]]:
-    """Every available kind by tag, in ``KIND_MODULES`` order."""
-    found: dict[str, ProcessorKind[Any]] = {}
-    for name in KIND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        for kind in getattr(module, "KINDS", ()):
-            if kind.kind in found:
-                raise RuntimeError(f"processor kind {kind.kind!r} registered twice ({name})")
-            tag = kind.model.model_fields["kind"].annotation
-            if getattr(tag, "__args__", None) != (kind.kind,):
-                raise RuntimeError(f"{kind.model.__name__}.kind must be Literal[{kind.kind!r}]")
-            found[kind.kind] = kind
-    return found
+    """Every available kind by tag, all loaded (for listings and docs; a config loads only
+    the kinds it names)."""
+    return REGISTRY.load_all()
 
 
-def processor_union() -> Any:
-    """The pydantic type of one ``processors:`` entry: the kind models, tagged by ``kind``."""
-    models = tuple(k.model for k in kinds().values())
-    return Annotated[Union[models], Field(discriminator="kind")]  # noqa: UP007
+@cache
+def _adapter(tag: str) -> TypeAdapter[Any]:
+    """Validates one entry of kind ``tag``; errors carry the tag after the index, as a tagged
+    union's do (``config.errors`` drops it from the path)."""
+    model = REGISTRY.get(tag).model
+    return TypeAdapter(Annotated[Union[(model,)], Field(discriminator="kind")])  # noqa: UP007
+
+
+def _entry(value: object) -> ProcessorSettings:
+    if isinstance(value, ProcessorSettings):
+        return value
+    tag = value.get("kind") if isinstance(value, Mapping) else None
+    if not isinstance(tag, str) or tag not in REGISTRY:
+        if tag is None:
+            raise PydanticCustomError("union_tag_not_found", "processor kind required")
+        # ``tag`` is only for the "did you mean" of ``config.errors``, never echoed.
+        raise PydanticCustomError("union_tag_invalid", "unknown processor kind", {"tag": tag})
+    try:
+        adapter = _adapter(tag)
+    except PluginError as exc:
+        raise PydanticCustomError(
+            "longline_config", "{summary}", {"summary": str(exc), "problems": (("kind", str(exc)),)}
+        ) from None
+    result: ProcessorSettings = adapter.validate_python(value)
+    return result
+
+
+ProcessorEntry = Annotated[SerializeAsAny[ProcessorSettings], PlainValidator(_entry)]
+"""The pydantic type of one ``processors:`` entry: validated by the model its ``kind`` names."""
 
 
 def build_processor(settings: ProcessorSettings) -> Processor:
@@ -163,7 +168,7 @@ def build_processor(settings: ProcessorSettings) -> Processor:
     Raises :class:`~longline.core.extras.MissingExtra` when the kind's client library is not
     installed, before any event is handed to it (it would otherwise dead-letter them all).
     """
-    kind = kinds()[settings.kind]
+    kind = REGISTRY.get(settings.kind)
     check_extra(kind)
     return kind.build(settings)
 
@@ -172,26 +177,3 @@ def check_extra(kind: ProcessorKind[Any]) -> None:
     """Raise :class:`~longline.core.extras.MissingExtra` when ``kind`` needs a missing package."""
     if kind.extra is not None:
         require(f"processor kind {kind.kind!r}", kind.extra, *kind.modules)
-
-
-def url_secrets(url: str | None) -> set[str]:
-    """The password of a URL (``redis://:pw@host``), if any: it goes into ``Config.secrets``."""
-    if not url:
-        return set()
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return set()
-    return {password} if password else set()
-
-
-def header_secrets(headers: Mapping[str, str]) -> set[str]:
-    """Values of credential headers and their token part (``Bearer <token>``)."""
-    out: set[str] = set()
-    for name, value in headers.items():
-        if name.lower() in SENSITIVE_HEADERS:
-            out.add(value)
-            parts = value.strip().split(None, 1)
-            if len(parts) == 2:
-                out.add(parts[1])
-    return out

@@ -33,7 +33,7 @@ from longline.processors.registry import (
     url_secrets,
 )
 
-__all__ = ["KINDS", "SIGNATURE_HEADER", "WebhookProcessor", "WebhookSettings", "build", "sign"]
+__all__ = ["KIND", "SIGNATURE_HEADER", "WebhookProcessor", "WebhookSettings", "build", "sign"]
 
 SIGNATURE_HEADER = "X-Longline-Signature"
 _RETRY_STATUSES = frozenset({408, 429})
@@ -145,4 +145,4 @@ def build(settings: WebhookSettings) -> WebhookProcessor:
     return WebhookProcessor(settings)
 
 
-KINDS = (ProcessorKind("webhook", WebhookSettings, build),)
+KIND = ProcessorKind("webhook", WebhookSettings, build)

@@ -1,17 +1,20 @@
-"""Event stores, chosen by URL: ``sqlite:///path.db``, ``postgresql://...``, ``dynamodb://...``,
-``memory://NAME``.
+"""Event stores, chosen by URL scheme: ``sqlite:///path.db``, ``postgresql://...``,
+``dynamodb://...``, ``memory://NAME``.
 
 The protocols (one per role, and ``Store``, their union) are in :mod:`longline.stores.base`;
 each backend is a sub-package of the same shape (``store.py``, ``delivery.py``, ``leases.py``).
+Each scheme is a ``StoreKind`` in the ``longline.stores`` entry-point group (``stores.registry``);
+a plugin package adds one by being installed.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import urlsplit
 
-from longline.core.extras import MissingExtra, missing_extra
+from longline.plugins import PluginError
 from longline.stores.base import DeliveryLog, EventLog, LeaseTable, Outbox, Store, StoreError
 from longline.stores.memory import MemoryStore
+from longline.stores.registry import REGISTRY, StoreDriverMissing, usage
 from longline.stores.sqlite.store import SQLiteStore
 
 __all__ = [
@@ -26,17 +29,6 @@ __all__ = [
     "StoreError",
     "open_store",
 ]
-
-
-class StoreDriverMissing(MissingExtra, StoreError):
-    """The store URL names a backend whose driver is not installed (asyncpg, boto3)."""
-
-
-def _driver_missing(exc: ModuleNotFoundError, what: str, extra: str, *modules: str) -> Exception:
-    found = missing_extra(exc, what, extra, *modules)
-    if found is None:
-        return exc
-    return StoreDriverMissing(found.what, found.package, found.extra)
 
 
 def open_store(url: str, *, create_tables: bool = False, create: bool = True) -> Store:
@@ -57,36 +49,11 @@ def open_store(url: str, *, create_tables: bool = False, create: bool = True) ->
     convention (three slashes, then the path). ``?synchronous=FULL`` trades throughput for
     durability across power loss; the default ``NORMAL`` survives process crashes.
     """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme in ("postgresql", "postgres"):
-        try:
-            from longline.stores.postgres.store import from_url
-        except ModuleNotFoundError as exc:
-            raise _driver_missing(exc, f"a {scheme}:// store", "postgres", "asyncpg") from None
-        return from_url(url)
-    if scheme == "dynamodb":
-        try:
-            from longline.stores.dynamodb.store import from_url as dynamodb_from_url
-        except ModuleNotFoundError as exc:
-            raise _driver_missing(
-                exc, "a dynamodb:// store", "dynamodb", "boto3", "botocore"
-            ) from None
-        return dynamodb_from_url(url, create_tables=create_tables)
-    if scheme == "memory":
-        from longline.stores.memory import from_url as memory_from_url
-
-        return memory_from_url(url, create=create)
-    if scheme != "sqlite":
-        raise StoreError(
-            f"unsupported store URL scheme {scheme or '(none)'!r};"
-            " use sqlite:///, postgresql://, dynamodb:// or memory://"
-        )
-    if parts.netloc or not parts.path.startswith("/") or parts.fragment:
-        raise StoreError("a SQLite store URL looks like sqlite:///path/to/file.db")
-    path = unquote(parts.path[1:])
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    synchronous = options.pop("synchronous", "NORMAL")
-    if options:
-        raise StoreError(f"unknown SQLite store option(s): {', '.join(sorted(options))}")
-    return SQLiteStore(path, synchronous=synchronous, create=create)
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in REGISTRY:
+        raise StoreError(f"unsupported store URL scheme {scheme or '(none)'!r}; use {usage()}")
+    try:
+        kind = REGISTRY.get(scheme)
+    except PluginError as exc:
+        raise StoreError(str(exc)) from None
+    return kind.open(url, create_tables=create_tables, create=create)

@@ -35,8 +35,9 @@ from longline.core.model import (
     Totals,
 )
 from longline.stores.base import Store, StoreError
+from longline.stores.registry import StoreKind
 
-__all__ = ["MemoryStore", "forget"]
+__all__ = ["KIND", "MemoryStore", "forget"]
 
 
 @dataclass(slots=True)
@@ -339,3 +340,11 @@ def from_url(url: str, *, create: bool = True) -> MemoryStore:
     if head.lower() != "memory" or not sep or any(c in name for c in "/?#"):
         raise StoreError("a memory store URL looks like memory://NAME (or memory:// alone)")
     return MemoryStore(name or None, create=create)
+
+
+def _open(url: str, *, create_tables: bool, create: bool) -> MemoryStore:
+    return from_url(url, create=create)
+
+
+KIND = StoreKind("memory", _open, "memory://NAME")
+"""``memory://NAME`` (entry point ``longline.stores``)."""

@@ -11,11 +11,19 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from pydantic import BaseModel, ConfigDict
 
 from longline.core.errors import Cause, Outcome
 from longline.core.model import Keyed, Message, Oversized, Quarantined
 from longline.core.resume import ConnectRequest
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
+
+    import aiohttp
 
 Item = Message | Keyed | Quarantined | Oversized | bytes
 """What a framer yields: a ``Message``, a refused ``Oversized`` one, or for transports whose
@@ -176,3 +184,47 @@ class Connection(ABC):
     @abstractmethod
     async def _close(self) -> None:
         """Release resources; called once when ``run`` ends."""
+
+
+class NoOptions(BaseModel):
+    """The ``options:`` of a transport that has none: any key is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectSpec:
+    """What the supervisor hands a transport's ``connect`` for one connection."""
+
+    session: aiohttp.ClientSession
+    """The runner's HTTP session (shared by every stream; transports without HTTP ignore it)."""
+    request: ConnectRequest
+    """URL, headers and subscribe messages, with the stored cursor already applied."""
+    max_message_size: int
+    connect_timeout: float
+    ping_interval: float
+    """Seconds between keep-alive pings for transports that send them (0: none)."""
+    options: BaseModel
+    """The stream's ``options:``, validated by the kind's ``options`` model."""
+    ssl: SSLContext | bool = True
+    """The stream's ``tls:`` as aiohttp's ``ssl=`` (True: the system's verification)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransportKind:
+    """One transport: registered as an entry point in the ``longline.transports`` group.
+
+    ``connect`` builds a (not yet running) ``Connection``; the supervisor runs, watches and
+    replaces it. ``url_schemes`` are the schemes a stream's ``url`` may use. ``options`` is the
+    pydantic model of the stream's ``options:`` mapping (errors name ``streams[i].options.x``).
+    ``sse``: messages carry SSE fields, so ``key``/``cursor: sse-id`` and the ``Last-Event-ID``
+    resume apply. ``subscribe``: the transport sends the stream's ``subscribe`` messages after
+    connecting (and so supports ``resume: {subscribe: true}``).
+    """
+
+    name: str
+    connect: Callable[[ConnectSpec], Connection]
+    url_schemes: tuple[str, ...]
+    options: type[BaseModel] = NoOptions
+    sse: bool = False
+    subscribe: bool = False

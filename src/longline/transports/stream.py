@@ -16,7 +16,14 @@ from longline.core.errors import Cause, Outcome
 from longline.core.lines import LineSplitter
 from longline.core.resume import ConnectRequest
 from longline.core.sse import SSEParser
-from longline.transports.base import Connection, ConnectionEnded, Item, Sink
+from longline.transports.base import (
+    Connection,
+    ConnectionEnded,
+    ConnectSpec,
+    Item,
+    Sink,
+    TransportKind,
+)
 from longline.transports.http import body_head, refused
 
 
@@ -152,6 +159,32 @@ class _BareLines:
 
     def close(self) -> None:
         self._splitter.close()
+
+
+def _sse(spec: ConnectSpec) -> Connection:
+    return SSEConnection(
+        spec.session,
+        spec.request,
+        max_message_size=spec.max_message_size,
+        connect_timeout=spec.connect_timeout,
+        ssl=spec.ssl,
+    )
+
+
+def _lines(spec: ConnectSpec) -> Connection:
+    return LinesConnection(
+        spec.session,
+        spec.request,
+        max_message_size=spec.max_message_size,
+        connect_timeout=spec.connect_timeout,
+        ssl=spec.ssl,
+    )
+
+
+SSE = TransportKind("sse", _sse, ("http", "https"), sse=True)
+"""``transport: sse`` (entry point ``longline.transports``)."""
+LINES = TransportKind("lines", _lines, ("http", "https"))
+"""``transport: lines`` (entry point ``longline.transports``)."""
 
 
 def _describe(e: BaseException) -> str:

@@ -26,7 +26,14 @@ import aiohttp
 from longline.core.errors import Cause, Outcome
 from longline.core.model import Oversized
 from longline.core.resume import ConnectRequest
-from longline.transports.base import Connection, ConnectionEnded, Item, Sink
+from longline.transports.base import (
+    Connection,
+    ConnectionEnded,
+    ConnectSpec,
+    Item,
+    Sink,
+    TransportKind,
+)
 from longline.transports.http import handshake_body, refused
 from longline.transports.stream import _describe
 
@@ -197,3 +204,18 @@ class WSConnection(Connection):
         if self._ws is not None and not self._ws.closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 2.0)
+
+
+def _connect(spec: ConnectSpec) -> Connection:
+    return WSConnection(
+        spec.session,
+        spec.request,
+        max_message_size=spec.max_message_size,
+        connect_timeout=spec.connect_timeout,
+        ping_interval=spec.ping_interval,
+        ssl=spec.ssl,
+    )
+
+
+WS = TransportKind("ws", _connect, ("ws", "wss"), subscribe=True)
+"""``transport: ws`` (entry point ``longline.transports``)."""
