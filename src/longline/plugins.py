@@ -52,7 +52,11 @@ BUILTINS: dict[str, dict[str, str]] = {
         "eventbridge": "longline.processors.aws:EVENTBRIDGE",
         "kinesis": "longline.processors.aws:KINESIS",
     },
-    "longline.sessions": {},
+    "longline.sessions": {
+        "slack-socket-mode": "longline.sessions.presets.slack:SlackSocketMode",
+        "twitch-eventsub": "longline.sessions.presets.twitch:TwitchEventSub",
+        "discord-gateway": "longline.sessions.presets.discord:DiscordGateway",
+    },
 }
 """longline's own entry points, as declared in ``pyproject.toml``, in the order they are listed."""
 
