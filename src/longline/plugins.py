@@ -106,8 +106,9 @@ class Registry(Generic[T]):
                 if all(e.value != ep.value for e in same):
                     same.append(ep)
             for name, value in BUILTINS.get(self.group, {}).items():
-                if name not in found:  # metadata missing or stale: a source tree on sys.path
-                    found[name] = [EntryPoint(name, value, self.group)]
+                same = found.setdefault(name, [])
+                if all(e.value != value for e in same):  # metadata missing or stale
+                    same.insert(0, EntryPoint(name, value, self.group))
             builtin = list(BUILTINS.get(self.group, {}))
             rest = sorted(n for n in found if n not in builtin)
             self._entries = {n: found[n] for n in builtin + rest}
