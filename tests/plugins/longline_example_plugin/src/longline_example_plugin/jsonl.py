@@ -41,7 +41,11 @@ class JsonlFileProcessor:
         await asyncio.to_thread(self._append, data)
 
     def _append(self, data: bytes) -> None:
-        with open(self.settings.path, "ab") as f:
+        with open(self.settings.path, "ab+") as f:
+            if f.tell() > 0:  # a line torn by a crash mid-write is closed off, not continued
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
             f.write(data)
             f.flush()
             if self.settings.fsync:
