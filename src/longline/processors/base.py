@@ -4,7 +4,8 @@ A processor receives batches of stored events of one stream, in ``seq`` order, a
 It signals failure by raising ``ProcessorError``; ``permanent=True`` sends the batch's events
 to the dead letters at once (e.g. a webhook answering 400), otherwise the dispatcher retries
 with backoff. Each kind lives in its own module with its config model (``kind: Literal[...]``)
-and a ``build(config) -> Processor`` function, registered in ``processors/registry.py``.
+and a ``build(config) -> Processor`` function, registered as a ``longline.processors`` entry
+point (``processors/registry.py``).
 """
 
 from __future__ import annotations
