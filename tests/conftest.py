@@ -16,6 +16,7 @@ from longline.engine.runner import Runner
 from longline.stores import open_store
 from longline.testing.provider import Provider
 
+pytest.register_assert_rewrite("longline.testing.conformance")  # the suites' asserts explain
 pytest_plugins = ["tests.services"]  # PostgreSQL, moto: fixtures for every module
 
 
