@@ -18,9 +18,9 @@ def _check(url: str) -> None:
     _path(url)
 
 
-def _open(url: str, create_tables: bool) -> Store:
+def _open(url: str, *, create_tables: bool, create: bool) -> Store:
     try:
-        return SQLiteStore(_path(url))
+        return SQLiteStore(_path(url), create=create)
     except ValueError as e:
         raise StoreError(str(e)) from None
 
