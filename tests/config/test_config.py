@@ -22,6 +22,7 @@ from longline.config import (
     sqlite_path,
 )
 from longline.plugins import spell_list
+from longline.stores.registry import REGISTRY as STORES
 from longline.transports.registry import REGISTRY as TRANSPORTS
 
 SSE = {"name": "wiki", "transport": "sse", "url": "https://stream.example.org/v2/recentchange"}
@@ -360,6 +361,11 @@ def test_top_level_shape() -> None:
     ],
 )
 def test_bad_store_urls(store: str, message: str) -> None:
+    builtin = "must be sqlite:///PATH, postgresql://..., postgres://... or dynamodb://TABLE"
+    plugins = [STORES.get(name).usage for name in STORES.names()[4:]]
+    if message == builtin and plugins:  # installed plugin stores (tests/plugins) come last
+        listed = ", ".join(["sqlite:///PATH, postgresql://..., postgres://...", "dynamodb://TABLE"])
+        message = f"must be {', '.join([listed, *plugins[:-1]])} or {plugins[-1]}"
     assert errors(cfg(SSE, store=store)) == [f"store: {message}"]
 
 
