@@ -186,3 +186,11 @@ def test_unknown_kinds_list_the_installed_ones(tmp_path: Path) -> None:
     ]
     assert usage().endswith("dynamodb://TABLE or example-sqlite:///PATH")
     assert spell_list(TRANSPORTS.names()).endswith("'lines' or 'tcp-lines'")
+
+
+def test_the_plugin_documents_its_fields_like_the_builtins() -> None:
+    readme = (Path(__file__).parent / "longline_example_plugin" / "README.md").read_text()
+    common = set(PROCESSORS.get("python").model.model_fields) - {"target"}
+    fields = set(PROCESSORS.get("jsonl-file").model.model_fields) - common
+    fields |= set(TRANSPORTS.get("tcp-lines").options.model_fields)
+    assert sorted(f for f in fields if f"`{f}`" not in readme) == []
