@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import orjson
+import pytest
 import yaml
 
 from longline.config import Config, parse_config
@@ -230,6 +231,7 @@ class ProcessorConformance:
         assert before == {s: 3 for s in self.streams}  # nothing of the dead letters arrived
         assert got == {s: _expected(s, [1, 2, 3, 10, 11, 12]) for s in self.streams}
 
+    @pytest.mark.timeout(300)
     async def test_at_least_once_across_a_crash(
         self, harness: ProcessorHarness, tmp_path: Path
     ) -> None:
@@ -257,10 +259,10 @@ class ProcessorConformance:
         assert 0 < at_kill < total, f"the kill came at {at_kill} of {total}: not mid-delivery"
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
         try:
-            for _ in range(1800):
+            for _ in range(1200):
                 if len(set(await harness.delivered())) >= total or proc.poll() is not None:
                     break
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
