@@ -361,10 +361,12 @@ def test_top_level_shape() -> None:
     ],
 )
 def test_bad_store_urls(store: str, message: str) -> None:
-    builtin = "must be sqlite:///PATH, postgresql://..., postgres://... or dynamodb://TABLE"
-    plugins = [STORES.get(name).usage for name in STORES.names()[4:]]
+    builtin = (
+        "must be sqlite:///PATH, postgresql://..., postgres://..., dynamodb://TABLE or memory://NAME"
+    )
+    plugins = [STORES.get(name).usage for name in STORES.names()[5:]]
     if message == builtin and plugins:  # installed plugin stores (tests/plugins) come last
-        listed = ", ".join(["sqlite:///PATH, postgresql://..., postgres://...", "dynamodb://TABLE"])
+        listed = "sqlite:///PATH, postgresql://..., postgres://..., dynamodb://TABLE, memory://NAME"
         message = f"must be {', '.join([listed, *plugins[:-1]])} or {plugins[-1]}"
     assert errors(cfg(SSE, store=store)) == [f"store: {message}"]
 

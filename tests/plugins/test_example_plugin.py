@@ -184,7 +184,7 @@ def test_unknown_kinds_list_the_installed_ones(tmp_path: Path) -> None:
         f"streams[0].transport: must be {spell_list(TRANSPORTS.names())}",
         f"processors[0].kind: must be one of {', '.join(PROCESSORS.names())}",
     ]
-    assert usage().endswith("dynamodb://TABLE or example-sqlite:///PATH")
+    assert usage().endswith("memory://NAME or example-sqlite:///PATH")
     assert spell_list(TRANSPORTS.names()).endswith("'lines' or 'tcp-lines'")
 
 
