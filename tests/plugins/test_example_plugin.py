@@ -182,7 +182,8 @@ def test_unknown_kinds_list_the_installed_ones(tmp_path: Path) -> None:
     assert lines[1:] == [
         f"store: must be {usage()}",
         f"streams[0].transport: must be {spell_list(TRANSPORTS.names())}",
-        f"processors[0].kind: must be one of {', '.join(PROCESSORS.names())}",
+        "processors[0].kind: unknown kind (did you mean jsonl-file?); must be one of "
+        + ", ".join(PROCESSORS.names()),
     ]
     assert usage().endswith("memory://NAME or example-sqlite:///PATH")
     assert spell_list(TRANSPORTS.names()).endswith("'lines' or 'tcp-lines'")
