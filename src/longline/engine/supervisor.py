@@ -40,6 +40,7 @@ from longline.sessions.base import SessionContext
 from longline.sessions.connection import SessionConnection
 from longline.stores.base import EventLog
 from longline.transports.base import Connection, Flag
+from longline.transports.registry import REGISTRY as TRANSPORTS
 from longline.transports.stream import SSEConnection, SSEState
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ class Supervisor:
         await self.writer.flush()
         cursor = await self.store.checkpoint(cfg.name)
         last_event_id = ""
-        if cfg.transport == "sse":
+        if TRANSPORTS.get(cfg.transport).sse:  # an SSEConnection (subclass) keeps ``state``
             if cfg.cursor == "sse-id" and sse is not None:
                 cursor = sse.last_event_id or None
             if cfg.cursor == "sse-id":
