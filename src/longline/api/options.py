@@ -38,6 +38,7 @@ class StreamOptions(TypedDict, total=False):
     backoff: Mapping[str, float | str]
     ping_interval: float | str
     session: Mapping[str, Any] | None  # docs/sessions.md; with a preset, url may be ""
+    options: Mapping[str, Any]  # the transport's own settings (docs/plugins.md)
 
 
 _INDEXED = re.compile(r"^(streams|processors)\[(\d+)\]")
