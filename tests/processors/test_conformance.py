@@ -222,6 +222,8 @@ class NatsHarness(ProxiedHarness):
             info = await self.js.stream_info(self.stream)
         except Exception:
             return []  # not created yet
+        if not info.state.messages:
+            return []
         out = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             msg = await self.js.get_msg(self.stream, seq)

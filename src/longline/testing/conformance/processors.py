@@ -246,13 +246,18 @@ class ProcessorConformance:
         env = {**os.environ, **harness.env(), "LONGLINE_LOG_LEVEL": "WARNING"}
         cmd = [sys.executable, "-m", "longline", "dispatch", str(path)]
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+        watch = SQLiteStore(db)  # the lanes' acknowledged cursors: cheap to poll, any sink
+        await watch.open()
         try:
             for _ in range(3000):  # kill it once it has delivered something, not everything
-                if await harness.delivered() or proc.poll() is not None:
+                cursors = [await watch.delivery_cursor(harness.name, s) for s in self.streams]
+                if any(cursors) or proc.poll() is not None:
                     break
                 await asyncio.sleep(0.01)
-            os.kill(proc.pid, signal.SIGKILL)
         finally:
+            await watch.close()
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
             proc.wait(30)
         assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
         at_kill = len(await harness.delivered())
