@@ -63,11 +63,13 @@ def fake_plugins(tmp_path: Path) -> Iterator[Path]:
         TRANSPORTS.refresh()
 
 
-def distribution(site: Path, name: str, entries: dict[str, str], module: str = "") -> None:
+def distribution(
+    site: Path, name: str, entries: dict[str, str], module: str = "", group: str = "transports"
+) -> None:
     info = site / f"{name}-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    lines = ["[longline.transports]"] + [f"{k} = {v}" for k, v in entries.items()]
+    lines = [f"[longline.{group}]"] + [f"{k} = {v}" for k, v in entries.items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     if module:
         (site / f"{name}.py").write_text(module)
@@ -84,8 +86,12 @@ def errors(data: dict[str, object]) -> list[str]:
 
 
 def test_broken_plugins_are_named_errors_not_tracebacks(fake_plugins: Path) -> None:
-    distribution(fake_plugins, "llfake_missing", {"needs-driver": "llfake_missing:KIND"},
-                 "import llfake_no_such_driver\n")
+    distribution(
+        fake_plugins,
+        "llfake_missing",
+        {"needs-driver": "llfake_missing:KIND"},
+        "import llfake_no_such_driver\n",
+    )
     distribution(fake_plugins, "llfake_wrong", {"wrong": "llfake_wrong:KIND"}, "KIND = 3\n")
     distribution(fake_plugins, "llfake_twice", {"sse": "llfake_twice:KIND"}, "KIND = 3\n")
     TRANSPORTS.refresh()
@@ -103,3 +109,29 @@ def test_broken_plugins_are_named_errors_not_tracebacks(fake_plugins: Path) -> N
     distribution(fake_plugins, "llfake_ok", {}, "")
     TRANSPORTS.refresh()
     assert parse_config(stream("lines"), env={}).streams[0].transport == "lines"
+
+
+def test_sessions_group_is_ready_for_plugins(fake_plugins: Path) -> None:
+    from longline.sessions import REGISTRY as SESSIONS
+    from longline.sessions import SessionKind
+
+    SESSIONS.refresh()
+    assert SESSIONS.builtin_names() == [] and "oauth2" not in SESSIONS
+    module = (
+        "from pydantic import BaseModel\n"
+        "from longline.sessions import SessionKind\n"
+        "class Settings(BaseModel):\n    token_url: str\n"
+        "KIND = SessionKind('oauth2', Settings, lambda s: s)\n"
+    )
+    distribution(
+        fake_plugins, "llfake_session", {"oauth2": "llfake_session:KIND"}, module, "sessions"
+    )
+    SESSIONS.refresh()
+    try:
+        kind = SESSIONS.get("oauth2")
+        assert isinstance(kind, SessionKind) and kind.name == "oauth2"
+        assert kind.model.model_validate({"token_url": "https://t"}).token_url == "https://t"
+        with pytest.raises(PluginError, match="unknown session kind 'slack'; available: oauth2"):
+            SESSIONS.get("slack")
+    finally:
+        SESSIONS.refresh()  # rescanned on next use, once the fixture took the directory away
