@@ -111,27 +111,13 @@ def test_broken_plugins_are_named_errors_not_tracebacks(fake_plugins: Path) -> N
     assert parse_config(stream("lines"), env={}).streams[0].transport == "lines"
 
 
-def test_sessions_group_is_ready_for_plugins(fake_plugins: Path) -> None:
-    from longline.sessions import REGISTRY as SESSIONS
-    from longline.sessions import SessionKind
+def test_a_plugin_session_preset_is_found_by_name(fake_plugins: Path) -> None:
+    from longline.sessions.registry import load_preset, preset_names
 
-    SESSIONS.refresh()
-    assert SESSIONS.builtin_names() == [] and "oauth2" not in SESSIONS
-    module = (
-        "from pydantic import BaseModel\n"
-        "from longline.sessions import SessionKind\n"
-        "class Settings(BaseModel):\n    token_url: str\n"
-        "KIND = SessionKind('oauth2', Settings, lambda s: s)\n"
-    )
+    module = "from longline.sessions import Session\nclass OAuth2(Session):\n    pass\n"
     distribution(
-        fake_plugins, "llfake_session", {"oauth2": "llfake_session:KIND"}, module, "sessions"
+        fake_plugins, "llfake_session", {"oauth2": "llfake_session:OAuth2"}, module, "sessions"
     )
-    SESSIONS.refresh()
-    try:
-        kind = SESSIONS.get("oauth2")
-        assert isinstance(kind, SessionKind) and kind.name == "oauth2"
-        assert kind.model.model_validate({"token_url": "https://t"}).token_url == "https://t"
-        with pytest.raises(PluginError, match="unknown session kind 'slack'; available: oauth2"):
-            SESSIONS.get("slack")
-    finally:
-        SESSIONS.refresh()  # rescanned on next use, once the fixture took the directory away
+    assert preset_names()[:3] == list(BUILTINS["longline.sessions"])
+    assert "oauth2" in preset_names()
+    assert load_preset("oauth2").__name__ == "OAuth2"
