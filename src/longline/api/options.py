@@ -39,6 +39,7 @@ class StreamOptions(TypedDict, total=False):
     ping_interval: float | str
     session: Mapping[str, Any] | None  # docs/sessions.md; with a preset, url may be ""
     options: Mapping[str, Any]  # the transport's own settings (docs/plugins.md)
+    tls: Mapping[str, Any] | None  # docs/configuration.md
 
 
 _INDEXED = re.compile(r"^(streams|processors)\[(\d+)\]")
