@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_cli_errors import STORE_COMMANDS
+from tests.cli.test_errors import STORE_COMMANDS
 
 pytestmark = pytest.mark.slow
 
