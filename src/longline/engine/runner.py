@@ -36,12 +36,12 @@ import aiohttp
 from longline.config import Config, StreamConfig
 from longline.core.keys import Keyer
 from longline.core.secrets import redact_stored
+from longline.engine import systemd
 from longline.engine.gate import ConnectGate
 from longline.engine.stats import StreamStats
 from longline.engine.summary import Periodic, stream_lines
 from longline.engine.supervisor import Supervisor
 from longline.engine.writer import StreamWriter
-from longline.ops import systemd
 from longline.stores import open_store
 from longline.stores.base import Store
 from longline.transports.http import refusal_trace

@@ -17,12 +17,24 @@ from __future__ import annotations
 import asyncio.sslproto
 import functools
 import ssl
+from typing import Protocol
 
-from longline.config import TlsConfig
-
-__all__ = ["TLS_READ_BUFFER", "fit_tls_read_buffer", "ssl_for"]
+__all__ = ["TLS_READ_BUFFER", "TlsSettings", "fit_tls_read_buffer", "ssl_for"]
 
 TLS_READ_BUFFER = 16 * 1024  # a TLS record's payload at most; a longer one takes two reads
+
+
+class TlsSettings(Protocol):
+    """A stream's ``tls`` setting as transports read it (the config's ``TlsConfig``)."""
+
+    @property
+    def ca_file(self) -> str | None: ...
+    @property
+    def cert_file(self) -> str | None: ...
+    @property
+    def key_file(self) -> str | None: ...
+    @property
+    def verify(self) -> bool: ...
 
 
 def fit_tls_read_buffer(size: int | None = None) -> None:
@@ -45,7 +57,7 @@ def _context(
     return ctx
 
 
-def ssl_for(tls: TlsConfig | None) -> ssl.SSLContext | bool:
+def ssl_for(tls: TlsSettings | None) -> ssl.SSLContext | bool:
     """What to pass as aiohttp's ``ssl=`` for a stream with this ``tls`` setting."""
     if tls is None:
         return True

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from longline.ops import systemd
+from longline.engine import systemd
 from longline.testing.provider import Provider
 
 SLACK = 20.0
