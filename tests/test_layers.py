@@ -127,3 +127,29 @@ def test_no_import_cycle() -> None:
         if start not in state:
             visit(start, [start])
     assert cycles == []
+
+
+def test_every_module_imports_on_its_own() -> None:
+    """Each module imports first, in a fresh set of longline modules: an import cycle that runs
+    at import time (a registration called from a module body) fails here, whatever the order."""
+    import subprocess
+    import sys
+
+    names = sorted(n for n in import_graph() if not n.endswith("__main__"))
+    script = (
+        "import importlib, sys\n"
+        "bad = []\n"
+        f"for name in {names!r}:\n"
+        "    for loaded in [m for m in sys.modules if m.split('.')[0] == 'longline']:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception as e:\n"
+        "        bad.append(f'{name}: {type(e).__name__}: {e}')\n"
+        "print('\\n'.join(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""

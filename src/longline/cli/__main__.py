@@ -1,5 +1,5 @@
 """``python -m longline.cli`` is the CLI, as ``python -m longline`` is."""
 
-from longline.cli.main import main
+from longline.cli.group import main
 
 main()

@@ -29,7 +29,7 @@ def load_config_or_exit(path: str, *, read_only: bool = False) -> Config:
     """Load a config or exit 2 with the field-named errors (no traceback). ``read_only``: for
     commands that only read the store, which need no stream or processor credentials.
 
-    Also records ``path`` for the error line of the group (``cli.main``).
+    Also records ``path`` for the error line of the group (``cli.group``).
     """
     ctx = click.get_current_context(silent=True)
     if ctx is not None and isinstance(ctx.obj, dict):

@@ -48,7 +48,7 @@ def _setup(ctx: click.Context, path: str, *, read_only: bool = False) -> Config:
 
 def _with_store(cfg: Config, work: Callable[[Outbox], Awaitable[T]]) -> T:
     """Open the (existing) store, run ``work``, close; request errors exit 2 (store errors:
-    the group in ``cli.main``)."""
+    the group in ``cli.group``)."""
     async def go() -> T:
         async with open_store(cfg.store, create=False) as store:
             return await work(store)
