@@ -1,7 +1,7 @@
 """The receive ceiling: an aiohttp client that reads the feed and decodes every event's JSON.
 
 It frames the body by hand from ``readany`` chunks (the fastest way aiohttp offers, see
-DESIGN.md) and keeps nothing, so it is what a Python process can receive at best.
+docs/architecture.md) and keeps nothing, so it is what a Python process can receive at best.
 """
 
 from __future__ import annotations

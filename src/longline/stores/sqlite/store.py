@@ -1,6 +1,6 @@
 """SQLite store: the default backend, one file, WAL mode, commits off the event loop.
 
-Why it is shaped this way (measured, see DESIGN.md and the store report):
+Why it is shaped this way (measured: docs/benchmarks.md and docs/stores.md):
 - One writer thread owns the write connection, so the event loop never blocks on a commit and
   SQLite sees one writer per process; ``read`` and friends use a second connection on their own
   thread so they never queue behind a write batch (WAL lets readers run during a write).
