@@ -311,6 +311,17 @@ def test_headers_are_checked() -> None:
     ]
 
 
+def test_url_credentials_and_an_authorization_header_are_refused_together() -> None:
+    """Found by the reliability campaign: aiohttp refuses every connect of such a stream, which
+    longline then retried forever as if the network had failed."""
+    url = "https://u:${PW}@stream.example.org/x"
+    data = cfg({**SSE, "url": url, "headers": {"authorization": "Bearer ${T}"}})
+    assert errors(data, env={"PW": "pw1", "T": "t1"}) == [
+        "streams[0].headers.authorization: cannot be combined with credentials in the url (user@)"
+    ]
+    parse_config(cfg({**SSE, "url": url, "headers": {"X-Api-Key": "k"}}), env={"PW": "pw1"})
+
+
 def test_types_and_required_fields() -> None:
     data = cfg(
         {"name": "a", "transport": "ws"},
@@ -425,9 +436,9 @@ def test_interpolation_everywhere_it_is_allowed_and_secrets_collected() -> None:
 
 def test_literal_credential_headers_and_url_passwords_are_secrets() -> None:
     data = cfg(
+        {**SSE, "url": "https://user:url-pass@h.example/s"},
         {
-            **SSE,
-            "url": "https://user:url-pass@h.example/s",
+            **LINES,
             "headers": {
                 "authorization": "Basic dXNlcjpwYXNz",
                 "Cookie": "session=abc",
@@ -454,7 +465,7 @@ def test_literal_credential_headers_and_url_passwords_are_secrets() -> None:
     shown = c.redacted()
     assert shown["store"] == "postgresql://app:***@db/longline"
     assert shown["streams"][0]["url"] == "https://user:***@h.example/s"
-    assert shown["streams"][0]["headers"] == {
+    assert shown["streams"][1]["headers"] == {
         "authorization": "***",
         "Cookie": "***",
         "X-API-Key": "***",
