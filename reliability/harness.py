@@ -49,7 +49,10 @@ class StoreSpec:
     @classmethod
     def make(cls, kind: str, workdir: Path, name: str) -> StoreSpec:
         if kind == "sqlite":
-            return cls(kind, f"sqlite:///{workdir / (name + '.db')}")
+            db = workdir / (name + ".db")
+            for old in (db, db.with_suffix(".db-wal"), db.with_suffix(".db-shm")):
+                old.unlink(missing_ok=True)
+            return cls(kind, f"sqlite:///{db}")
         schema = f"rel_{name.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
         return cls(kind, f"{PG_SERVER}?schema={schema}", schema)
 

@@ -97,6 +97,8 @@ async def test_trickle_delivers_one_byte_at_a_time(proxy: FaultProxy, provider: 
     reader, _ = await open_lines(proxy, provider, "tr", rate=20, keepalive=0)
     await reader.readuntil(b"\n")
     proxy.trickle(proxy.active[0], 1.0)
+    assert proxy.usable() == []  # slow now, though not broken
+    assert proxy.history[0].impaired is None
     sizes = [len(await reader.read(4096)) for _ in range(30)]
     assert max(sizes[2:]) == 1  # after what was already buffered
     line = await asyncio.wait_for(reader.readuntil(b"\n"), 5)

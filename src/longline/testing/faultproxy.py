@@ -46,7 +46,7 @@ class ConnectionRecord:
     first_byte: float | None = None  # first byte from the server reached the client
     impaired: float | None = None  # a fault was injected (the link stopped being healthy)
     closed: float | None = None
-    fault: str | None = None
+    fault: str | None = None  # the first fault injected (a trickle does not impair)
     bytes_down: int = 0
     bytes_up: int = 0
 
@@ -246,8 +246,10 @@ class FaultProxy:
         conn.blackholed = True
 
     def trickle(self, conn: ProxyConnection, seconds: float) -> None:
-        """Deliver server bytes one at a time (1 ms apart) for ``seconds``, then normally."""
-        self._impair(conn, "trickle")
+        """Deliver server bytes one at a time (1 ms apart) for ``seconds``, then normally.
+
+        Slow is not broken: the connection's record is not marked impaired."""
+        conn.record.fault = conn.record.fault or "trickle"
         conn.trickle_until = asyncio.get_running_loop().time() + seconds
 
     async def ws_close(self, conn: ProxyConnection, code: int, timeout: float = 5.0) -> None:
@@ -267,6 +269,17 @@ class FaultProxy:
             rec.fault = fault
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def usable(self) -> list[ProxyConnection]:
+        """Connections that delivered and are carrying data normally right now."""
+        now = asyncio.get_running_loop().time()
+        return [
+            c
+            for c in self.active
+            if c.record.first_byte is not None
+            and c.record.impaired is None
+            and c.trickle_until <= now
+        ]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
