@@ -18,6 +18,7 @@ from longline.config import (
     TlsConfig,
     WriterConfig,
     load_config,
+    loads_config,
     parse_config,
     sqlite_path,
 )
@@ -623,3 +624,12 @@ def test_read_only_needs_only_the_stores_variables() -> None:
     with pytest.raises(ConfigError) as e:
         parse_config(whole, {"DB_DIR": "/d"}, read_only=True)
     assert e.value.errors == ["processors[0].url: environment variable HOOK_URL is not set"]
+
+
+@pytest.mark.parametrize("text", ["{[a]: 1}\n", "streams:\n  - ? {x: 1}\n    : 2\n"])
+def test_yaml_list_or_mapping_keys_are_errors_not_crashes(text: str) -> None:
+    """Found by the reliability campaign's fuzzing: an unhashable key raised TypeError."""
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, "k.yaml", env={})
+    [message] = info.value.errors
+    assert message.startswith("k.yaml: line ") and message.endswith("a key must be a plain value")

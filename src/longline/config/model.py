@@ -482,8 +482,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[object] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            mark = key_node.start_mark
+            if isinstance(key, list | dict):  # `{[a]: 1}`: unhashable, and no config key
+                raise yaml.MarkedYAMLError(problem="a key must be a plain value", problem_mark=mark)
             if isinstance(key, str) and key in seen:
-                mark = key_node.start_mark
                 raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
