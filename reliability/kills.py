@@ -37,7 +37,7 @@ class Feeds:
 
 
 async def make_feeds(provider: Provider, prefix: str, total: int, *, live_redundancy: int = 1,
-                     rotate: bool = True) -> Feeds:
+                     rotate: bool = True, live: bool = True) -> Feeds:
     """Three resumable streams (sse, ws, lines) and two live-only ones (ws, sse or lines)."""
     f = Feeds({}, {}, {}, [])
     for transport in ("sse", "ws", "lines"):
@@ -47,7 +47,7 @@ async def make_feeds(provider: Provider, prefix: str, total: int, *, live_redund
         url = stream_url(proxy, provider, transport, name, total=total, rate=RATE, since=0)
         f.config.append(stream(name, transport, url, resumable=True))
         f.resumable[name] = (name, total)
-    for transport in ("ws", "lines"):
+    for transport in ("ws", "lines") if live else ():
         name = f"{prefix}-l-{transport}"
         proxy = f.proxies[name] = FaultProxy("127.0.0.1", provider.port)
         await proxy.start()
