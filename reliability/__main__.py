@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from longline.testing.provider import Provider
-
 from reliability import fuzz, kills, network, secrets, storefaults
 from reliability.report import Row, command_line, render, table
 

@@ -15,7 +15,6 @@ import orjson
 from longline.stores import open_store
 from longline.testing.faultproxy import ConnectionRecord
 from longline.testing.provider_feeds import FeedClock, event_bytes
-
 from reliability.harness import SIZE
 
 OPEN_MARGIN = 0.3  # a new connection's first events may predate its first byte

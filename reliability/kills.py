@@ -17,9 +17,16 @@ from typing import Any
 
 from longline.testing.faultproxy import FaultProxy
 from longline.testing.provider import Provider
-
 from reliability.audit import Audit, Session, audit_live, audit_resumable, last_id
-from reliability.harness import Proc, StoreSpec, spawn, stream, stream_url, wait_stored, write_config
+from reliability.harness import (
+    Proc,
+    StoreSpec,
+    spawn,
+    stream,
+    stream_url,
+    wait_stored,
+    write_config,
+)
 from reliability.report import Row
 
 RATE = 1000  # events/s of each resumable feed

@@ -19,7 +19,6 @@ import orjson
 
 from longline.testing.faultproxy import FaultProxy, ProxyConnection
 from longline.testing.provider import Provider
-
 from reliability.audit import Audit, Session, audit_live, audit_resumable, last_id
 from reliability.harness import StoreSpec, cli, spawn, stream, wait_stored, write_config
 from reliability.kills import LIVE_RATE, RATE, Feeds, close_feeds, fill, make_feeds, wait_connected

@@ -66,7 +66,7 @@ def machine() -> str:
         mem = f", {kb / 1024 / 1024:.0f} GB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    load = ", load average %.1f %.1f %.1f at the end" % os.getloadavg()
+    load = ", load average {:.1f} {:.1f} {:.1f} at the end".format(*os.getloadavg())
     return (
         f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}{load}"
