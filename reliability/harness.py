@@ -28,7 +28,6 @@ CANARIES = {
     "REL_CANARY_PASSWORD": "canaryPWD5c2d7e90",
     "REL_CANARY_QUERY": "canaryQRY91aa03f7",
     "REL_CANARY_SUBSCRIBE": "canarySUB4e6f12b8",
-    "REL_CANARY_PROCESSOR": "canaryPRC2d9c8a55",
 }
 SIZE = 200  # bytes per provider event
 

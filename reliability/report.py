@@ -27,6 +27,7 @@ class Row:
     duration_s: float = 0.0
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    skipped: str | None = None  # why the scenario could not run here (not a pass)
 
     @property
     def ok(self) -> bool:
@@ -44,6 +45,8 @@ def table(rows: list[Row]) -> str:
     for r in rows:
         rss = f"{r.peak_rss_mb:.0f} MB" if r.peak_rss_mb else "-"
         result = "pass" if r.ok else "FAIL: " + "; ".join(r.failures or ["loss/duplicate"])
+        if r.skipped and r.ok:
+            result = f"not run: {r.skipped}"
         out += (
             f"| {r.scenario} | {r.injected} | {r.produced:,} | {r.stored:,} | {r.lost} "
             f"| {r.doubled} | {r.corrupted} | {rss} | {r.duration_s:.0f} s | {result} |\n"
