@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
 import orjson
 
 from longline.testing.faultproxy import FaultProxy, ProxyConnection
@@ -69,6 +71,21 @@ async def inject(proxy: FaultProxy, conn: ProxyConnection, kind: str,
         proxy.reset(conn)
 
 
+async def save_http(log: Path, out: Path) -> None:
+    """What the HTTP listener serves (metrics, status, readiness, the page), kept for the
+    secrets scan."""
+    found = re.search(r"HTTP listener on 127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+    if not found:
+        out.write_text("no HTTP listener found in the log\n")
+        return
+    base = f"http://127.0.0.1:{found.group(1)}"
+    async with aiohttp.ClientSession() as session:
+        with out.open("w") as f:
+            for path in ("/metrics", "/api/status", "/readyz", "/"):
+                async with session.get(base + path) as resp:
+                    f.write(f"GET {path} {resp.status}\n{await resp.text()}\n")
+
+
 async def run_network(provider: Provider, workdir: Path, faults: int, seed: int) -> Row:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -83,7 +100,7 @@ async def run_network(provider: Provider, workdir: Path, faults: int, seed: int)
     log = workdir / f"{name}.log"
     row = Row("network faults via proxy, sqlite", "")
     session = Session(loop.time(), 0.0)
-    proc = await spawn(cfg, log)
+    proc = await spawn(cfg, log, "run", str(cfg), "--http", "127.0.0.1:0")
     done: Counter[str] = Counter()
     background: set[asyncio.Task[None]] = set()
     try:
@@ -113,6 +130,7 @@ async def run_network(provider: Provider, workdir: Path, faults: int, seed: int)
         await asyncio.sleep(3.0)  # every stream reconnected and settled
         proc.sample()
         fd_after = proc.fds[-1][1] if proc.fds else 0
+        await save_http(log, workdir / f"{name}-http.log")
         code, out = await cli("status", str(cfg), "--json")
         dns_attempts = 0
         if code == 0:
