@@ -114,6 +114,8 @@ async def final_run(f: Feeds, cfg: Path, log: Path, url: str, sessions: list[Ses
     sessions.append(session)
     proc = await spawn(cfg, log)
     procs.append(proc)
+    if not await wait_connected(f, session.start, timeout=30):  # its signal handlers are set
+        row.failures.append("the final `longline run` did not connect every stream in 30 s")
     want = {name: n for name, (_, n) in f.resumable.items()}
     left = max(n for n in want.values()) / RATE
     got = await wait_stored(url, want, timeout=60 + left)
