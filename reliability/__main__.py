@@ -17,6 +17,7 @@ from pathlib import Path
 
 from longline.testing.provider import Provider
 from reliability import fuzz, kills, network, secrets, storefaults
+from reliability.harness import kill_leftovers
 from reliability.report import Row, command_line, render, table
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
@@ -82,7 +83,10 @@ def main() -> int:
     args = parser.parse_args()
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="longline-reliability-") as tmp:
-        rows = asyncio.run(campaign(args.full, args.only, args.seed, Path(tmp)))
+        try:
+            rows = asyncio.run(campaign(args.full, args.only, args.seed, Path(tmp)))
+        finally:
+            kill_leftovers()
     print(table(rows))
     doc = args.doc or (DOC if args.full else None)
     if doc is not None:

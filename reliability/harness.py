@@ -118,7 +118,7 @@ def write_config(path: Path, store: StoreSpec, streams: list[dict[str, Any]],
     return path
 
 
-@dataclass
+@dataclass(eq=False)
 class Proc:
     """A `longline` subprocess; stderr goes to a log file that the secrets scan reads."""
 
@@ -163,9 +163,22 @@ class Proc:
 
     async def wait(self) -> int:
         rc = await self.proc.wait()
+        RUNNING.discard(self)
         if self._sampler is not None:
             await asyncio.gather(self._sampler, return_exceptions=True)
         return rc
+
+
+RUNNING: set[Proc] = set()  # killed by ``kill_leftovers`` if the campaign is interrupted
+
+
+def kill_leftovers() -> None:
+    """SIGKILL every `longline` subprocess this campaign started that is still running."""
+    for p in list(RUNNING):
+        if p.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.proc.send_signal(signal.SIGKILL)
+    RUNNING.clear()
 
 
 async def spawn(cfg: Path, log: Path, *args: str) -> Proc:
@@ -178,6 +191,7 @@ async def spawn(cfg: Path, log: Path, *args: str) -> Proc:
         )
     p = Proc(proc, asyncio.get_running_loop().time())
     p._sampler = asyncio.create_task(p._sample_loop())
+    RUNNING.add(p)
     return p
 
 
