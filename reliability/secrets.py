@@ -76,5 +76,7 @@ async def scan(work: Path) -> Row:
         f"{outputs} outputs scanned"
     )
     row.failures += found
+    if not outputs:
+        row.skipped = "nothing to scan: no scenario ran"
     row.duration_s = time.monotonic() - t0
     return row
