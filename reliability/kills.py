@@ -168,7 +168,8 @@ async def run_kills(provider: Provider, workdir: Path, store_kind: str, kills: i
         await close_feeds(f)
         await store.drop()
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(instants.items()))
-    row.injected = f"{sum(instants.values())} SIGKILL ({kinds}); 3 resumable + 2 live streams"
+    killed = sum(n for k, n in instants.items() if "exited" not in k)
+    row.injected = f"{killed} SIGKILL ({kinds}); 3 resumable + 2 live streams"
     fill(row, audit, procs, loop.time() - t0)
     return row
 
