@@ -18,6 +18,7 @@ from longline.config import (
     TlsConfig,
     WriterConfig,
     load_config,
+    loads_config,
     parse_config,
     sqlite_path,
 )
@@ -311,6 +312,17 @@ def test_headers_are_checked() -> None:
     ]
 
 
+def test_url_credentials_and_an_authorization_header_are_refused_together() -> None:
+    """Found by the reliability campaign: aiohttp refuses every connect of such a stream, which
+    longline then retried forever as if the network had failed."""
+    url = "https://u:${PW}@stream.example.org/x"
+    data = cfg({**SSE, "url": url, "headers": {"authorization": "Bearer ${T}"}})
+    assert errors(data, env={"PW": "pw1", "T": "t1"}) == [
+        "streams[0].headers.authorization: cannot be combined with credentials in the url (user@)"
+    ]
+    parse_config(cfg({**SSE, "url": url, "headers": {"X-Api-Key": "k"}}), env={"PW": "pw1"})
+
+
 def test_types_and_required_fields() -> None:
     data = cfg(
         {"name": "a", "transport": "ws"},
@@ -425,9 +437,9 @@ def test_interpolation_everywhere_it_is_allowed_and_secrets_collected() -> None:
 
 def test_literal_credential_headers_and_url_passwords_are_secrets() -> None:
     data = cfg(
+        {**SSE, "url": "https://user:url-pass@h.example/s"},
         {
-            **SSE,
-            "url": "https://user:url-pass@h.example/s",
+            **LINES,
             "headers": {
                 "authorization": "Basic dXNlcjpwYXNz",
                 "Cookie": "session=abc",
@@ -454,7 +466,7 @@ def test_literal_credential_headers_and_url_passwords_are_secrets() -> None:
     shown = c.redacted()
     assert shown["store"] == "postgresql://app:***@db/longline"
     assert shown["streams"][0]["url"] == "https://user:***@h.example/s"
-    assert shown["streams"][0]["headers"] == {
+    assert shown["streams"][1]["headers"] == {
         "authorization": "***",
         "Cookie": "***",
         "X-API-Key": "***",
@@ -612,3 +624,12 @@ def test_read_only_needs_only_the_stores_variables() -> None:
     with pytest.raises(ConfigError) as e:
         parse_config(whole, {"DB_DIR": "/d"}, read_only=True)
     assert e.value.errors == ["processors[0].url: environment variable HOOK_URL is not set"]
+
+
+@pytest.mark.parametrize("text", ["{[a]: 1}\n", "streams:\n  - ? {x: 1}\n    : 2\n"])
+def test_yaml_list_or_mapping_keys_are_errors_not_crashes(text: str) -> None:
+    """Found by the reliability campaign's fuzzing: an unhashable key raised TypeError."""
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, "k.yaml", env={})
+    [message] = info.value.errors
+    assert message.startswith("k.yaml: line ") and message.endswith("a key must be a plain value")

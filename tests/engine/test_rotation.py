@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from pathlib import Path
 
 from longline.testing.provider import Provider
@@ -60,3 +62,42 @@ async def test_redundant_connections_store_each_event_once(
     assert provider.stats["red"].connections == 3
     # Each event arrived three times: two of the three copies were dropped by the key.
     assert st.duplicates >= 2 * len(ids) - 2 * 300
+
+
+def _hold_exclusive_lock(db: Path, seconds: float) -> None:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def test_rotation_goes_on_while_the_store_is_locked(
+    provider: Provider, tmp_path: Path
+) -> None:
+    """Found by the reliability campaign: a successor waited for the writer to commit (a flush
+    to read the checkpoint) before connecting, though a live-only stream sends no cursor. With
+    SQLite locked by another process for 3 s no successor opened, the provider's forced close
+    came, and what it published meanwhile was lost."""
+    s = live_ws(provider, "rotlock", lifetime=1.5)
+    s["max_lifetime"] = "800ms"
+    db = tmp_path / "t.db"
+    cfg = make_config(db, s)
+    loop = asyncio.get_running_loop()
+    t_end = loop.time() + 7.0
+
+    async def lock_later() -> None:
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(_hold_exclusive_lock, db, 3.0)
+
+    locker = asyncio.create_task(lock_later())
+    runner = await capture_until(cfg, lambda r: loop.time() > t_end)
+    await locker
+    ids = [r[0] for r in await stored(cfg, "rotlock")]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))  # contiguous, each once
+    assert len(ids) > 1500
+    # While locked, a successor's events cannot commit, so the forced close hands over to it.
+    assert runner.stats["rotlock"].rotations >= 3
+    assert runner.stats["rotlock"].reconnects == 0

@@ -52,6 +52,18 @@ def check_url(url: str, transport: str, allowed: tuple[str, ...], p: Problems) -
         )
 
 
+def check_url_credentials(url: str, headers: dict[str, str], p: Problems) -> None:
+    """``user:password@`` in the URL becomes an Authorization header: both at once would make
+    every connection attempt fail (forever) instead of being refused here."""
+    try:
+        userinfo = urlsplit(url).username is not None
+    except ValueError:
+        return
+    for name in headers:
+        if userinfo and name.lower() == "authorization":
+            p.add(f"headers.{name}", "cannot be combined with credentials in the url (user@)")
+
+
 def check_headers(headers: dict[str, str], p: Problems) -> None:
     seen: set[str] = set()
     for name, value in headers.items():

@@ -40,6 +40,7 @@ from longline.config.checks import (
     check_selector,
     check_store,
     check_url,
+    check_url_credentials,
     none_word,
     sqlite_path,
 )
@@ -320,6 +321,7 @@ class StreamConfig(_Model):
             if self.max_lifetime is not None and not session.session_class.allows_max_lifetime:
                 p.add("max_lifetime", "not with this session: it reconnects when asked to")
         check_headers(self.headers, p)
+        check_url_credentials(self.url, self.headers, p)
         if self.subscribe and not ws:
             p.add("subscribe", "subscribe messages are only for transport ws")
         if "key" not in given:  # sse-id: the event's own id, else a hash of type and data
@@ -480,8 +482,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[object] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            mark = key_node.start_mark
+            if isinstance(key, list | dict):  # `{[a]: 1}`: unhashable, and no config key
+                raise yaml.MarkedYAMLError(problem="a key must be a plain value", problem_mark=mark)
             if isinstance(key, str) and key in seen:
-                mark = key_node.start_mark
                 raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)

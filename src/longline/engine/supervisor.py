@@ -166,8 +166,13 @@ class Supervisor:
         is sent when it is empty, although the stored checkpoint keeps the last non-empty one.
         """
         cfg = self.cfg
-        await self.writer.flush()
-        cursor = await self.store.checkpoint(cfg.name)
+        if cfg.resume is None and (cfg.transport != "sse" or sse is not None):
+            # Nothing goes back to the provider: waiting for the store (the flush) would only
+            # delay the connection, and a rotation's successor past the forced close.
+            cursor = None
+        else:
+            await self.writer.flush()
+            cursor = await self.store.checkpoint(cfg.name)
         last_event_id = ""
         if TRANSPORTS.get(cfg.transport).sse:  # an SSEConnection (subclass) keeps ``state``
             if cfg.cursor == "sse-id" and sse is not None:

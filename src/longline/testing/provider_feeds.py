@@ -59,6 +59,7 @@ class FeedParams:
     retry_after``); ``status`` answers every attempt. ``malformed_every`` / ``oversize_every``
     add a bad item after every event id divisible by K; ``keepalive`` every S idle seconds;
     ``binary`` ws frames; ``subscribe=1`` ws sends nothing before a subscribe message.
+    ``token`` is accepted and ignored: a place for a credential in the query (secret tests).
     """
 
     total: int | None = None
@@ -81,6 +82,7 @@ class FeedParams:
     binary: bool = False
     subscribe: bool = False
     size: int = 200
+    token: str | None = None
 
 
 PARAM_NAMES = frozenset(f.name for f in fields(FeedParams))
@@ -112,7 +114,7 @@ def _convert(name: str, raw: str) -> object:
             value = int(raw)
             if not 100 <= int(raw) <= 599:
                 raise ValueError
-        else:  # retry_after: passed through as the header value
+        else:  # retry_after (the header value), token: passed through
             if not raw:
                 raise ValueError
             value = raw

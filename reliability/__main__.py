@@ -1,0 +1,104 @@
+"""``python -m reliability [--full] [--only NAME ...]``: run the campaign, print the table.
+
+Without ``--full`` it is the CI-sized run (a few minutes); it exits 1 when any row lost,
+doubled or corrupted an event, leaked, or failed otherwise. ``--full`` also writes
+docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from longline.testing.provider import Provider
+from reliability import fuzz, kills, network, secrets, storefaults
+from reliability.harness import kill_leftovers
+from reliability.report import Row, command_line, render, table
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
+INTRO = (Path(__file__).resolve().parent / "intro.md")
+
+Scenario = Callable[[Provider, Path, bool, int], Awaitable[list[Row]]]
+
+
+async def _kills(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
+    n = 60 if full else 5
+    return [
+        await kills.run_kills(provider, work, "sqlite", n, seed),
+        await kills.run_kills(provider, work, "postgres", n, seed),
+    ]
+
+
+async def _network(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
+    return [await network.run_network(provider, work, 1000 if full else 100, seed)]
+
+
+async def _stores(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
+    return await storefaults.run_all(provider, work, full, seed)
+
+
+async def _fuzz(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
+    return await asyncio.to_thread(fuzz.run_all, 1_000_000 if full else 100_000, seed)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "kills": _kills,
+    "network": _network,
+    "stores": _stores,
+    "fuzz": _fuzz,
+}
+
+
+async def campaign(full: bool, only: list[str], seed: int, work: Path) -> list[Row]:
+    rows: list[Row] = []
+    async with Provider() as provider:
+        for name, scenario in SCENARIOS.items():
+            if only and name not in only:
+                continue
+            print(f"-- {name} ...", file=sys.stderr, flush=True)
+            t = time.monotonic()
+            try:
+                got = await scenario(provider, work, full, seed)
+            except Exception as exc:  # a scenario that crashes is a failed row, not a traceback
+                got = [Row(name, "-", failures=[f"scenario crashed: {type(exc).__name__}: {exc}"])]
+            rows += got
+            print(table(got), file=sys.stderr, flush=True)
+            print(f"   {name}: {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
+        if not only or "secrets" in only:
+            rows.append(await secrets.scan(work))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m reliability", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="the full campaign; writes the doc")
+    parser.add_argument("--only", nargs="*", default=[], choices=[*SCENARIOS, "secrets"])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--doc", type=Path, default=None, help="write the doc here (any mode)")
+    args = parser.parse_args()
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="longline-reliability-") as tmp:
+        try:
+            rows = asyncio.run(campaign(args.full, args.only, args.seed, Path(tmp)))
+        finally:
+            kill_leftovers()
+    print(table(rows))
+    doc = args.doc or (DOC if args.full else None)
+    if doc is not None:
+        doc.write_text(render(rows, command_line(), args.full, time.monotonic() - t0,
+                              INTRO.read_text()))
+        print(f"wrote {doc}")
+    bad = [r.scenario for r in rows if not r.ok]
+    if bad:
+        print(f"FAILED: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
