@@ -25,6 +25,7 @@ MODULES = [
     "longline.sessions.base",
     "longline.testing.pytest_plugin",
     "longline.testing.provider",
+    "longline.testing.faultproxy",
 ]
 
 

@@ -1,7 +1,8 @@
 """HTTP streaming bodies (SSE and lines): one long GET read chunk by chunk.
 
 Reading ``iter_any``-style chunks and framing them ourselves is several times faster than
-aiohttp's per-line iteration (docs/architecture.md), and lets ``max_message_size`` apply while reading.
+aiohttp's per-line iteration (docs/architecture.md), and lets ``max_message_size`` apply while
+reading.
 """
 
 from __future__ import annotations
