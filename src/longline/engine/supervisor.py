@@ -166,15 +166,17 @@ class Supervisor:
         is sent when it is empty, although the stored checkpoint keeps the last non-empty one.
         """
         cfg = self.cfg
-        if cfg.resume is None and (cfg.transport != "sse" or sse is not None):
+        sse_kind = TRANSPORTS.get(cfg.transport).sse
+        if cfg.resume is None and cfg.session is None and (not sse_kind or sse is not None):
             # Nothing goes back to the provider: waiting for the store (the flush) would only
-            # delay the connection, and a rotation's successor past the forced close.
+            # delay the connection, and a rotation's successor past the forced close. (A
+            # session may resume from the checkpoint itself: Discord's session id and sequence.)
             cursor = None
         else:
             await self.writer.flush()
             cursor = await self.store.checkpoint(cfg.name)
         last_event_id = ""
-        if TRANSPORTS.get(cfg.transport).sse:  # an SSEConnection (subclass) keeps ``state``
+        if sse_kind:  # an SSEConnection (subclass) keeps ``state``
             if cfg.cursor == "sse-id" and sse is not None:
                 cursor = sse.last_event_id or None
             if cfg.cursor == "sse-id":
