@@ -94,6 +94,9 @@ class Worker:
         self._noticed: dict[str, float] = {}  # superseded stream -> loop time first seen
         self._polled: dict[str, float] = {}  # superseded stream -> loop time last polled
         self._live_since: dict[str, float] = {}  # stream -> loop time its connection went live
+        # stream -> (epoch, loop time this worker first saw it): a lease is stolen only once it
+        # has settled for a ttl, so a stream that just moved is not moved again at once.
+        self._epoch_seen: dict[str, tuple[int, float]] = {}
 
     @property
     def store(self) -> Store:
@@ -240,6 +243,10 @@ class Worker:
         names = {s.name for s in streams}
         now = time.time()
         current = {n: lease for n, lease in leases.items() if n in names}
+        seen_now = asyncio.get_running_loop().time()
+        for n, seen in current.items():
+            if self._epoch_seen.get(n, (None, 0.0))[0] != seen.epoch:
+                self._epoch_seen[n] = (seen.epoch, seen_now)
         others = Counter(
             lease.owner
             for lease in current.values()
@@ -280,6 +287,7 @@ class Worker:
             and lease.owner == victim
             and lease.live
             and lease.expires_at > now
+            and seen_now - self._epoch_seen[s.name][1] >= self.ttl
             and s.name not in self.keepers
         ]
         self._rng.shuffle(theirs)
