@@ -26,12 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
+
+from longline.testing.served import ServedEmulator
 
 __all__ = ["TOKEN", "DiscordEmulator", "message_event"]
 
@@ -83,7 +85,7 @@ class DiscordStats:
     refused_gateway_bot: int = 0
 
 
-class DiscordEmulator:
+class DiscordEmulator(ServedEmulator):
     """``async with DiscordEmulator(total=100) as discord:`` then ``discord.api_url``."""
 
     def __init__(
@@ -112,15 +114,6 @@ class DiscordEmulator:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def __aenter__(self) -> DiscordEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
     @property
     def api_url(self) -> str:
         """The preset's ``api_url``."""
@@ -132,29 +125,12 @@ class DiscordEmulator:
         delivered = set().union(*(s.delivered for s in self.sessions.values()))
         return self.produced >= self.total and len(delivered) >= self.total
 
-    async def start(self) -> None:
-        """Listen; events start once a session exists."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/api/v10/gateway/bot", self._gateway_bot)
         app.router.add_get("/gateway", self._gateway)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        await web.TCPSite(runner, self.host, self._port).start()
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
-        self._tasks = [asyncio.create_task(self._produce())]
 
-    async def stop(self) -> None:
-        """Close everything."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.kill()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    def background(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._produce()]
 
     # -- HTTP -----------------------------------------------------------------------------
 

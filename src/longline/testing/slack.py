@@ -32,12 +32,14 @@ import itertools
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from types import TracebackType
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
+
+from longline.testing.served import ServedEmulator
 
 __all__ = ["APP_TOKEN", "SlackEmulator", "event_id", "event_payload"]
 
@@ -108,7 +110,7 @@ class SlackStats:
     ack_log: list[tuple[float, int]] = field(default_factory=list)  # (time, event number)
 
 
-class SlackEmulator:
+class SlackEmulator(ServedEmulator):
     """``async with SlackEmulator(total=100) as slack:`` then ``slack.api_url``."""
 
     def __init__(
@@ -162,15 +164,6 @@ class SlackEmulator:
         self._kick = asyncio.Event()
         self.port = 0
 
-    async def __aenter__(self) -> SlackEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
     @property
     def api_url(self) -> str:
         """The ``api_url`` to give the slack-socket-mode preset."""
@@ -183,35 +176,13 @@ class SlackEmulator:
 
     # -- life cycle ---------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen and start delivering."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/apps.connections.open", self._open)
         app.router.add_post("/oauth2/token", self._token)
         app.router.add_get("/link/", self._link)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        await web.TCPSite(runner, self.host, self._port).start()
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
-        self._tasks = [
-            asyncio.create_task(self._produce()),
-            asyncio.create_task(self._deliver()),
-            asyncio.create_task(self._redeliver()),
-        ]
 
-    async def stop(self) -> None:
-        """Close every connection and stop listening."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for link in list(self.links):
-            self._abort(link)
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    def background(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._produce(), self._deliver(), self._redeliver()]
 
     # -- Web API ------------------------------------------------------------------------
 

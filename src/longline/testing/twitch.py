@@ -27,14 +27,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
+
+from longline.testing.served import ServedEmulator
 
 __all__ = ["CLIENT_ID", "TOKEN", "TwitchEmulator", "notification_event"]
 
@@ -100,7 +101,7 @@ class TwitchStats:
     undelivered: list[int] = field(default_factory=list)  # produced with no subscriber
 
 
-class TwitchEmulator:
+class TwitchEmulator(ServedEmulator):
     """``async with TwitchEmulator(total=100) as twitch:`` then ``twitch.ws_url``."""
 
     def __init__(
@@ -131,15 +132,6 @@ class TwitchEmulator:
         self._tasks: list[asyncio.Task[None]] = []
         self.produced = 0
 
-    async def __aenter__(self) -> TwitchEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
     @property
     def ws_url(self) -> str:
         """The preset's ``url``."""
@@ -155,29 +147,12 @@ class TwitchEmulator:
         """Every event was produced."""
         return self.produced >= self.total
 
-    async def start(self) -> None:
-        """Listen; events start flowing once a session subscribes."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/ws", self._ws)
         app.router.add_post("/helix/eventsub/subscriptions", self._subscribe)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        await web.TCPSite(runner, self.host, self._port).start()
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
-        self._tasks = [asyncio.create_task(self._produce())]
 
-    async def stop(self) -> None:
-        """Close everything."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.kill()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    def background(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._produce()]
 
     # -- Helix ----------------------------------------------------------------------------
 
