@@ -94,9 +94,10 @@ async def test_scraped_metrics_equal_status(provider: Provider, tmp_path: Path) 
         "store": f"sqlite:///{tmp_path / 'm.db'}",
         "http": {"listen": "127.0.0.1:0", "token": "${SCRAPE_TOKEN}"},
         "streams": [
-            # Two connections deliver every event: one copy of each is a duplicate.
+            # Two connections deliver the events: those both carry are duplicates. Paced (1.2 s),
+            # so the second connection starts before the first has stored everything.
             {"name": "twin", "transport": "sse", "redundancy": 2,
-             "url": provider.url("sse", "twin", total=120)},
+             "url": provider.url("sse", "twin", total=120, rate=100)},
             {"name": "junk", "transport": "lines", "key": "$.id",
              "url": provider.url("lines", "junk", total=100, malformed_every=10)},
             {"name": "flaky", "transport": "sse",
