@@ -2,7 +2,7 @@
 
 Without ``--full`` it is the CI-sized run (a few minutes); it exits 1 when any row lost,
 doubled or corrupted an event, leaked, or failed otherwise. ``--full`` also writes
-docs/reliability.md.
+docs/reliability.md (``--only``: those families' figures replace theirs, the others stay).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from longline.testing.provider import Provider
 from reliability import fuzz, kills, network, secrets, storefaults
 from reliability.harness import kill_leftovers
-from reliability.report import Row, command_line, render, table
+from reliability.report import FamilyRun, Row, command_line, load_runs, render, save_runs, table
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
 INTRO = (Path(__file__).resolve().parent / "intro.md")
@@ -54,8 +54,9 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-async def campaign(full: bool, only: list[str], seed: int, work: Path) -> list[Row]:
-    rows: list[Row] = []
+async def campaign(full: bool, only: list[str], seed: int, work: Path) -> dict[str, FamilyRun]:
+    """Run the chosen families in order; each one's rows and how long it took."""
+    runs: dict[str, FamilyRun] = {}
     async with Provider() as provider:
         for name, scenario in SCENARIOS.items():
             if only and name not in only:
@@ -66,12 +67,14 @@ async def campaign(full: bool, only: list[str], seed: int, work: Path) -> list[R
                 got = await scenario(provider, work, full, seed)
             except Exception as exc:  # a scenario that crashes is a failed row, not a traceback
                 got = [Row(name, "-", failures=[f"scenario crashed: {type(exc).__name__}: {exc}"])]
-            rows += got
+            runs[name] = FamilyRun.now(got, command_line(), full, time.monotonic() - t)
             print(table(got), file=sys.stderr, flush=True)
             print(f"   {name}: {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
         if not only or "secrets" in only:
-            rows.append(await secrets.scan(work))
-    return rows
+            t = time.monotonic()
+            secret_rows = [await secrets.scan(work)]
+            runs["secrets"] = FamilyRun.now(secret_rows, command_line(), full, time.monotonic() - t)
+    return runs
 
 
 def main() -> int:
@@ -81,18 +84,21 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--doc", type=Path, default=None, help="write the doc here (any mode)")
     args = parser.parse_args()
-    t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="longline-reliability-") as tmp:
         try:
-            rows = asyncio.run(campaign(args.full, args.only, args.seed, Path(tmp)))
+            runs = asyncio.run(campaign(args.full, args.only, args.seed, Path(tmp)))
         finally:
             kill_leftovers()
+    rows = [r for run in runs.values() for r in run.rows]
     print(table(rows))
     doc = args.doc or (DOC if args.full else None)
     if doc is not None:
-        doc.write_text(render(rows, command_line(), args.full, time.monotonic() - t0,
-                              INTRO.read_text()))
-        print(f"wrote {doc}")
+        figures = doc.with_suffix(".json")
+        recorded = load_runs(figures) if args.only else {}
+        recorded.update(runs)
+        save_runs(figures, recorded)
+        doc.write_text(render(recorded, [*SCENARIOS, "secrets"], INTRO.read_text()))
+        print(f"wrote {doc} and {figures.name}")
     bad = [r.scenario for r in rows if not r.ok]
     if bad:
         print(f"FAILED: {', '.join(bad)}", file=sys.stderr)

@@ -1,12 +1,18 @@
-"""Rows, the table printed by every run, and docs/reliability.md written by ``--full``."""
+"""Rows, the table printed by every run, and docs/reliability.md written by ``--full``.
+
+The figures are kept per scenario family in docs/reliability.json (which command, commit, date
+and machine produced them), so ``--full --only NAME`` re-measures one family and merges it into
+the page instead of discarding the others' figures; the page says where each family came from.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -98,16 +104,55 @@ def details(rows: list[Row]) -> str:
     return out
 
 
-def render(rows: list[Row], command: str, full: bool, total_s: float, intro: str) -> str:
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    size = "full" if full else "CI-sized"
+@dataclass
+class FamilyRun:
+    """One family's rows and where they came from (a part of a ``--full`` run, or all of it)."""
+
+    rows: list[Row]
+    command: str
+    commit: str
+    when: str
+    minutes: float
+    machine: str
+    full: bool
+
+    @staticmethod
+    def now(rows: list[Row], command: str, full: bool, seconds: float) -> FamilyRun:
+        return FamilyRun(rows, command, commit(), datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                         seconds / 60, machine(), full)
+
+
+def load_runs(path: Path) -> dict[str, FamilyRun]:
+    """The families recorded in ``path`` (none when it does not exist yet)."""
+    if not path.exists():
+        return {}
+    raw = json.loads(path.read_text())
+    return {
+        name: FamilyRun(**{**run, "rows": [Row(**r) for r in run["rows"]]})
+        for name, run in raw.items()
+    }
+
+
+def save_runs(path: Path, runs: dict[str, FamilyRun]) -> None:
+    path.write_text(json.dumps({name: asdict(run) for name, run in runs.items()}, indent=1) + "\n")
+
+
+def render(runs: dict[str, FamilyRun], order: list[str], intro: str) -> str:
+    """The page: intro, where each family's figures came from, one table, the details."""
+    names = [n for n in order if n in runs] + [n for n in runs if n not in order]
+    rows = [r for n in names for r in runs[n].rows]
+    sizes = {"full" if runs[n].full else "CI-sized" for n in names}
     verdict = "all rows pass" if all(r.ok for r in rows) else "SOME ROWS FAIL"
+    sources = "".join(
+        f"- {n}: `{runs[n].command}`, commit `{runs[n].commit}`, {runs[n].when}, "
+        f"{runs[n].minutes:.1f} min; {runs[n].machine}\n"
+        for n in names
+    )
     return (
         f"# Reliability campaign\n\n{intro}\n"
-        f"## Figures ({size} run, {verdict})\n\n"
-        f"- command: `{command}`\n- commit: `{commit()}`, {when}, {total_s / 60:.1f} min\n"
-        f"- machine: {machine()}\n\n"
-        f"{table(rows)}\n## Details\n{details(rows)}"
+        f"## Figures ({' and '.join(sorted(sizes))} run, {verdict})\n\n"
+        f"Each family of rows, the command that measured it, the commit and the machine:\n\n"
+        f"{sources}\n{table(rows)}\n## Details\n{details(rows)}"
     )
 
 
