@@ -69,8 +69,9 @@ def reference(
             return Quarantined(f"invalid JSON: {exc}", msg.data, now)
     if key.startswith("$"):
         k = _lookup(key, doc)
-        if k is None:
-            return Quarantined(f"key path {key} not found", msg.data, now)
+        if k is None or k == "":
+            what = "not found" if k is None else "is an empty string"
+            return Quarantined(f"key path {key} {what}", msg.data, now)
     elif key == "sse-id" and msg.own_id and msg.id is not None:
         k = msg.id  # the event's own id
     elif sse and msg.event is not None and msg.event != "message":  # hash, or sse-id without
@@ -80,8 +81,9 @@ def reference(
     c: str | None = None
     if cursor is not None and cursor.startswith("$"):
         c = _lookup(cursor, doc)
-        if c is None:
-            return Quarantined(f"cursor path {cursor} not found", msg.data, now)
+        if c is None or c == "":
+            what = "not found" if c is None else "is an empty string"
+            return Quarantined(f"cursor path {cursor} {what}", msg.data, now)
     elif cursor == "sse-id":
         c = msg.id  # the last event ID in force; None when empty (the checkpoint stays)
     return Event(k, text, c, now, msg.event if sse else None)

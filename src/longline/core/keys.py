@@ -1,8 +1,9 @@
 """Turn framed messages into keyed events: the dedup key, the resume cursor and the payload.
 
-A message that cannot be keyed (invalid UTF-8, invalid JSON, a missing path, too large) becomes
-a ``Quarantined`` item with its reason, never a silent drop. An SSE event without an ``id`` is
-never one of them:
+A message that cannot be keyed (invalid UTF-8, invalid JSON, a missing path or one whose value
+is the empty string, too large) becomes a ``Quarantined`` item with its reason, never a silent
+drop: an empty key would make every later event with an empty key its duplicate. An SSE event
+without an ``id`` is never one of them:
 
 - key ``sse-id`` (the SSE default) is the event's own id when its block had a non-empty ``id``
   field, else the ``hash`` key below (event type and data), so the overlap of a rotation or of
@@ -358,9 +359,9 @@ class Keyer:
                     continue
             if key_kind == _PATH:
                 key = key_get(doc)
-                if key is None:
-                    reason = f"key path {self._key_path} not found"
-                    bad.append(Quarantined(reason, data, received_at))
+                if not key:  # absent, or "": an empty key would swallow every later one
+                    what = "not found" if key is None else "is an empty string"
+                    bad.append(Quarantined(f"key path {self._key_path} {what}", data, received_at))
                     continue
             elif own and key_kind == _SSE_ID and ident is not None:
                 key = ident
@@ -376,8 +377,9 @@ class Keyer:
                 cursor = key
             elif cursor_kind == _PATH:
                 cursor = cursor_get(doc)
-                if cursor is None:
-                    reason = f"cursor path {self._cursor_path} not found"
+                if not cursor:  # an empty cursor could not be sent back to resume
+                    what = "not found" if cursor is None else "is an empty string"
+                    reason = f"cursor path {self._cursor_path} {what}"
                     bad.append(Quarantined(reason, data, received_at))
                     continue
             elif cursor_kind == _SSE_ID:
