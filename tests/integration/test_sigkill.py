@@ -59,8 +59,13 @@ async def test_sigkill_and_restart_store_exact_set(
         await asyncio.sleep(rng.uniform(0.05, 0.6))
         proc.send_signal(signal.SIGKILL)
         assert await proc.wait() == -signal.SIGKILL
+    before = provider.stats[feed].connections
     proc = await start_run(cfg_file)
-    await asyncio.sleep(1.5)  # let it install its signal handlers before SIGTERM
+    # It connects after installing its signal handlers: SIGTERM earlier (a slow start on a
+    # loaded machine) would find Python's default action and end it with -15.
+    while provider.stats[feed].connections <= before:
+        assert proc.returncode is None, "the last run ended before connecting"
+        await asyncio.sleep(0.05)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
     while loop.time() < deadline:

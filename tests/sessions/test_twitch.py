@@ -161,7 +161,11 @@ async def test_sigkill_and_restart_lose_only_what_twitch_cannot_replay(tmp_path:
         assert await proc.wait() == -signal.SIGKILL
         before = set(tw.sessions)
         proc = await start_run(cfg_file)
-        while not tw.done:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        # Reconnects come every 0.5 s of a connection's life: on a loaded machine, the feed
+        # can end before the tenth, so wait for both.
+        while (not tw.done or tw.stats.reconnects_followed < 10) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
