@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,18 @@ def test_null_store_has_every_store_method() -> None:
     assert {"append", "ack", "take_lease", "last_seq", "__aenter__"} <= wanted
     missing = sorted(name for name in wanted if not hasattr(NullStore, name))
     assert missing == []
+
+
+def test_worker_benchmark_runs_on_postgresql(pg_server: str) -> None:
+    """benchmarks/workers.py at a tiny size: spread, capture and takeover all measured."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.workers", "--streams", "6", "--workers", "2",
+         "--events", "20", "--ttl", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
+        env={**os.environ, "LONGLINE_TEST_POSTGRES": pg_server},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads(proc.stdout.splitlines()[0])
+    assert row["workers"] == 2 and row["streams"] == 6 and row["killed_streams"] == 3
+    assert row["spread_s"] > 0 and row["events_per_s"] > 0
+    assert 0 < row["takeover_owned_s"] <= row["takeover_storing_s"]
