@@ -135,7 +135,7 @@ def test_stream_config_built_directly_resolves_defaults() -> None:
         ResumeConfig(header="Last-Event-ID"),
         10.0,
     )
-    with pytest.raises(ValidationError, match="subscribe: subscribe messages are only for"):
+    with pytest.raises(ValidationError, match="subscribe: transport sse does not send messages"):
         StreamConfig(name="a", transport="sse", url="http://127.0.0.1/", subscribe=["x"])
 
 
@@ -240,10 +240,10 @@ def test_transport_specific_fields() -> None:
         {**WS, "name": "w4", "subscribe": ["{}"], "cursor": "$.ts", "resume": {"subscribe": True}},
     )
     assert errors(data) == [
-        "streams[0].subscribe: subscribe messages are only for transport ws",
+        "streams[0].subscribe: transport sse does not send messages (ws does)",
         "streams[1].key: sse-id is only for transport sse",
         "streams[1].cursor: sse-id is only for transport sse",
-        "streams[2].resume.subscribe: only for transport ws",
+        "streams[2].resume.subscribe: transport lines does not send messages (ws does)",
         "streams[2].resume.subscribe: no subscribe message contains {cursor}",
         "streams[3].resume: needs a cursor: set cursor, or resume: none",
         "streams[4].subscribe: a message contains {cursor}; set resume: {subscribe: true}",

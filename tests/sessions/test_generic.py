@@ -109,7 +109,7 @@ def test_session_options_are_checked_with_field_names() -> None:
         "streams[0].redundancy: this provider allows at most 10 connections"
     ]
     assert errors({"preset": "slack-socket-mode", "app_token": "t"}, transport="sse") == [
-        "streams[0].session: sessions are only for transport ws",
+        "streams[0].session: sessions drive a WebSocket: transport ws, not sse",
         "streams[0].url: must use http:// or https:// for transport sse",
     ]
     assert errors({"factory": "json:dumps"}) == [

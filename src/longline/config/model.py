@@ -308,7 +308,7 @@ class StreamConfig(_Model):
         self._check_options(kind, p)
         session = self.session
         if session is not None and self.transport != "ws":  # sessions drive a WebSocket
-            p.add("session", "sessions are only for transport ws")
+            p.add("session", f"sessions drive a WebSocket: transport ws, not {self.transport}")
         if self.url or session is None or session.needs_url:
             if not self.url and "url" not in given:
                 p.add("url", "required")
@@ -322,8 +322,9 @@ class StreamConfig(_Model):
                 p.add("max_lifetime", "not with this session: it reconnects when asked to")
         check_headers(self.headers, p)
         check_url_credentials(self.url, self.headers, p)
+        cannot_send = f"transport {self.transport} does not send messages (ws does)"
         if self.subscribe and not ws:
-            p.add("subscribe", "subscribe messages are only for transport ws")
+            p.add("subscribe", cannot_send)
         if "key" not in given:  # sse-id: the event's own id, else a hash of type and data
             self.key = "sse-id" if sse else "hash"
         check_selector("key", self.key, sse, ("sse-id", "hash"), p)
@@ -335,7 +336,7 @@ class StreamConfig(_Model):
             self.resume = ResumeConfig(header="Last-Event-ID")
         if self.resume is not None:
             if self.resume.subscribe and not ws:
-                p.add("resume.subscribe", "only for transport ws")
+                p.add("resume.subscribe", cannot_send)
             if self.cursor is None:
                 p.add("resume", "needs a cursor: set cursor, or resume: none")
         placeholders = any(CURSOR_PLACEHOLDER in m for m in self.subscribe)
