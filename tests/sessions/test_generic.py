@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from longline.config import ConfigError, parse_config
+from longline.testing.provider import Provider
 from longline.testing.slack import SlackEmulator
 from tests.conftest import make_config
 from tests.sessions.test_slack import CommitCheck, expect, run_until, stored_slack
@@ -157,3 +159,42 @@ def test_longline_check_names_the_session_fields(tmp_path: Path) -> None:
         "streams[1].session.bogus: unknown key; allowed: api_url, intents, token",
     ]
     assert "xapp-1-abc" not in out.stderr + out.stdout
+
+
+async def test_resume_query_applies_to_the_connect_url_answer(
+    provider: Provider, tmp_path: Path
+) -> None:
+    """A stream that gets its URL from ``connect_url`` still resumes by ``resume.query``: the
+    second run connects to the answered URL with ``since=<checkpoint>``, so the provider sends
+    nothing again (without it, all 200 events a second time, dropped as duplicates)."""
+    opened: list[str] = []
+
+    async def open_connection(request: web.Request) -> web.Response:
+        opened.append(request.method)
+        return web.json_response({"ok": True, "url": provider.url("ws", "gen", total=200)})
+
+    app = web.Application()
+    app.router.add_post("/open", open_connection)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    stream = {
+        "name": "gen", "transport": "ws", "key": "$.id", "cursor": "$.id",
+        "resume": {"query": "since"},
+        "session": {"connect_url": {"url": f"http://127.0.0.1:{port}/open"}},
+    }  # fmt: skip
+    try:
+        cfg = make_config(tmp_path / "r.db", stream)
+        first = await run_until(cfg, lambda r: "gen" in r.stats and r.stats["gen"].events == 200)
+        assert first.stats["gen"].events == 200
+        second = await run_until(
+            cfg, lambda r: "gen" in r.stats and r.stats["gen"].state == "live"
+        )
+        assert second.stats["gen"].state == "stopped"
+    finally:
+        await runner.cleanup()
+    assert opened == ["POST", "POST"]
+    assert provider.stats["gen"].events_sent == 200  # the second connection resumed at 200
+    assert second.stats["gen"].duplicates == 0

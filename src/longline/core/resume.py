@@ -25,6 +25,9 @@ class ConnectRequest:
     # have no ``id:`` line of their own still get one, and ``retry`` still holds.
     last_event_id: str = ""
     retry: int | None = None
+    # ``resume.query`` with the cursor, for a URL only known at connect time (a session's
+    # ``connect_url`` answer or a URL it was told to follow): applied to that URL too.
+    resume_query: tuple[str, str] | None = None
 
 
 def with_query(url: str, name: str, value: str) -> str:
@@ -51,11 +54,13 @@ def build_request(
     """
     out_headers = dict(headers)
     out_url = url
+    query = None
     if cursor is not None and cursor != "":
         if resume_header:
             out_headers[resume_header] = cursor
         if resume_query:
-            out_url = with_query(url, resume_query, cursor)
+            query = (resume_query, cursor)
+            out_url = with_query(url, *query)
     text = cursor or ""
     messages = tuple(m.replace(CURSOR_PLACEHOLDER, text) for m in subscribe)
-    return ConnectRequest(url=out_url, headers=out_headers, subscribe=messages)
+    return ConnectRequest(url=out_url, headers=out_headers, subscribe=messages, resume_query=query)

@@ -23,7 +23,7 @@ import aiohttp
 
 from longline.core.errors import Cause, Outcome
 from longline.core.model import Keyed, Quarantined
-from longline.core.resume import ConnectRequest
+from longline.core.resume import ConnectRequest, with_query
 from longline.sessions.base import (
     Action,
     Control,
@@ -102,6 +102,8 @@ class SessionConnection(WSConnection):
 
     async def _open(self) -> None:
         url = await self.conv.connect_url()
+        if self.request.resume_query is not None:  # resume wherever the session connects
+            url = with_query(url, *self.request.resume_query)
         headers = dict(self.conv.connect_headers())
         self.request = dataclasses.replace(self.request, url=url, headers=headers)
         await super()._open()
