@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from longline.testing.provider import Provider
-from reliability import fuzz, kills, network, secrets, storefaults
+from reliability import credentials, fuzz, kills, network, resources, secrets, storefaults
 from reliability.harness import kill_leftovers
 from reliability.report import FamilyRun, Row, command_line, load_runs, render, save_runs, table
 
@@ -42,6 +42,14 @@ async def _stores(provider: Provider, work: Path, full: bool, seed: int) -> list
     return await storefaults.run_all(provider, work, full, seed)
 
 
+async def _resources(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
+    return await resources.run_all(provider, work, full)
+
+
+async def _credentials(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
+    return [await credentials.run_credentials(provider, work)]
+
+
 async def _fuzz(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
     return await asyncio.to_thread(fuzz.run_all, 1_000_000 if full else 100_000, seed)
 
@@ -50,6 +58,8 @@ SCENARIOS: dict[str, Scenario] = {
     "kills": _kills,
     "network": _network,
     "stores": _stores,
+    "resources": _resources,
+    "credentials": _credentials,
     "fuzz": _fuzz,
 }
 
@@ -73,7 +83,10 @@ async def campaign(full: bool, only: list[str], seed: int, work: Path) -> dict[s
         if not only or "secrets" in only:
             t = time.monotonic()
             secret_rows = [await secrets.scan(work)]
-            runs["secrets"] = FamilyRun.now(secret_rows, command_line(), full, time.monotonic() - t)
+            # A partial run's scan covers only its own outputs: filed apart from the whole one.
+            scanned = [n for n in only if n != "secrets"]
+            key = f"secrets ({', '.join(scanned)})" if scanned else "secrets"
+            runs[key] = FamilyRun.now(secret_rows, command_line(), full, time.monotonic() - t)
     return runs
 
 

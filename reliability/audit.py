@@ -92,20 +92,22 @@ async def last_id(url: str, stream: str) -> int:
     return max((int(orjson.loads(ev.payload)["id"]) for ev in tail), default=0)
 
 
-def _common(a: Audit, feed: str, rows: list[tuple[int, bytes]], bad: int) -> set[int]:
+def _common(a: Audit, feed: str, rows: list[tuple[int, bytes]], bad: int,
+            size: int = SIZE) -> set[int]:
     ids = [i for i, _ in rows]
     have = set(ids)
     a.stored = len(rows)
     a.doubled = len(ids) - len(have)
-    a.corrupted = bad + sum(1 for i, p in rows if p != event_bytes(feed, i, SIZE))
+    a.corrupted = bad + sum(1 for i, p in rows if p != event_bytes(feed, i, size))
     return have
 
 
-async def audit_resumable(url: str, stream: str, feed: str, total: int) -> Audit:
-    """Exactly events 1..total, once each, byte for byte."""
+async def audit_resumable(url: str, stream: str, feed: str, total: int,
+                          size: int = SIZE) -> Audit:
+    """Exactly events 1..total, once each, byte for byte (``size``: the feed's event size)."""
     rows, bad = await read_stream(url, stream)
     a = Audit(stream, produced=total)
-    have = _common(a, feed, rows, bad)
+    have = _common(a, feed, rows, bad, size)
     a.lost = len(set(range(1, total + 1)) - have)
     extra = len(have - set(range(1, total + 1)))
     if extra:

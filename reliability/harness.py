@@ -28,6 +28,12 @@ CANARIES = {
     "REL_CANARY_PASSWORD": "canaryPWD5c2d7e90",
     "REL_CANARY_QUERY": "canaryQRY91aa03f7",
     "REL_CANARY_SUBSCRIBE": "canarySUB4e6f12b8",
+    # processor credentials (reliability/credentials.py)
+    "REL_CANARY_WEBHOOK_BEARER": "canaryWHB3d90a7e1",
+    "REL_CANARY_WEBHOOK_TOKEN": "canaryWHT6b21f0c4",
+    "REL_CANARY_WEBHOOK_SECRET": "canaryWHS8e5c3a92",
+    "REL_CANARY_REDIS_PASSWORD": "canaryRDS1f7b6d08",
+    "REL_CANARY_NATS_TOKEN": "canaryNTS5a0e9c37",
 }
 SIZE = 200  # bytes per provider event
 
@@ -71,7 +77,8 @@ def stream_url(proxy: FaultProxy | None, provider: Provider, transport: str, fee
                **params: object) -> str:
     """The feed's URL (through ``proxy`` when given) with a canary in the query and, for
     resumable feeds, in the credentials part (the provider ignores both)."""
-    url = provider.url(transport, feed, size=SIZE, token="TOKENPLACEHOLDER", **params)
+    params = {"size": SIZE, **params}
+    url = provider.url(transport, feed, token="TOKENPLACEHOLDER", **params)
     if proxy is not None:
         url = proxy.url(url)
     url = url.replace("TOKENPLACEHOLDER", "${REL_CANARY_QUERY}")

@@ -1,10 +1,12 @@
 """After the other scenarios: look for the canary secrets everywhere longline writes or prints.
 
 Every scenario ran with the canaries in headers, URL credentials, query tokens and subscribe
-messages (no scenario runs processors yet). Scanned: every `longline run` log,
-`status` (text and JSON), `events` and `events --quarantined` of every stream, `deadletters`,
-`check`, the `deploy` templates generated from the network scenario's config, and the raw
-SQLite files.
+messages; the credentials scenario also in processor credentials (a webhook's bearer token,
+token header and HMAC secret, a Redis password, a NATS token), with a webhook that echoes
+them into the errors that become dead letters. Scanned: every `longline run` log and what the
+HTTP listeners served (`/metrics`, `/api/status`, `/readyz`, the page), `status` (text and
+JSON), `events` and `events --quarantined` of every stream, `deadletters`, `check`, the
+`deploy` templates generated from the network scenario's config, and the raw SQLite files.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ async def scan(work: Path) -> Row:
         if store.startswith("sqlite") and Path(store.removeprefix("sqlite:///")).exists():
             for argv in (["status"], ["status", "--json"], ["deadletters"]):
                 commands.append((cfg.name, [argv[0], str(cfg), *argv[1:]]))
-            if cfg.stem in ("network", "kills-sqlite"):  # every stream kind; the others alike
+            if cfg.stem in ("network", "kills-sqlite", "credentials"):  # the others alike
                 for s in data.get("streams", []):
                     name = s["name"]
                     commands += [
@@ -72,7 +74,8 @@ async def scan(work: Path) -> Row:
     outputs += len(commands)
     row = Row("secrets: canaries in every output", "")
     row.injected = (
-        f"{len(CANARIES)} canaries (headers, URL password, query token, subscribe message); "
+        f"{len(CANARIES)} canaries (headers, URL password, query token, subscribe message; "
+        f"processors: webhook token, header and secret, Redis password, NATS token); "
         f"{outputs} outputs scanned"
     )
     row.failures += found

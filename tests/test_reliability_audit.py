@@ -38,3 +38,13 @@ def test_a_row_with_a_loss_fails_and_says_so() -> None:
     bad = Row("y", "1 fault", produced=10, stored=9, lost=1)
     assert not bad.ok
     assert "| y | 1 fault | 10 | 9 | 1 | 0 | 0 | - | 0 s | FAIL: loss/duplicate |" in table([bad])
+
+
+def test_a_series_that_grows_after_the_warm_up_is_not_flat() -> None:
+    from reliability.resources import Series
+
+    leak = Series([(float(t), 20.0 + t) for t in range(100)])  # one more fd a second
+    base, top, ok = leak.flat(0.2, 6)
+    assert (base, top, ok) == (42.0, 119.0, False)
+    steady = Series([(float(t), 5.0 + t if t < 10 else 17.0 + t % 3) for t in range(100)])
+    assert steady.flat(0.2, 6) == (19.0, 19.0, True)  # the warm-up's climb does not count

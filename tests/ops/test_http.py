@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import sqlite3
 import subprocess
 import sys
@@ -129,6 +130,40 @@ async def test_metrics_count_processor_lanes(provider: Provider, tmp_path: Path)
         assert families["longline_processor_lag_events"][lane] == 0
         assert families["longline_dead_letters"][lane] == 0
         assert families["longline_events_stored"][(("stream", "a"),)] == 30
+
+
+def _gauges(text: str) -> dict[str, float]:
+    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
+            if not s.labels}
+
+
+async def test_metrics_show_asyncio_tasks_and_open_fds(provider: Provider, tmp_path: Path) -> None:
+    """The figures the reliability campaign watches across reconnects: they move with the
+    process's real tasks and descriptors (the test runs in the same process and loop)."""
+    cfg = make_config(tmp_path / "f.db", {"name": "a", "transport": "sse",
+                                          "url": provider.url("sse", "a", total=5)})
+    async with running(cfg) as (_, base, _server):
+        before = _gauges((await get(base + "/metrics"))[1])
+        assert before["longline_asyncio_tasks"] >= 2  # at least the stream and the listener
+        assert before["process_open_fds"] == pytest.approx(len(os.listdir("/proc/self/fd")), abs=3)
+        assert before["process_resident_memory_bytes"] > 10_000_000
+        gate = asyncio.Event()
+        extra = [asyncio.create_task(gate.wait()) for _ in range(50)]
+        files = [open(os.devnull, "rb") for _ in range(40)]  # noqa: SIM115 (closed below)
+        try:
+            during = _gauges((await get(base + "/metrics"))[1])
+        finally:
+            gate.set()
+            await asyncio.gather(*extra)
+            for f in files:
+                f.close()
+        after = _gauges((await get(base + "/metrics"))[1])
+        assert during["longline_asyncio_tasks"] - before["longline_asyncio_tasks"] == (
+            pytest.approx(50, abs=3))
+        assert during["process_open_fds"] - before["process_open_fds"] == pytest.approx(40, abs=3)
+        assert after["longline_asyncio_tasks"] == pytest.approx(
+            before["longline_asyncio_tasks"], abs=3)
+        assert after["process_open_fds"] == pytest.approx(before["process_open_fds"], abs=3)
 
 
 async def test_reload_endpoint_calls_the_callback(tmp_path: Path) -> None:

@@ -170,6 +170,15 @@ async def test_ws_delivers_exact_events_compressed(provider: Provider) -> None:
         assert await ws_texts(ws, 300) == [event_bytes("w", n) for n in range(1, 301)]
 
 
+async def test_ws_deflate_0_refuses_compression(provider: Provider) -> None:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.ws_connect(provider.url("ws", "nd", total=3, deflate=0), compress=15) as ws,
+    ):
+        assert ws.compress == 0  # offered, not accepted
+        assert await ws_texts(ws, 3) == [event_bytes("nd", n) for n in range(1, 4)]
+
+
 async def test_ws_binary_frames(provider: Provider, client: aiohttp.ClientSession) -> None:
     async with client.ws_connect(provider.url("ws", "b", total=2, binary=1)) as ws:
         msgs = [await ws.receive(timeout=5) for _ in range(2)]

@@ -98,6 +98,7 @@ class Sample:
     taken_at: float
     streams: list[StreamSample]
     lanes: list[LaneSample]
+    tasks: int = 0  # asyncio tasks alive on the process's loop (a leak grows it)
 
 
 class OpsView:
@@ -163,7 +164,8 @@ class OpsView:
         heads = {s.name: s.events for s in streams}
         if self.dispatcher is not None and self.runner is None:
             heads = await self._stored_heads(now)
-        return Sample(now, streams, self._sample_lanes(heads))
+        tasks = len(asyncio.all_tasks())  # on the loop: counted here, not in the render thread
+        return Sample(now, streams, self._sample_lanes(heads), tasks)
 
     def _follow_reload(self) -> None:
         """After a live reload: the new config's streams (for readiness)."""

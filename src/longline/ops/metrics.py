@@ -3,6 +3,9 @@
 A custom prometheus-client collector turns the sample (plain values taken on the event loop)
 into metric families, so nothing is counted twice and the hot path keeps no metric objects of
 its own. The one exception is the commit-time histogram, observed once per store commit.
+The process's own figures (open fds, resident memory, CPU: prometheus-client's process
+collector, read from /proc) and its asyncio task count are there so that a leak that grows
+with every reconnect shows on a dashboard before it exhausts the process.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from longline import __version__
@@ -98,6 +102,11 @@ class SampleCollector(Collector):
             lag.add_metric([ln.processor, ln.stream], ln.lag)
             dead.add_metric([ln.processor, ln.stream], ln.dead)
         yield from (delivered, lag, dead)
+        tasks = GaugeMetricFamily(
+            "longline_asyncio_tasks", "asyncio tasks alive on the event loop (a leak grows it)."
+        )
+        tasks.add_metric([], s.tasks)
+        yield tasks
 
 
 def render(sample: Sample) -> bytes:
@@ -105,4 +114,5 @@ def render(sample: Sample) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SampleCollector(sample))
     registry.register(COMMIT_SECONDS)
+    ProcessCollector(registry=registry)  # process_open_fds, process_resident_memory_bytes, ...
     return generate_latest(registry)

@@ -220,7 +220,7 @@ class Provider:
             params, feed = self._admit(request, "ws")
         except _Refusal as refusal:
             return refusal.response
-        ws = web.WebSocketResponse(compress=True, timeout=1.0, max_msg_size=1 << 20)
+        ws = web.WebSocketResponse(compress=params.deflate, timeout=1.0, max_msg_size=1 << 20)
         with self._tracked():
             try:
                 await ws.prepare(request)

@@ -58,7 +58,9 @@ class FeedParams:
     seconds. Per feed: ``fail_first`` attempts answered ``fail_status`` (+ ``Retry-After:
     retry_after``); ``status`` answers every attempt. ``malformed_every`` / ``oversize_every``
     add a bad item after every event id divisible by K; ``keepalive`` every S idle seconds;
-    ``binary`` ws frames; ``subscribe=1`` ws sends nothing before a subscribe message.
+    ``binary`` ws frames; ``deflate=0`` ws refuses permessage-deflate (frames go out whole,
+    as from a provider without compression); ``subscribe=1`` ws sends nothing before a
+    subscribe message.
     ``token`` is accepted and ignored: a place for a credential in the query (secret tests).
     """
 
@@ -80,6 +82,7 @@ class FeedParams:
     oversize_bytes: int = 2_000_000
     keepalive: float | None = None  # None: the transport's default (1 s for SSE/lines, 0 for ws)
     binary: bool = False
+    deflate: bool = True
     subscribe: bool = False
     size: int = 200
     token: str | None = None
@@ -90,7 +93,7 @@ PARAM_NAMES = frozenset(f.name for f in fields(FeedParams))
 _INTS = {"total", "since", "disconnect_every", "cut_every", "stall_after", "fail_first"}
 _INTS |= {"malformed_every", "oversize_every", "oversize_bytes", "size"}
 _FLOATS = {"rate", "lifetime", "keepalive"}
-_BOOLS = {"resumable", "abrupt", "binary", "subscribe"}
+_BOOLS = {"resumable", "abrupt", "binary", "deflate", "subscribe"}
 _STATUSES = {"fail_status", "status"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
