@@ -26,9 +26,12 @@ class ConnectGate:
         self._next = 0.0  # loop time of the next free slot
         self._rng = rng or random.Random()
 
-    def reserve(self) -> float:
-        """Take the next slot; return how long to wait for it (0 when it is now)."""
-        now = asyncio.get_running_loop().time()
+    def reserve(self, now: float | None = None) -> float:
+        """Take the next slot; return how long to wait for it (0 when it is now).
+
+        ``now``: the loop time to count from (default: the running loop's clock)."""
+        if now is None:
+            now = asyncio.get_running_loop().time()
         slot = max(now, self._next)
         self._next = slot + self.interval * self._rng.uniform(0.5, 1.5)
         return slot - now
