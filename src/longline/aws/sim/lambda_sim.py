@@ -1,9 +1,11 @@
 """``longline lambda-sim``: run the Lambda orchestrations locally with real deadlines.
 
 Each invocation is a separate process given a context whose remaining time runs out for real,
-and is SIGKILLed at its timeout as Lambda does. ``self`` mode runs the self-chained handoff plus
-a watchdog schedule that starts an invocation when a lease has expired; ``stepfunctions`` mode
-interprets the very state machine definition that ``longline deploy --option 2`` emits.
+and is SIGKILLed at its timeout as Lambda does; as on Lambda, its init phase (Python starting
+and importing, at most ``INIT_LIMIT``) comes before the timeout starts to run. ``self`` mode
+runs the self-chained handoff plus a watchdog schedule that starts an invocation when a lease
+has expired; ``stepfunctions`` mode interprets the very state machine definition that
+``longline deploy --option 2`` emits.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+INIT_LIMIT = 10.0  # seconds: Lambda's limit on an on-demand function's init phase
+
 
 @dataclass
 class Invocation:
@@ -34,7 +38,7 @@ class Invocation:
     started: float
     ended: float | None = None
     returncode: int | None = None
-    killed: str | None = None  # "timeout" or "planned"
+    killed: str | None = None  # "init", "timeout" or "planned"
     result: dict[str, Any] | None = None
 
 
@@ -57,6 +61,8 @@ class SimReport:
         for i in self.invocations:
             if i.killed == "timeout":
                 out.append(f"invocation {i.n} was killed at its timeout")
+            elif i.killed == "init":
+                out.append(f"invocation {i.n} did not finish its init phase in {INIT_LIMIT:g} s")
             elif i.killed is None and i.returncode not in (0, None):
                 out.append(f"invocation {i.n} exited with {i.returncode}")
         return out
@@ -135,7 +141,7 @@ class LambdaSim:
             "LONGLINE_LEASE_TTL": str(self.lease_ttl),
             "LONGLINE_MAX_OVERLAP": str(self.max_overlap),
             "LONGLINE_SIM_REQUEST_ID": inv.request_id,
-            "LONGLINE_SIM_DEADLINE": str(inv.started + self.timeout),
+            "LONGLINE_SIM_TIMEOUT": str(self.timeout),
             "LONGLINE_SIM_CONTROL": self._control,
             "LONGLINE_SIM_EVENT": orjson.dumps(payload).decode(),
         }
@@ -148,16 +154,26 @@ class LambdaSim:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
             )
-            limit = self.timeout
-            planned = self.kill.get(n)
-            if planned is not None and planned < limit:
-                limit = planned
+            assert proc.stdout is not None
+            try:  # the init phase: Python starting and importing, not counted in the timeout
+                first = await asyncio.wait_for(proc.stdout.readline(), INIT_LIMIT)
+                deadline = float(orjson.loads(first)["init_done"])
+            except (TimeoutError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                deadline = None
+            if deadline is None:
+                limit, how = 0.0, "init"
+            else:  # a planned kill counts from the end of init, as the timeout does
+                limit, how = max(0.0, deadline - time.time()), "timeout"
+                planned = self.kill.get(n)
+                if planned is not None and planned < self.timeout:
+                    at = deadline - self.timeout + planned
+                    limit, how = max(0.0, at - time.time()), "planned"
             try:
                 out, _ = await asyncio.wait_for(proc.communicate(), limit)
             except TimeoutError:
                 proc.send_signal(signal.SIGKILL)
                 out, _ = await proc.communicate()
-                inv.killed = "planned" if planned is not None and limit == planned else "timeout"
+                inv.killed = how
         inv.ended = time.time()
         inv.returncode = proc.returncode
         lines = out.decode(errors="replace").strip().splitlines()

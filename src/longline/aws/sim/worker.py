@@ -1,8 +1,11 @@
 """One simulated Lambda invocation: a process with a real deadline (``lambda-sim`` starts it).
 
-The context's remaining time runs out for real; the controller SIGKILLs this process at the
-timeout exactly as Lambda would. Asynchronous self-invocation goes to the controller over
-loopback HTTP, as ``lambda:InvokeFunction`` with ``InvocationType=Event`` would.
+As on Lambda, the init phase (starting Python, importing the code) does not count against the
+function's timeout: once imported, this process prints ``{"init_done": DEADLINE}`` (now +
+``LONGLINE_SIM_TIMEOUT``), and the context's remaining time runs out for real at that deadline,
+when the controller SIGKILLs the process as Lambda would. Asynchronous self-invocation goes to
+the controller over loopback HTTP, as ``lambda:InvokeFunction`` with ``InvocationType=Event``
+would.
 """
 
 from __future__ import annotations
@@ -32,15 +35,13 @@ class SimContext:
         return max(0, int((self.deadline - time.time()) * 1000))
 
 
-async def _main() -> dict[str, Any]:
+async def _main(deadline: float) -> dict[str, Any]:
     from longline.ops.logging import setup_logging
 
     cfg = load_from_env()
     setup_logging(os.environ.get("LONGLINE_LOG_LEVEL", "WARNING"), secrets=cfg.secrets)
     settings = Settings.from_env()
-    context = SimContext(
-        os.environ["LONGLINE_SIM_REQUEST_ID"], float(os.environ["LONGLINE_SIM_DEADLINE"])
-    )
+    context = SimContext(os.environ["LONGLINE_SIM_REQUEST_ID"], deadline)
     event = orjson.loads(os.environ.get("LONGLINE_SIM_EVENT", "{}"))
     control = os.environ["LONGLINE_SIM_CONTROL"]
 
@@ -58,8 +59,11 @@ async def _main() -> dict[str, Any]:
 
 
 def main() -> None:
-    """Run one invocation and print its result as one JSON line."""
-    result = asyncio.run(_main())
+    """Say the init phase is over, run one invocation and print its result as one JSON line."""
+    deadline = time.time() + float(os.environ["LONGLINE_SIM_TIMEOUT"])
+    sys.stdout.write(orjson.dumps({"init_done": deadline}).decode() + "\n")
+    sys.stdout.flush()
+    result = asyncio.run(_main(deadline))
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 
 
