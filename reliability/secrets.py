@@ -1,10 +1,10 @@
 """After the other scenarios: look for the canary secrets everywhere longline writes or prints.
 
 Every scenario ran with the canaries in headers, URL credentials, query tokens and subscribe
-messages (no scenario runs processors yet). Scanned: every `longline run` log,
-`status` (text and JSON), `events` and `events --quarantined` of every stream, `deadletters`,
-`check`, the `deploy` templates generated from the network scenario's config, and the raw
-SQLite files.
+messages; the sink scenario's processors with canaries as their credentials. Scanned: every
+`longline run` log, `status` (text and JSON), `events` and `events --quarantined` of every
+stream, `deadletters`, `check`, the `deploy` templates generated from the network scenario's
+config, and the raw SQLite files.
 """
 
 from __future__ import annotations
