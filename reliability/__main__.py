@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from longline.testing.provider import Provider
-from reliability import credentials, fuzz, kills, network, resources, secrets, storefaults
+from reliability import credentials, fuzz, kills, network, resources, secrets, sinks, storefaults
 from reliability.harness import kill_leftovers
 from reliability.report import FamilyRun, Row, command_line, load_runs, render, save_runs, table
 
@@ -42,6 +42,10 @@ async def _stores(provider: Provider, work: Path, full: bool, seed: int) -> list
     return await storefaults.run_all(provider, work, full, seed)
 
 
+async def _sinks(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
+    return await sinks.run_sinks(provider, work, full, seed)
+
+
 async def _resources(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
     return await resources.run_all(provider, work, full)
 
@@ -58,6 +62,7 @@ SCENARIOS: dict[str, Scenario] = {
     "kills": _kills,
     "network": _network,
     "stores": _stores,
+    "sinks": _sinks,
     "resources": _resources,
     "credentials": _credentials,
     "fuzz": _fuzz,

@@ -1,12 +1,14 @@
 """After the other scenarios: look for the canary secrets everywhere longline writes or prints.
 
 Every scenario ran with the canaries in headers, URL credentials, query tokens and subscribe
-messages; the credentials scenario also in processor credentials (a webhook's bearer token,
-token header and HMAC secret, a Redis password, a NATS token), with a webhook that echoes
-them into the errors that become dead letters. Scanned: every `longline run` log and what the
-HTTP listeners served (`/metrics`, `/api/status`, `/readyz`, the page), `status` (text and
-JSON), `events` and `events --quarantined` of every stream, `deadletters`, `check`, the
-`deploy` templates generated from the network scenario's config, and the raw SQLite files.
+messages; the sink scenario's processors with canaries as their credentials (Redis password,
+NATS token, a webhook's signing secret and `Authorization` header, used while the sinks fail),
+and the credentials scenario's (a webhook's bearer token, token header and HMAC secret, a Redis
+password, a NATS token), with a webhook that echoes them into the errors that become dead
+letters. Scanned: every `longline run` log and what the HTTP listeners served (`/metrics`,
+`/api/status`, `/readyz`, the page), `status` (text and JSON), `events` and `events
+--quarantined` of every stream, `deadletters`, `check`, the `deploy` templates generated from
+the network scenario's config, and the raw SQLite files.
 """
 
 from __future__ import annotations

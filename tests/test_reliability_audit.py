@@ -7,6 +7,7 @@ from longline.testing.faultproxy import ConnectionRecord
 from longline.testing.provider_feeds import FeedClock
 from reliability.audit import Session, required_ids
 from reliability.report import Row, table
+from reliability.sinks import Sample, audit_sink, backlog, drained_at
 
 CLOCK = FeedClock(rate=100.0, start=0.0)  # event N is published at N/100 s
 
@@ -48,3 +49,30 @@ def test_a_series_that_grows_after_the_warm_up_is_not_flat() -> None:
     assert (base, top, ok) == (42.0, 119.0, False)
     steady = Series([(float(t), 5.0 + t if t < 10 else 17.0 + t % 3) for t in range(100)])
     assert steady.flat(0.2, 6) == (19.0, 19.0, True)  # the warm-up's climb does not count
+
+
+def test_the_sink_audit_counts_missing_out_of_order_redelivered_and_wrong_payloads() -> None:
+    stored = {"a": [10, 11, 12, 13], "b": [1, 2]}  # per stream: the payload id of seq 1, 2, ...
+    got = {
+        "a": [(1, 10), (2, 11), (1, 10), (4, 13), (3, 12)],  # a repeat; seq 3 after seq 4
+        "b": [(1, 1), (2, 99)],  # seq 2 arrived with another event's payload
+    }
+    f = audit_sink(got, stored)
+    assert (f.delivered, f.redelivered, f.missing, f.out_of_order, f.corrupted) == (6, 1, 0, 1, 1)
+    f = audit_sink({"a": [(1, 10), (3, 12)]}, stored)
+    assert (f.delivered, f.missing, f.out_of_order) == (2, 4, 0)
+    assert f.notes == [
+        "a: 2 never delivered (first: [2, 4])",
+        "b: 2 never delivered (first: [1, 2])",
+    ]
+
+
+def test_drained_waits_for_what_was_stored_when_the_sink_came_back() -> None:
+    samples = [
+        Sample(1.0, {"a": 100}, {"redis": {"a": 10}}, {}),
+        Sample(2.0, {"a": 150}, {"redis": {"a": 99}}, {}),
+        Sample(3.0, {"a": 160}, {"redis": {"a": 150}}, {}),
+    ]
+    assert drained_at(samples, "redis", 1.5) == 3.0  # caught up with the 150 stored at 2.0
+    assert drained_at(samples, "redis", 3.5) is None
+    assert backlog(samples[0], "redis") == 90

@@ -72,6 +72,34 @@ async def test_permanent_failure_is_bisected_to_the_poison_event(tmp_path: Path)
     assert dead == [(6, "no", 1)]
 
 
+async def test_unavailable_sink_does_not_spend_the_attempts(tmp_path: Path) -> None:
+    """A sink that says it is down keeps the batch (no dead letter however long it lasts);
+    the failures that could be the batch's own still count, even between those."""
+    db = tmp_path / "d.db"
+    store = await filled_store(db, 20)
+
+    def fail(seqs: list[int], call: int) -> ProcessorError | None:
+        if call <= 9:  # seqs 1..10: down for 9 calls, over 3x the 3 attempts
+            return ProcessorError("connection refused", unavailable=True)
+        if seqs[0] == 11:  # seqs 11..20: down, 500, down, 500, down, 500: dead after 3 500s
+            return ProcessorError("HTTP 500", unavailable=call % 2 == 1)
+        return None
+
+    rec = Recorder(fail)
+    retry = {**FAST_RETRY, "max_attempts": 3}
+    try:
+        d = await dispatch_until(
+            config(db, python_proc(batch=10, retry=retry)), store, caught_up(20), {"p": rec}
+        )
+        dead = [(x.seq, x.error, x.attempts) for x in await store.dead_letters("p")]
+    finally:
+        await store.close()
+    assert rec.batches == [list(range(1, 11))]
+    assert dead == [(i, "HTTP 500", 6) for i in range(11, 21)]
+    stats = d.stats["p", "s"]
+    assert (stats.delivered, stats.dead, stats.retries) == (10, 10, 14)
+
+
 async def test_lanes_are_independent_per_processor_and_stream(tmp_path: Path) -> None:
     db = tmp_path / "d.db"
     store = await filled_store(db, 30, "a")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,17 +71,20 @@ class Hook:
         return hmac.compare_digest(r.headers.get("X-Longline-Signature", ""), want)
 
     async def start(self) -> None:
+        """Listen on a free port, or on the same port again after ``stop()``."""
         app = web.Application()
         app.router.add_post("/hook", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        """Close the server and its connections: the receiver is gone (connections refused)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -175,6 +178,48 @@ async def dispatch_until(
             if task.done() or loop.time() > deadline:
                 raise AssertionError(f"dispatch did not finish: {d.stats}")
             await asyncio.sleep(0.02)
+    finally:
+        d.stop()
+        await task
+    return d
+
+
+async def dispatch_through_outage(
+    cfg: Config,
+    store: SQLiteStore,
+    lane: tuple[str, str],
+    cut: Callable[[], Awaitable[None]],
+    restore: Callable[[], Awaitable[None]],
+    *,
+    before: int,
+    during: int,
+    timeout: float = 30.0,
+) -> Dispatcher:
+    """A sink outage through a running dispatcher, for real: events 1..``before`` are
+    delivered, the sink is ``cut``, ``during`` more events are stored, and the sink stays down
+    until the lane has retried three times as often as ``retry.max_attempts`` allows for one
+    batch; then it is restored and the dispatcher runs until everything was acknowledged."""
+    d = Dispatcher(cfg, store, poll=0.02)
+    task = asyncio.create_task(d.run())
+    stats = d.stats[lane]
+    attempts = cfg.processors[0].retry.max_attempts
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+
+    async def until(done: Callable[[], bool], what: str) -> None:
+        while not done():
+            if task.done() or loop.time() > deadline:
+                raise AssertionError(f"dispatch did not {what}: {d.stats}")
+            await asyncio.sleep(0.02)
+
+    try:
+        await until(lambda: stats.cursor >= before, "deliver before the outage")
+        await cut()
+        last = before + during
+        await store.append(lane[1], [event(i) for i in range(before + 1, last + 1)])
+        await until(lambda: stats.retries >= 3 * attempts, "retry through the outage")
+        await restore()
+        await until(lambda: stats.cursor >= last, "catch up after the outage")
     finally:
         d.stop()
         await task

@@ -87,6 +87,8 @@ class TestCommand(ProcessorConformance):
 class WebhookHarness(ProcessorHarness):
     """A loopback HTTP receiver; ``down`` answers 503."""
 
+    down_is_unavailable: ClassVar[bool] = True
+
     def __init__(self) -> None:
         super().__init__()
         self.got: list[Delivered] = []
@@ -133,6 +135,8 @@ class TestWebhook(ProcessorConformance):
 
 class ProxiedHarness(ProcessorHarness):
     """A real server behind a TCP proxy: ``down`` cuts the proxy, ``up`` restores it."""
+
+    down_is_unavailable: ClassVar[bool] = True
 
     def __init__(self, proxy: TcpProxy) -> None:
         super().__init__()

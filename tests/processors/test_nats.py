@@ -20,7 +20,14 @@ from longline.processors.base import ProcessorError, event_dict
 from longline.processors.nats import NatsProcessor, subject_filter
 from longline.processors.registry import build_processor
 from tests.processors.bus_helpers import TcpProxy, closed_port
-from tests.processors.helpers import FAST_RETRY, config, dispatch_until, event, filled_store
+from tests.processors.helpers import (
+    FAST_RETRY,
+    config,
+    dispatch_through_outage,
+    dispatch_until,
+    event,
+    filled_store,
+)
 from tests.services import service_missing
 
 nats = pytest.importorskip("nats")
@@ -158,7 +165,7 @@ async def test_unreachable_server_is_a_retried_error_not_a_crash(tmp_path: Path)
     p = build_processor(config(Path("x.db"), entry).processors[0])
     with pytest.raises(ProcessorError) as info:
         await p.deliver("s", events(1))
-    assert not info.value.permanent
+    assert not info.value.permanent and info.value.unavailable
     assert "nats connect failed" in str(info.value) and "hunter2secret" not in str(info.value)
 
     db = tmp_path / "down.db"
@@ -178,7 +185,7 @@ async def test_a_subject_no_stream_listens_on_fails_without_ack(bus: Bus) -> Non
     p = bus.proc(create_stream=False, stream_name=None)
     with pytest.raises(ProcessorError, match="nats publish failed") as info:
         await deliver(p, events(1, 2))
-    assert not info.value.permanent
+    assert not info.value.permanent and info.value.unavailable  # it may be created later
 
 
 async def test_an_event_over_max_payload_is_permanent(bus: Bus) -> None:
@@ -200,7 +207,7 @@ async def test_a_lost_connection_fails_the_delivery_and_the_next_one_reconnects(
         await proxy.cut()
         with pytest.raises(ProcessorError) as info:
             await p.deliver("s", events(3))
-        assert not info.value.permanent
+        assert not info.value.permanent and info.value.unavailable
         await proxy.restore()
         await p.deliver("s", events(3, 4))
     finally:
@@ -232,3 +239,29 @@ def test_create_stream_needs_a_name_and_subject_filter() -> None:
         config(Path("x.db"), {"name": "p", "kind": "nats", "create_stream": True})
     assert info.value.errors == ["processors[0]: create_stream: true needs stream_name"]
     assert subject_filter("x.{stream}.y") == "x.*.y"
+
+
+async def test_server_down_longer_than_max_attempts_loses_nothing(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """NATS cut off (connections dropped, then refused) while events keep arriving, for three
+    times the attempts a batch has: once it is back, JetStream holds every event once, in
+    order, and nothing was dead-lettered."""
+    proxy = TcpProxy(urlsplit(NATS_URL).port or 4222)
+    await proxy.start()
+    db = tmp_path / "o.db"
+    store = await filled_store(db, 10)
+    retry = {**FAST_RETRY, "max_attempts": 2}
+    e = bus.entry(servers=[f"nats://127.0.0.1:{proxy.port}"], timeout="1s", batch=10,
+                  retry=retry)  # fmt: skip
+    try:
+        d = await dispatch_through_outage(
+            config(db, e), store, (bus.name, "s"), proxy.cut, proxy.restore, before=10, during=25
+        )
+        assert await store.dead_letters() == []
+    finally:
+        await store.close()
+        await proxy.cut()
+    assert [m[2]["seq"] for m in await bus.messages()] == list(range(1, 36))
+    stats = d.stats[bus.name, "s"]
+    assert (stats.delivered, stats.dead) == (35, 0) and stats.retries >= 6

@@ -17,7 +17,14 @@ from longline.processors.base import ProcessorError, event_dict
 from longline.processors.redis import RedisProcessor, entry_fields
 from longline.processors.registry import build_processor
 from tests.processors.bus_helpers import TcpProxy, closed_port
-from tests.processors.helpers import FAST_RETRY, caught_up, config, dispatch_until, filled_store
+from tests.processors.helpers import (
+    FAST_RETRY,
+    caught_up,
+    config,
+    dispatch_through_outage,
+    dispatch_until,
+    filled_store,
+)
 from tests.services import service_missing
 
 redis_asyncio = pytest.importorskip("redis.asyncio")
@@ -158,7 +165,7 @@ async def test_unreachable_server_is_a_retried_error_not_a_crash(tmp_path: Path)
     p = proc("lltest-down", url=url, timeout="1s")
     with pytest.raises(ProcessorError) as info:
         await p.deliver("s", events(1))
-    assert not info.value.permanent
+    assert not info.value.permanent and info.value.unavailable
     assert "redis connect failed" in str(info.value) and "hunter2secret" not in str(info.value)
 
     db = tmp_path / "down.db"
@@ -187,7 +194,7 @@ async def test_a_lost_connection_fails_the_delivery_and_the_next_one_reconnects(
         await proxy.cut()
         with pytest.raises(ProcessorError, match="redis XADD failed") as info:
             await p.deliver("s", events(3))
-        assert not info.value.permanent
+        assert not info.value.permanent and info.value.unavailable
         await proxy.restore()
         await p.deliver("s", events(3, 4))
     finally:
@@ -210,3 +217,29 @@ def test_config_errors_name_the_field(extra: dict[str, Any], field: str, message
         config(Path("x.db"), {**entry("p"), **extra})
     (err,) = info.value.errors
     assert err.startswith(f"processors[0].{field}: ") and message in err
+
+
+async def test_server_down_longer_than_max_attempts_loses_nothing(
+    server: Any, name: str, tmp_path: Path
+) -> None:
+    """Redis cut off (connections dropped, then refused) while events keep arriving, for three
+    times the attempts a batch has: once it is back, every event is in the Redis stream once,
+    in order, and nothing was dead-lettered."""
+    proxy = TcpProxy(int(server.connection_pool.connection_kwargs.get("port", 6379)))
+    await proxy.start()
+    db = tmp_path / "o.db"
+    store = await filled_store(db, 10)
+    retry = {**FAST_RETRY, "max_attempts": 2}
+    e = {**entry(name), "url": f"redis://127.0.0.1:{proxy.port}/0", "timeout": "1s",
+         "batch": 10, "retry": retry}  # fmt: skip
+    try:
+        d = await dispatch_through_outage(
+            config(db, e), store, (name, "s"), proxy.cut, proxy.restore, before=10, during=25
+        )
+        assert await store.dead_letters() == []
+    finally:
+        await store.close()
+        await proxy.cut()
+    assert [int(x["seq"]) for x in await entries(server, f"{name}:s")] == list(range(1, 36))
+    stats = d.stats[name, "s"]
+    assert (stats.delivered, stats.dead) == (35, 0) and stats.retries >= 6

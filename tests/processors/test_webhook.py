@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from longline.core.model import StoredEvent
+from longline.delivery.redeliver import replay
 from longline.processors.base import ProcessorError
 from longline.processors.registry import build_processor
 from longline.processors.webhook import WebhookProcessor, sign
@@ -19,6 +21,7 @@ from tests.processors.helpers import (
     Reply,
     caught_up,
     config,
+    dispatch_through_outage,
     dispatch_until,
     filled_store,
 )
@@ -84,12 +87,12 @@ async def test_posts_signed_json_batch(hook: Hook, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "permanent"),
-    [(400, True), (401, True), (404, True), (408, False), (429, False), (500, False),
-     (503, False), (302, True)],
+    ("status", "permanent", "unavailable"),
+    [(400, True, False), (401, True, False), (404, True, False), (408, False, False),
+     (429, False, True), (500, False, False), (503, False, True), (302, True, False)],
 )  # fmt: skip
 async def test_status_decides_retry_or_dead_letter(
-    hook: Hook, tmp_path: Path, status: int, permanent: bool
+    hook: Hook, tmp_path: Path, status: int, permanent: bool, unavailable: bool
 ) -> None:
     hook.script = [Reply(status, headers={"Location": "/elsewhere"} if status == 302 else {})]
     p = proc(hook.url)
@@ -100,6 +103,7 @@ async def test_status_decides_retry_or_dead_letter(
         await p.close()
     assert str(info.value) == f"webhook answered HTTP {status}: hook says no"
     assert (info.value.permanent, info.value.retry_after) == (permanent, None)
+    assert info.value.unavailable is unavailable  # 429/503: wait for the sink, never give up
     assert len(hook.requests) == 1  # a redirect is not followed
 
 
@@ -126,7 +130,7 @@ async def test_network_error_is_retried_and_hides_the_password(tmp_path: Path) -
         await p.close()
     assert str(info.value).startswith("webhook request failed: ClientConnectorError")
     assert "pw-xyz-secret" not in str(info.value)
-    assert not info.value.permanent
+    assert not info.value.permanent and info.value.unavailable
 
 
 # -- through the dispatcher: exact delivered lists ---------------------------------------------
@@ -175,12 +179,65 @@ async def test_400_dead_letters_only_the_poison_event_and_continues(
     assert (stats.delivered, stats.dead, stats.retries) == (38, 2, 0)
 
 
-async def test_server_down_for_good_dead_letters_the_batch_after_max_attempts(
+async def test_500_for_good_dead_letters_the_batch_after_max_attempts(
     hook: Hook, tmp_path: Path
 ) -> None:
-    hook.script = [Reply(503)] * 3
+    hook.script = [Reply(500)] * 3  # the receiver is up and fails this batch: it may be the cause
     retry = {**FAST_RETRY, "max_attempts": 3}
     stats, dead = await dispatched(tmp_path, 15, entry(hook.url, batch=10, retry=retry))
     assert hook.delivered == list(range(11, 16))
     assert [(d.seq, d.attempts) for d in dead] == [(i, 3) for i in range(1, 11)]
     assert (stats.delivered, stats.dead, stats.retries) == (5, 10, 2)
+
+
+async def test_503_for_longer_than_max_attempts_keeps_the_batch_until_it_is_back(
+    hook: Hook, tmp_path: Path
+) -> None:
+    hook.script = [Reply(503)] * 7  # "unavailable": not this batch's fault
+    retry = {**FAST_RETRY, "max_attempts": 2}
+    stats, dead = await dispatched(tmp_path, 15, entry(hook.url, batch=10, retry=retry))
+    assert hook.delivered == list(range(1, 16))
+    assert [r.status for r in hook.requests] == [503] * 7 + [200, 200]
+    assert (stats.delivered, stats.dead, stats.retries, dead) == (15, 0, 7, [])
+
+
+async def test_receiver_down_longer_than_max_attempts_loses_nothing(
+    hook: Hook, tmp_path: Path
+) -> None:
+    """The receiver's server is shut (connections refused) while events keep arriving, for
+    three times the attempts a batch has: once it is back, everything arrives, in order, and
+    nothing was dead-lettered (before, the backlog went to the dead letters batch by batch)."""
+    db = tmp_path / "o.db"
+    store = await filled_store(db, 10)
+    retry = {**FAST_RETRY, "max_attempts": 2}
+    try:
+        d = await dispatch_through_outage(
+            config(db, entry(hook.url, batch=10, retry=retry)), store, ("hook", "s"),
+            hook.stop, hook.start, before=10, during=25,
+        )  # fmt: skip
+        assert await store.dead_letters() == []
+    finally:
+        await store.close()
+    assert hook.delivered == list(range(1, 36))
+    stats = d.stats["hook", "s"]
+    assert (stats.delivered, stats.dead) == (35, 0) and stats.retries >= 6
+    assert stats.last_error is not None and "ClientConnectorError" in stats.last_error
+
+
+async def test_replay_with_the_receiver_down_gives_up_after_its_attempts(
+    tmp_path: Path,
+) -> None:
+    """Only the dispatcher's lanes wait for a sink; a one-off replay reports the failure."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "r.db"
+    store = await filled_store(db, 3)
+    retry = {**FAST_RETRY, "max_attempts": 2}
+    cfg = config(db, entry(f"http://127.0.0.1:{port}/hook", retry=retry))
+    try:
+        done = await asyncio.wait_for(replay(cfg, store, "hook", "s", 1), 10)
+    finally:
+        await store.close()
+    assert done.delivered == 0
+    assert [seq for _, _, seq, _ in done.failed] == [1, 2, 3]

@@ -12,6 +12,10 @@ Failures retry with full-jitter backoff (``retry.initial`` doubling up to ``retr
 permanent failure of a batch of several events is bisected: each half is delivered on its own
 (with retries), so only the event(s) that fail alone become dead letters. A batch that keeps
 failing after its attempts is dead-lettered whole: the cause was transient, not one event.
+A failure that says the sink itself is unavailable (``ProcessorError.unavailable``: connection
+refused, HTTP 503) does not count toward the attempts in the lanes: the batch waits in the
+store, retried every ``retry.max`` at most, until the sink is back (an outage must not turn the
+backlog into dead letters, delivered later out of order).
 """
 
 from __future__ import annotations
@@ -63,15 +67,21 @@ async def deliver_batch(
     rng: random.Random | None = None,
     name: str = "processor",
     secrets: frozenset[str] = frozenset(),
+    wait_for_sink: bool = False,
 ) -> list[Dead] | None:
     """Deliver ``events`` with retries; the dead ones (empty when all went), None if stopped.
+
+    With ``wait_for_sink`` (the dispatcher's lanes) a failure marked ``unavailable`` is retried
+    until it succeeds or ``stop`` is set, without counting toward ``retry.max_attempts``;
+    one-off redeliveries (``replay``, ``deadletters --retry``) leave it False and give up.
 
     Error texts are redacted (``secrets`` and the registered ones) here, before anything
     stores or prints them: a processor's error may quote a token (a command's stderr).
     """
     stats = stats if stats is not None else DeliveryStats()
     backoff = Backoff(retry.initial, retry.max, rng)
-    attempts = 0
+    attempts = 0  # every try, for the dead letter's record
+    counted = 0  # the tries that count toward max_attempts
     while True:
         attempts += 1
         try:
@@ -88,21 +98,28 @@ async def deliver_batch(
             for half in (events[:mid], events[mid:]):
                 dead = await deliver_batch(
                     processor, stream, half, retry, stop=stop, stats=stats, rng=rng, name=name,
-                    secrets=secrets,
+                    secrets=secrets, wait_for_sink=wait_for_sink,
                 )  # fmt: skip
                 if dead is None:
                     return None
                 halves += dead
             return halves
-        if err.permanent or attempts >= retry.max_attempts:
+        waiting = wait_for_sink and err.unavailable
+        counted += 0 if waiting else 1
+        if err.permanent or counted >= retry.max_attempts:
             return [(ev, text, attempts) for ev in events]
         delay = backoff.next_delay()
         if err.retry_after is not None:
             delay = max(delay, min(err.retry_after, retry.max))
         stats.retries += 1
+        how = (
+            "sink unavailable, kept until it is back"
+            if waiting
+            else f"attempt {counted}/{retry.max_attempts}"
+        )
         log.warning(
-            "%s: delivery of %s seq %d..%d failed (attempt %d/%d, retry in %.2fs): %s",
-            name, stream, events[0].seq, events[-1].seq, attempts, retry.max_attempts, delay, text,
+            "%s: delivery of %s seq %d..%d failed (%s, retry in %.2fs): %s",
+            name, stream, events[0].seq, events[-1].seq, how, delay, text,
             extra={"processor": name, "stream": stream},
         )  # fmt: skip
         if await _stopped_within(stop, delay):
@@ -337,7 +354,7 @@ class Dispatcher:
                 stats.state = "delivering"
                 dead = await deliver_batch(
                     processor, stream, events, settings.retry, stop=stop, stats=stats,
-                    rng=self._rng, name=name, secrets=self.config.secrets,
+                    rng=self._rng, name=name, secrets=self.config.secrets, wait_for_sink=True,
                 )  # fmt: skip
                 if dead is None:
                     break

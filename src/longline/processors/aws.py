@@ -225,6 +225,7 @@ class AwsProcessor(Generic[S]):
 
     async def _send(self, chunk: list[tuple[StoredEvent, dict[str, Any]]]) -> list[Failure | None]:
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
 
         try:
             return await asyncio.to_thread(self.send, [entry for _, entry in chunk])
@@ -234,7 +235,12 @@ class AwsProcessor(Generic[S]):
                 f"{self.service}: {exc}", permanent=code in _PERMANENT_CODES
             ) from exc
         except BotoCoreError as exc:
-            raise ProcessorError(f"{self.service}: {type(exc).__name__}: {exc}") from exc
+            # An endpoint that can't be reached (refused, connect timeout) is the service being
+            # unavailable, not the batch: the dispatcher waits for it instead of dead-lettering.
+            unavailable = isinstance(exc, BotoConnectionError)
+            raise ProcessorError(
+                f"{self.service}: {type(exc).__name__}: {exc}", unavailable=unavailable
+            ) from exc
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -3,9 +3,10 @@
 A processor receives batches of stored events of one stream, in ``seq`` order, at least once.
 It signals failure by raising ``ProcessorError``; ``permanent=True`` sends the batch's events
 to the dead letters at once (e.g. a webhook answering 400), otherwise the dispatcher retries
-with backoff. Each kind lives in its own module with its config model (``kind: Literal[...]``)
-and a ``build(config) -> Processor`` function, registered as a ``longline.processors`` entry
-point (``processors/registry.py``).
+with backoff; ``unavailable=True`` says the sink itself is down, so the retries never run out.
+Each kind lives in its own module with its config model (``kind: Literal[...]``) and a
+``build(config) -> Processor`` function, registered as a ``longline.processors`` entry point
+(``processors/registry.py``).
 """
 
 from __future__ import annotations
@@ -23,14 +24,26 @@ class ProcessorError(Exception):
 
     ``retry_after`` (seconds) is a lower bound for the next attempt's delay, when the far end
     said when to come back (an HTTP 429 ``Retry-After``, a throttling response).
+
+    ``unavailable`` means the sink could not be reached or said it is not taking anything now
+    (connection refused, HTTP 503 or 429, NATS without a JetStream responder): the batch is not
+    at fault, so the dispatcher keeps it waiting in the store instead of spending its
+    ``max_attempts`` and dead-lettering it. A sink down for an hour then receives every event,
+    in order, once it is back.
     """
 
     def __init__(
-        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        unavailable: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.unavailable = unavailable and not permanent
 
 
 class Processor(Protocol):

@@ -5,6 +5,10 @@ within its duplicate window (2 minutes by default): a retry or a restart after a
 second copy. A batch is published pipelined (``publish_async``) in seq order and counts as
 delivered only once every message is acknowledged within ``timeout``; a missing ack is a retry.
 
+A server that cannot be reached, a closed connection and "no responders" (no JetStream stream
+listens yet, as while a restarted server recovers its streams) mark the sink unavailable: the
+dispatcher keeps the batch until the server is back instead of spending its attempts.
+
 Reconnecting belongs to the dispatcher, not to the client: the connection is opened with
 nats-py's own reconnect loop off (it would buffer publishes and retry forever inside one
 delivery), and a delivery that finds the connection closed opens a new one.
@@ -121,9 +125,18 @@ class NatsProcessor:
         self._lock = asyncio.Lock()
         self._secrets = settings.secret_values()
 
-    def _error(self, what: str, exc: BaseException, *, permanent: bool = False) -> ProcessorError:
+    def _error(
+        self, what: str, exc: BaseException, *, permanent: bool = False, unavailable: bool = False
+    ) -> ProcessorError:
         detail = redact(f"{type(exc).__name__}: {exc}".rstrip(": "), self._secrets)
-        return ProcessorError(f"nats {what} failed: {detail}", permanent=permanent)
+        return ProcessorError(
+            f"nats {what} failed: {detail}",
+            permanent=permanent,
+            unavailable=unavailable or _unavailable(exc),
+        )
+
+    def _connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
 
     async def _on_error(self, exc: Exception) -> None:
         self._last_error = exc
@@ -153,7 +166,7 @@ class NatsProcessor:
             )
         except Exception as exc:
             cause = self._last_error if isinstance(exc, NoServersError) else None
-            raise self._error("connect", cause or exc) from exc
+            raise self._error("connect", cause or exc, unavailable=True) from exc
         js = nc.jetstream(timeout=self.settings.timeout)
         if self.settings.create_stream:
             try:
@@ -174,7 +187,8 @@ class NatsProcessor:
             except NotFoundError:
                 await js.add_stream(name=name, subjects=[subject_filter(self.settings.subject)])
         except Exception as exc:
-            raise self._error(f"creating JetStream stream {name}", exc) from exc
+            # JetStream may still be recovering after a restart: wait for it, do not dead-letter
+            raise self._error(f"creating JetStream stream {name}", exc, unavailable=True) from exc
 
     async def deliver(self, stream: str, events: Sequence[StoredEvent]) -> None:
         await self.start()
@@ -197,7 +211,7 @@ class NatsProcessor:
             raise self._error(f"publish of {stream} seq {ev.seq}", exc, permanent=True) from exc
         except Exception as exc:
             _cancel(futures)
-            raise self._error("publish", exc) from exc
+            raise self._error("publish", exc, unavailable=not self._connected()) from exc
         if not futures:
             return
         _, pending = await asyncio.wait(futures, timeout=self.settings.timeout)
@@ -205,7 +219,8 @@ class NatsProcessor:
         if pending:
             raise ProcessorError(
                 f"nats: {len(pending)} of {len(futures)} publish acks missing after "
-                f"{self.settings.timeout:g}s"
+                f"{self.settings.timeout:g}s",
+                unavailable=not self._connected(),  # the server went away mid-batch
             )
         for fut in futures:  # the first failure, in seq order
             if (failure := fut.exception()) is not None:
@@ -218,6 +233,29 @@ class NatsProcessor:
                 await nc.close()
             except Exception as exc:
                 log.debug("%s: closing nats: %s", self.settings.name, exc)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """Failures that say the server (or its JetStream) is not there now, not that the batch
+    is wrong: those must not spend the batch's attempts."""
+    from nats.errors import (
+        ConnectionClosedError,
+        ConnectionReconnectingError,
+        NoRespondersError,
+        StaleConnectionError,
+    )
+    from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+
+    kinds = (
+        ConnectionClosedError,
+        ConnectionReconnectingError,
+        NoRespondersError,
+        NoStreamResponseError,
+        StaleConnectionError,
+        ServiceUnavailableError,
+        ConnectionError,
+    )
+    return isinstance(exc, kinds)
 
 
 def _cancel(futures: list[asyncio.Future[Any]]) -> None:

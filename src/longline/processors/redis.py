@@ -125,8 +125,13 @@ class RedisProcessor:
         self._secrets = settings.secret_values()
 
     def _error(self, what: str, exc: Exception) -> ProcessorError:
+        """A retried failure; a lost or refused connection marks the server unavailable (the
+        batch waits for it), an error reply or a timeout counts toward the attempts."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
         detail = redact(f"{type(exc).__name__}: {exc}", self._secrets)
-        return ProcessorError(f"redis {what} failed: {detail}")
+        unavailable = isinstance(exc, (RedisConnectionError, ConnectionError))
+        return ProcessorError(f"redis {what} failed: {detail}", unavailable=unavailable)
 
     async def start(self) -> None:
         if self._client is not None:

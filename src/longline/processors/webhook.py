@@ -5,7 +5,10 @@ The body is ``{"stream": ..., "events": [...]}``. With a ``secret`` the request 
 convention), so the receiver can check the batch came from us. Status codes decide what
 happens next: 2xx delivered; 408, 429 (after its ``Retry-After``) and 5xx retried, like a
 timeout or a network error; any other 4xx, or a redirect, is permanent (the batch would fail
-the same way again) and goes to the dead letters at once.
+the same way again) and goes to the dead letters at once. A refused connection, 503 and 429
+mark the sink unavailable: the dispatcher keeps the batch until the receiver is back, however
+long that takes, instead of spending its attempts (a timeout or another 5xx may be the batch's
+own doing, so those count).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = ["KIND", "SIGNATURE_HEADER", "WebhookProcessor", "WebhookSettings", "b
 
 SIGNATURE_HEADER = "X-Longline-Signature"
 _RETRY_STATUSES = frozenset({408, 429})
+_UNAVAILABLE_STATUSES = frozenset({429, 503})  # "not now": the batch is not at fault
 _BODY_TAIL = 200  # characters of a failing response body kept in the error
 
 
@@ -119,11 +123,17 @@ class WebhookProcessor:
             raise ProcessorError(f"webhook timed out after {self.settings.timeout:g}s") from exc
         except aiohttp.ClientError as exc:
             detail = redact(str(exc), self._secrets)
-            raise ProcessorError(f"webhook request failed: {type(exc).__name__}: {detail}") from exc
+            raise ProcessorError(
+                f"webhook request failed: {type(exc).__name__}: {detail}",
+                unavailable=isinstance(exc, aiohttp.ClientConnectorError),  # never reached it
+            ) from exc
         message = f"webhook answered HTTP {resp.status}" + (f": {text}" if text else "")
         permanent = resp.status < 500 and resp.status not in _RETRY_STATUSES
         raise ProcessorError(
-            redact(message, self._secrets), permanent=permanent, retry_after=(retry_after)
+            redact(message, self._secrets),
+            permanent=permanent,
+            retry_after=retry_after,
+            unavailable=resp.status in _UNAVAILABLE_STATUSES,
         )
 
     async def close(self) -> None:
