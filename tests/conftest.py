@@ -20,6 +20,21 @@ pytest.register_assert_rewrite("longline.testing.conformance")  # the suites' as
 pytest_plugins = ["tests.services"]  # PostgreSQL, moto: fixtures for every module
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Spread the reliability campaign's families evenly through the run, the first one first.
+
+    They are the longest tests (a minute or two each). pytest-xdist hands each worker a
+    contiguous share of the list, so spread out they start on different workers and run beside
+    the short tests, instead of queueing on one worker or trailing after everything else.
+    """
+    long = [item for item in items if item.get_closest_marker("reliability")]
+    rest = [item for item in items if not item.get_closest_marker("reliability")]
+    step = len(items) / max(len(long), 1)
+    for n, item in enumerate(long):
+        rest.insert(round(n * step), item)
+    items[:] = rest
+
+
 
 @pytest.fixture
 async def provider() -> AsyncIterator[Provider]:
