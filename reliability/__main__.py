@@ -18,7 +18,16 @@ from pathlib import Path
 from longline.testing.provider import Provider
 from reliability import credentials, fuzz, kills, network, resources, secrets, sinks, storefaults
 from reliability.harness import kill_leftovers
-from reliability.report import FamilyRun, Row, command_line, load_runs, render, save_runs, table
+from reliability.report import (
+    FamilyRun,
+    Row,
+    command_line,
+    details,
+    load_runs,
+    render,
+    save_runs,
+    table,
+)
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
 INTRO = (Path(__file__).resolve().parent / "intro.md")
@@ -109,6 +118,9 @@ def main() -> int:
             kill_leftovers()
     rows = [r for run in runs.values() for r in run.rows]
     print(table(rows))
+    failed = [r for r in rows if not r.ok]
+    if failed:  # what was lost where, so a failed CI run says more than a count
+        print(details(failed))
     doc = args.doc or (DOC if args.full else None)
     if doc is not None:
         figures = doc.with_suffix(".json")
