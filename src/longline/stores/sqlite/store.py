@@ -107,28 +107,33 @@ _CURSOR_BOUND, _CURSOR_IS_KEY, _CURSOR_NULL = 0, 1, 2
 
 @cache
 def _insert_sql(rows: int, cursor: int, typed: bool) -> str:
-    """``INSERT`` of ``rows`` events: ``?1`` is the stream and ``?2`` the first seq (row ``i``
-    gets ``?2 + i``); then, row after row, the key, the cursor (unless it is the key or NULL),
-    ``received_at``, the event type (unless every type is NULL) and the payload."""
-    per = 3 + (cursor == _CURSOR_BOUND) + typed
-    values = []
-    for i in range(rows):
-        p = 3 + i * per
-        key = f"?{p}"
-        p += 1
-        if cursor == _CURSOR_BOUND:
-            cur, p = f"?{p}", p + 1
-        else:
-            cur = key if cursor == _CURSOR_IS_KEY else "NULL"
-        received, p = f"?{p}", p + 1
-        if typed:
-            event, p = f"?{p}", p + 1
-        else:
-            event = "NULL"
-        values.append(f"(?1, ?2 + {i}, {key}, {cur}, {received}, {event}, ?{p})")
+    """``INSERT`` of ``rows`` events: ``?1`` is the stream and ``?2`` the first seq; then, row
+    after row, the key, the cursor (unless it is the key or NULL), ``received_at``, the event
+    type (unless every type is NULL) and the payload.
+
+    The rows come from a ``VALUES`` list whose first column is the row's index (seq ``?2 + i``)
+    and whose other parameters are plain ``?``: numbered ``?N`` parameters make preparing a
+    statement quadratic in its rows (measured 52 ms for 1000 rows, against 2 ms like this).
+    """
+    cols = ["column2"]  # the key
+    if cursor == _CURSOR_BOUND:
+        cols.append(f"column{len(cols) + 2}")
+        cur = cols[-1]
+    else:
+        cur = "column2" if cursor == _CURSOR_IS_KEY else "NULL"
+    cols.append(f"column{len(cols) + 2}")
+    received = cols[-1]
+    event = "NULL"
+    if typed:
+        cols.append(f"column{len(cols) + 2}")
+        event = cols[-1]
+    cols.append(f"column{len(cols) + 2}")
+    marks = ", ".join("?" * len(cols))
+    values = ", ".join(f"({i}, {marks})" for i in range(rows))
     return (
-        "INSERT INTO events (stream, seq, key, cursor, received_at, event, payload) VALUES "
-        + ", ".join(values)
+        "INSERT INTO events (stream, seq, key, cursor, received_at, event, payload)"
+        f" SELECT ?1, ?2 + column1, column2, {cur}, {received}, {event}, {cols[-1]}"
+        f" FROM (VALUES {values})"
     )
 
 
