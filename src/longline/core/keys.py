@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 from hashlib import blake2b
 from typing import Any, overload
 
@@ -152,7 +153,14 @@ def _fast_decoder(paths: Sequence[JsonPath]) -> tuple[Callable[[bytes], object],
         if len(path.steps) != 1 or not isinstance(path.steps[0], str):
             raise ValueError("not a one-name path")
         names.append(path.steps[0])
-    attrs = {name: f"f{i}" for i, name in enumerate(dict.fromkeys(names))}
+    return _decoder_for(tuple(dict.fromkeys(names)))
+
+
+@cache
+def _decoder_for(names: tuple[str, ...]) -> tuple[Callable[[bytes], object], dict[str, str]]:
+    """One decoder per set of names, shared by every stream keyed by them: a class and a
+    decoder per stream would cost kilobytes per idle stream."""
+    attrs = {name: f"f{i}" for i, name in enumerate(names)}
     struct = msgspec.defstruct(
         "KeyFields",
         [(attr, Any, None) for attr in attrs.values()],
