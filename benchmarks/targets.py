@@ -10,11 +10,14 @@ from benchmarks.stats import Collected
 if TYPE_CHECKING:
     from benchmarks.suite import Plan
 
-# (numerator, denominator, minimum ratio) — the issue's targets, checked on paired runs.
+# (numerator, denominator, minimum ratio) — the issues' targets, checked on paired runs.
+# Durable capture against the store ceiling: 0.75x since issue 14 (the first goal, 0.9x, could
+# not be met on a shared 2-core machine: docs/benchmarks.md).
 RATIO_TARGETS: tuple[tuple[str, str, float], ...] = (
-    ("durable.ws", "raw_sqlite", 0.9),
-    ("durable.lines", "raw_sqlite", 0.9),
-    ("durable.sse", "raw_sqlite", 0.9),
+    ("durable.ws", "raw_sqlite", 0.75),
+    ("durable.lines", "raw_sqlite", 0.75),
+    ("durable.sse", "raw_sqlite", 0.75),
+    ("durable.ws", "durable.lines", 0.9),
     ("durable.lines_hash", "raw_sqlite.hash", 0.9),
     ("durable.ws", "naive_loop.ws", 10.0),
     ("durable.lines", "naive_loop.lines", 10.0),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from hashlib import blake2b
 
 import orjson
@@ -280,3 +281,85 @@ def test_object_keys_are_canonical(obj: dict[str, object]) -> None:
     assert isinstance(a, Event)
     assert isinstance(b, Event)
     assert a.key == b.key
+
+
+# --- the fast decoder (one-name paths read without parsing the rest into objects) ---------------
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.sampled_from([2**64 - 1, 2**64, -(2**63), -(2**63) - 1])
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _reference(doc: bytes, name: str) -> str | None:
+    """What the key of ``$.name`` is by the documented rules, from orjson's whole parse."""
+    parsed = orjson.loads(doc)
+    value = parsed.get(name) if isinstance(parsed, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return orjson.dumps(value).decode()
+
+
+@given(
+    st.dictionaries(st.sampled_from(["id", "ts", "x", "data"]), _json_values, max_size=4)
+    | _json_values
+)
+def test_one_name_paths_key_as_a_whole_parse_does(obj: object) -> None:
+    """Keys and cursors read by the fast decoder are exactly those of orjson's whole parse:
+    big integers (orjson reads them as floats), floats, booleans, objects and arrays go back
+    to the whole parse; absent, null and non-object documents are "not found"."""
+    doc = json.dumps(obj).encode()  # orjson.dumps refuses integers beyond 64 bits
+    key, cursor = _reference(doc, "id"), _reference(doc, "ts")
+    out = make("$.id", "$.ts", "lines", Message(doc))
+    if key is None:
+        assert out == Quarantined("key path $.id not found", doc, T)
+    elif cursor is None:
+        assert out == Quarantined("cursor path $.ts not found", doc, T)
+    else:
+        assert out == Event(key, doc.decode(), cursor, T, None)
+
+
+@pytest.mark.parametrize(
+    ("doc", "key"),
+    [
+        (b'{"id": 123456789012345678901234567890}', "1.2345678901234568e+29"),
+        (b'{"id": -9223372036854775809}', "-9.223372036854776e+18"),
+        (b'{"id": -9223372036854775808}', "-9223372036854775808"),
+        (b'{"id": 1, "id": 2}', "2"),
+        (b'{"x": [[[{"id": 5}]]], "id": "top"}', "top"),
+    ],
+)
+def test_fast_decoder_edges(doc: bytes, key: str) -> None:
+    assert make("$.id", None, "lines", Message(doc)) == Event(key, doc.decode(), None, T, None)
+
+
+def test_a_number_beyond_floats_in_an_unread_field_is_stored() -> None:
+    """The fast decoder validates the syntax of what it skips but does not convert numbers:
+    ``1e400`` (valid JSON, too large for a float) in a field the key does not read no longer
+    sends the message to quarantine; in the key itself it still does, with orjson's reason."""
+    doc = b'{"x": 1e400, "id": 7}'
+    assert make("$.id", None, "lines", Message(doc)) == Event("7", doc.decode(), None, T, None)
+    bad = b'{"id": 1e400}'
+    with pytest.raises(orjson.JSONDecodeError) as info:
+        orjson.loads(bad)
+    assert make("$.id", None, "lines", Message(bad)) == Quarantined(
+        f"invalid JSON: {info.value}", bad, T
+    )
+
+
+def test_streams_keyed_by_the_same_names_share_one_decoder() -> None:
+    """A msgspec class and decoder per stream would cost ~2.7 KB per idle stream."""
+    a, b = Keyer("$.id", "$.id", "ws"), Keyer("$['id']", "$.id", "lines")
+    assert a._decode is b._decode
+    assert Keyer("$.id", "$.ts", "ws")._decode is not a._decode

@@ -67,6 +67,39 @@ async def test_duplicates_within_and_across_batches(store: SQLiteStore) -> None:
 # -- atomicity and concurrency ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("n", [1, 7, 1000, 2 * 1024 + 300])
+@pytest.mark.parametrize("shape", ["cursor is key", "no cursors", "mixed cursors", "typed"])
+async def test_every_column_is_stored_as_given(store: SQLiteStore, n: int, shape: str) -> None:
+    """Rows are bound column-wise in chunks (stream and seq once per statement, a cursor equal
+    to the key and NULL columns not bound at all): each shape and chunking stores exactly what
+    was given, on the fast path and, after a duplicate, on the careful one."""
+
+    def make(i: int) -> Event:
+        key = f"k{i}"
+        cursor = {
+            "cursor is key": key,
+            "no cursors": None,
+            "mixed cursors": None if i % 3 else f"c{i}",
+            "typed": f"c{i}",
+        }[shape]
+        event = (None if i % 2 else f"t{i}") if shape == "typed" else None
+        return Event(key, f'{{"i":{i},"s":"\u00e9"}}', cursor, 1000.0 + i / 8, event)
+
+    first = [make(i) for i in range(n)]
+    assert await store.append("s", first) == AppendResult(n, 0, n)
+    # Overlapping the first batch: the careful path stores only the new half.
+    second = [make(i) for i in range(n // 2, n + n // 2 + 1)]
+    assert await store.append("s", second) == AppendResult(n // 2 + 1, n - n // 2, n + n // 2 + 1)
+    stored = await read_all(store, "s")
+    expected = first + second[n - n // 2 :]
+    assert [(e.seq, e.key, e.cursor, e.received_at, e.event, e.payload) for e in stored] == [
+        (seq, e.key, e.cursor, e.received_at, e.event, e.payload)
+        for seq, e in enumerate(expected, 1)
+    ]
+    cursors = [e.cursor for e in expected if e.cursor is not None]
+    assert await store.checkpoint("s") == (cursors[-1] if cursors else None)
+
+
 async def test_failed_insert_leaves_neither_events_nor_checkpoint(store: SQLiteStore) -> None:
     await store.append("s", [ev("a", "c-a")])
     bad = Event("z", cast(str, None), "c-z", 1.0)  # payload is NOT NULL: fails after b, c

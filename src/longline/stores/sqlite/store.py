@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
-from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,38 +92,97 @@ _ADD_TOTALS = (
     " quarantined = quarantined + excluded.quarantined,"
     " reconnects = reconnects + excluded.reconnects"
 )
-_INSERT_EVENT = (
-    "INSERT INTO events (stream, seq, key, cursor, received_at, event, payload)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
 _UPSERT_CHECKPOINT = (
     "INSERT INTO checkpoints (stream, cursor, seq, updated_at) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (stream) DO UPDATE SET cursor = excluded.cursor, seq = excluded.seq,"
     " updated_at = excluded.updated_at"
 )
 
-# Rows per multi-row INSERT: 7 parameters each, under SQLite's variable limit (999 before 3.32).
-_MAX_ROWS = 256 if sqlite3.sqlite_version_info >= (3, 32, 0) else 128
+# Rows per multi-row INSERT: at most 5 parameters each (plus the stream and the first seq,
+# bound once per statement), under SQLite's variable limit (999 before 3.32, 32766 since).
+_MAX_ROWS = 1024 if sqlite3.sqlite_version_info >= (3, 32, 0) else 128
+# What the cursor column of a batch's rows is bound to.
+_CURSOR_BOUND, _CURSOR_IS_KEY, _CURSOR_NULL = 0, 1, 2
 
 
 @cache
-def _insert_sql(rows: int) -> str:
-    return _INSERT_EVENT + ", (?, ?, ?, ?, ?, ?, ?)" * (rows - 1)
+def _insert_sql(rows: int, cursor: int, typed: bool) -> str:
+    """``INSERT`` of ``rows`` events: ``?1`` is the stream and ``?2`` the first seq; then, row
+    after row, the key, the cursor (unless it is the key or NULL), ``received_at``, the event
+    type (unless every type is NULL) and the payload.
 
-
-def _insert_rows(conn: sqlite3.Connection, rows: Iterator[tuple[Any, ...]], n: int) -> None:
-    """Insert ``n`` event rows in a few multi-row statements (sizes are powers of two, so few
-    distinct statements stay prepared).
-
-    ``executemany`` steps once per row and the sqlite3 module releases and retakes the GIL
-    around every step; while the event loop holds the GIL each retake can wait for a switch
-    interval (5 ms). Measured: ~30% faster than ``executemany`` alone, and far fewer stalls
-    while the loop is busy.
+    The rows come from a ``VALUES`` list whose first column is the row's index (seq ``?2 + i``)
+    and whose other parameters are plain ``?``: numbered ``?N`` parameters make preparing a
+    statement quadratic in its rows (measured 52 ms for 1000 rows, against 2 ms like this).
     """
-    while n:
-        size = _MAX_ROWS if n >= _MAX_ROWS else 1 << (n.bit_length() - 1)
-        conn.execute(_insert_sql(size), list(chain.from_iterable(islice(rows, size))))
-        n -= size
+    cols = ["column2"]  # the key
+    if cursor == _CURSOR_BOUND:
+        cols.append(f"column{len(cols) + 2}")
+        cur = cols[-1]
+    else:
+        cur = "column2" if cursor == _CURSOR_IS_KEY else "NULL"
+    cols.append(f"column{len(cols) + 2}")
+    received = cols[-1]
+    event = "NULL"
+    if typed:
+        cols.append(f"column{len(cols) + 2}")
+        event = cols[-1]
+    cols.append(f"column{len(cols) + 2}")
+    marks = ", ".join("?" * len(cols))
+    values = ", ".join(f"({i}, {marks})" for i in range(rows))
+    return (
+        "INSERT INTO events (stream, seq, key, cursor, received_at, event, payload)"
+        f" SELECT ?1, ?2 + column1, column2, {cur}, {received}, {event}, {cols[-1]}"
+        f" FROM (VALUES {values})"
+    )
+
+
+def _insert_columns(
+    conn: sqlite3.Connection,
+    stream: str,
+    first_seq: int,
+    keys: list[str],
+    cursors: list[str | None],
+    received: list[float],
+    types: list[str | None],
+    payloads: list[str],
+) -> None:
+    """Insert events given column by column, numbered from ``first_seq``.
+
+    Few statements (sizes are powers of two, so few distinct ones stay prepared), each binding
+    only what differs per row: the stream and seq are bound once per statement, a cursor that
+    is the key is not bound again, NULL columns not at all. ``executemany`` steps once per row
+    and the sqlite3 module releases and retakes the GIL around every step; while the event loop
+    holds the GIL each retake can wait for a switch interval (5 ms). Binding a parameter holds
+    the GIL too, and ``None`` is the slowest to bind (the module looks for an adapter).
+    Measured in docs/benchmarks.md.
+    """
+    n = len(keys)
+    if cursors == keys:
+        cursor = _CURSOR_IS_KEY
+    elif cursors.count(None) == n:
+        cursor = _CURSOR_NULL
+    else:
+        cursor = _CURSOR_BOUND
+    typed = types.count(None) != n
+    cols: list[list[Any]] = [keys]
+    if cursor == _CURSOR_BOUND:
+        cols.append(cursors)
+    cols.append(received)
+    if typed:
+        cols.append(types)
+    cols.append(payloads)
+    width = len(cols)
+    done = 0
+    while done < n:
+        left = n - done
+        size = _MAX_ROWS if left >= _MAX_ROWS else 1 << (left.bit_length() - 1)
+        params: list[Any] = [None] * (2 + width * size)
+        params[0], params[1] = stream, first_seq + done
+        for j, col in enumerate(cols):
+            params[2 + j :: width] = col[done : done + size]
+        conn.execute(_insert_sql(size, cursor, typed), params)
+        done += size
 
 
 def _enter_wal(conn: sqlite3.Connection) -> str:
@@ -491,18 +549,16 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
         tuple per row cost as much as the inserts themselves.
         """
         if isinstance(events, EventBatch):
-            keys, cursors = events.keys, events.cursors
-            cols = (keys, cursors, events.received, events.types, events.payloads)
+            keys, cursors, received = events.keys, events.cursors, events.received
+            types, payloads = events.types, events.payloads
         else:
             keys, cursors = [ev.key for ev in events], [ev.cursor for ev in events]
             received = [ev.received_at for ev in events]
-            payloads = [ev.payload for ev in events]
-            cols = (keys, cursors, received, [ev.event for ev in events], payloads)
+            types, payloads = [ev.event for ev in events], [ev.payload for ev in events]
         n = len(keys)
         if n and stream not in self._dupes and len(set(keys)) == n:
             try:
-                seqs = range(seq + 1, seq + n + 1)
-                _insert_rows(conn, zip(repeat(stream), seqs, *cols), n)
+                _insert_columns(conn, stream, seq + 1, keys, cursors, received, types, payloads)
             except sqlite3.IntegrityError:
                 conn.execute("DELETE FROM events WHERE stream = ? AND seq > ?", (stream, seq))
                 self._dupes.add(stream)
@@ -512,22 +568,30 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
                     cursor = next((c for c in reversed(cursors) if c is not None), None)
                 return seq + n, n, cursor
         seen = self._existing_keys(conn, stream, keys)
-        rows: list[tuple[Any, ...]] = []
+        kept: list[int] = []
+        for i, key in enumerate(keys):
+            if key not in seen:
+                seen.add(key)
+                kept.append(i)
         cursor = checkpoint
-        for key, cur, received_at, event, payload in zip(*cols, strict=True):
-            if key in seen:
-                continue
-            seen.add(key)
-            seq += 1
-            rows.append((stream, seq, key, cur, received_at, event, payload))
-            if checkpoint is None and cur is not None:
-                cursor = cur
-        _insert_rows(conn, iter(rows), len(rows))
-        if len(rows) == n:
+        if cursor is None:
+            cursor = next((c for c in (cursors[i] for i in reversed(kept)) if c is not None), None)
+        if kept:
+            _insert_columns(
+                conn,
+                stream,
+                seq + 1,
+                [keys[i] for i in kept],
+                [cursors[i] for i in kept],
+                [received[i] for i in kept],
+                [types[i] for i in kept],
+                [payloads[i] for i in kept],
+            )
+        if len(kept) == n:
             self._dupes.discard(stream)
         else:
             self._dupes.add(stream)
-        return seq, len(rows), cursor
+        return seq + len(kept), len(kept), cursor
 
     @staticmethod
     def _existing_keys(conn: sqlite3.Connection, stream: str, all_keys: list[str]) -> set[str]:
