@@ -161,6 +161,9 @@ async def run_kills(provider: Provider, workdir: Path, store_kind: str, kills: i
                     await asyncio.sleep(rng.uniform(0.0, 0.3))
             rc = await proc.kill()
             instants[kind if rc == -9 else f"{kind} (had exited {rc})"] += 1
+            if rc not in (-9, 0):  # it ended by itself with an error: say why
+                tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+                row.notes.append(f"a {kind} run exited {rc} before its SIGKILL: {' | '.join(tail)}")
             await end_session(session, f, store.url)
         await final_run(f, cfg, log, store.url, sessions, row, procs)
         audit = await audit_feeds(provider, f, store.url, sessions, loop.time())
