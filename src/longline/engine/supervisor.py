@@ -273,7 +273,7 @@ class Supervisor:
                     conn, task = successor
                     successor = None
                     self.stats.rotations += 1
-                    rotation.on_opened(now)
+                    rotation.on_handed_over(now)
                     continue
                 # live: it delivered, or its session was established (a quiet Slack app)
                 ready = isinstance(conn, SessionConnection) and conn.ready.is_set()
@@ -307,7 +307,7 @@ class Supervisor:
                 conn, task = successor
                 successor = None
                 self.stats.rotations += 1
-                rotation.on_opened(now)
+                rotation.on_handed_over(now)
             elif action is Action.ABANDON_SUCCESSOR and successor is not None:
                 successor[0].abort(ROTATED)
                 await successor[1]
