@@ -42,7 +42,8 @@ from reliability.kills import (
 from reliability.pgserver import PrivatePostgres, skip
 from reliability.report import Row
 
-PATIENCE = 3.0  # store_patience of the runs (seconds)
+PATIENCE = 10.0  # store_patience of the runs: longer than a phase-1 outage (crash, 1-3 s down,
+# recovery) on a loaded machine, so only phase 2 may end the run
 SHUTDOWN = 2.0  # their shutdown_timeout: the writers that did not give up retry this long
 
 
@@ -69,13 +70,15 @@ class Outage:
 
 async def _three_phases(
     provider: Provider, workdir: Path, row: Row, name: str, url: str, audit_url: str,
-    outage: Outage, seconds: float, *args: str, rate: int = RATE, live_rate: int = 200,
+    outage: Outage, seconds: float, phase2: float, *args: str, rate: int = RATE,
+    live_rate: int = 200,
 ) -> str:
     """Run the three phases (module docstring) with feeds sized for about ``seconds`` of
-    phase 1; audits into ``row`` and returns what phase 1 injected."""
+    phase 1 and ``phase2`` of phase 2; audits into ``row`` and returns what phase 1
+    injected."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    total = int(rate * (seconds + PATIENCE + SHUTDOWN + 10))  # published until phase 3
+    total = int(rate * (seconds + phase2 + 8))  # published until phase 3 is under way
     f = await make_feeds(provider, name, total, rate=rate, live_rate=live_rate)
     procs: list[Proc] = []
     try:
@@ -115,6 +118,9 @@ async def _three_phases(
         for stream in f.live:
             first.last_id[stream] = await last_id(audit_url, stream)
         sessions = [first]
+        # A stop with time to commit the last batches to a slow store (moto): exit 0 expected.
+        write_config(cfg, StoreSpec("-", url), f.config, store_patience=f"{PATIENCE:g}s",
+                     shutdown_timeout="15s")
         await final_run(f, cfg, log, audit_url, sessions, row, procs)
         row.failures += _log_problems(log.read_text(errors="replace")[len(text):])
         audit = await audit_feeds(provider, f, audit_url, sessions, loop.time())
@@ -153,14 +159,15 @@ async def run_postgres(provider: Provider, workdir: Path, rounds: int, seed: int
                 downtime += down
                 crashes += 1
             await asyncio.sleep(rng.uniform(1.5, 3.0))
-        return (f"{fast} fast restarts, {crashes} crashes with {downtime:.0f} s of downtime in"
-                " all")
+        return (f"{fast} fast restart(s), {crashes} crash(es) with {downtime:.0f} s of downtime"
+                " in all")
 
     try:
         await pg.start()
         url = f"{pg.url}?schema=rel_pg_outages"
         injected = await _three_phases(provider, workdir, row, f"pgo-{seed}", url, url,
-                                       Outage(restarts, pg.kill, pg.start), rounds * 3.5)
+                                       Outage(restarts, pg.kill, pg.start), rounds * 3.5,
+                                       PATIENCE + SHUTDOWN)
     finally:
         await pg.stop()
     row.injected = (f"{injected}; then a crash left down until the run gave up"
@@ -170,7 +177,9 @@ async def run_postgres(provider: Provider, workdir: Path, rounds: int, seed: int
 
 # -- DynamoDB ---------------------------------------------------------------------------------
 
-DDB_RATE, DDB_LIVE_RATE = 20, 5  # moto copies whole tables per transaction: keep them small
+# moto copies whole tables per transaction (O(table) each): the feeds are sized so that the
+# tables stay at about 2,000 events, which moto still writes fast enough.
+DDB_EVENTS = 2000
 
 
 async def run_dynamodb(provider: Provider, workdir: Path, seconds: float, seed: int) -> Row:
@@ -183,6 +192,7 @@ async def run_dynamodb(provider: Provider, workdir: Path, seconds: float, seed: 
         endpoint, seed=f"{seed}-ddb"
     ) as proxy:
         prefix = f"rel{uuid.uuid4().hex[:10]}"
+        rate = max(2, int(DDB_EVENTS / 3.5 / (seconds + 2 + SHUTDOWN + 8)))
         url = f"dynamodb://{prefix}?region=us-east-1&endpoint_url={proxy.url}"
         audit_url = f"dynamodb://{prefix}?region=us-east-1&endpoint_url={endpoint}"
 
@@ -206,8 +216,8 @@ async def run_dynamodb(provider: Provider, workdir: Path, seconds: float, seed: 
 
         injected = await _three_phases(
             provider, workdir, row, f"ddb-{seed}", url, audit_url,
-            Outage(throttle, deny, allow), seconds, "run", "--create-tables",
-            rate=DDB_RATE, live_rate=DDB_LIVE_RATE,
+            Outage(throttle, deny, allow), seconds, 2 + SHUTDOWN, "run", "--create-tables",
+            rate=rate, live_rate=max(1, rate // 4),
         )
     row.injected = (f"{injected}; then every call refused (AccessDeniedException, "
                     f"{proxy.injected['AccessDeniedException']} calls) until the run gave up;"

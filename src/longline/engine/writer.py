@@ -336,13 +336,14 @@ class StreamWriter:
         (so ``longline status`` shows it) until a call succeeds."""
         delay = RETRY_FIRST
         loop = asyncio.get_running_loop()
-        since = loop.time()
+        since: float | None = None  # when the first attempt failed
         permanent = 0
         while True:
             try:
                 result = await fn(*args)
             except Exception as e:  # a StoreError or a lost database connection
                 permanent = permanent + 1 if getattr(e, "permanent", False) else 0
+                since = loop.time() if since is None else since
                 failing = loop.time() - since
                 if not self._closing and permanent >= PERMANENT_TRIES:
                     raise StoreGaveUp(f"store refused {permanent} times, giving up: {e}") from e
@@ -353,6 +354,8 @@ class StreamWriter:
                     ) from e
                 if self._closing:
                     delay = min(delay, RETRY_MAX_CLOSING)
+                elif self.patience:  # the last wait ends as the patience does, not up to 10 s on
+                    delay = min(delay, max(self.patience - failing, 0.0) + 0.01)
                 log.error(
                     "stream %s: store write failed (%s); retrying in %.1fs", self.stream, e, delay,
                     extra={"stream": self.stream},
