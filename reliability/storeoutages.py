@@ -42,8 +42,8 @@ from reliability.kills import (
 from reliability.pgserver import PrivatePostgres, skip
 from reliability.report import Row
 
-PATIENCE = 10.0  # store_patience of the runs: longer than a phase-1 outage (crash, 1-3 s down,
-# recovery) on a loaded machine, so only phase 2 may end the run
+PATIENCE = 15.0  # store_patience of the runs: longer than a phase-1 outage (crash, 1-3 s down,
+# crash recovery) on a loaded machine, so only phase 2 may end the run
 SHUTDOWN = 2.0  # their shutdown_timeout: the writers that did not give up retry this long
 
 
@@ -144,10 +144,11 @@ async def run_postgres(provider: Provider, workdir: Path, rounds: int, seed: int
 
     async def restarts(proc: Proc) -> str:
         fast = crashes = 0
-        downtime = 0.0
+        downtime = longest = 0.0
         for i in range(rounds):
             if proc.proc.returncode is not None:
                 break
+            began = asyncio.get_running_loop().time()
             if i % 2 == 0:
                 await pg.restart_fast()
                 fast += 1
@@ -158,9 +159,10 @@ async def run_postgres(provider: Provider, workdir: Path, rounds: int, seed: int
                 await pg.start()
                 downtime += down
                 crashes += 1
+            longest = max(longest, asyncio.get_running_loop().time() - began)
             await asyncio.sleep(rng.uniform(1.5, 3.0))
         return (f"{fast} fast restart(s), {crashes} crash(es) with {downtime:.0f} s of downtime"
-                " in all")
+                f" in all (the longest outage {longest:.1f} s, until accepting connections)")
 
     try:
         await pg.start()

@@ -20,7 +20,7 @@ import longline.engine.writer as writer_module
 from longline.core.keys import EventBatch, Keyer
 from longline.core.model import AppendResult, Event, Message, Oversized, Quarantined
 from longline.engine.stats import StreamStats
-from longline.engine.writer import LINGER_FLOOR, StreamWriter
+from longline.engine.writer import LINGER_FLOOR, StoreSignal, StreamWriter
 from longline.stores.base import Store
 from longline.transports.base import Connection
 
@@ -600,6 +600,25 @@ async def test_a_permanent_refusal_ends_the_writer_after_three_tries(
     assert store.append_attempts == 3
     assert gave_up == ["store refused 3 times, giving up: AccessDeniedException: not authorized"]
     assert await w.close(LONG) == 2
+
+
+async def test_a_store_answering_again_wakes_a_backed_off_writer(
+    make: Any, store: FakeStore
+) -> None:
+    """Found by the reliability campaign: after PostgreSQL came back, a writer slept out its
+    6.4 s backoff while the others committed, and a live feed's rotation stalled on it."""
+    store.fail_appends = 10**6
+    signal = StoreSignal()
+    w = make(batch_max=3, store_signal=signal)
+    w.push([body(1), body(2), body(3)], conn())
+    await until(lambda: store.append_attempts >= 5 and signal._waiting == 1)  # waiting 1.6 s
+    store.fail_appends = 0
+    loop = asyncio.get_running_loop()
+    woken = loop.time()
+    signal.ok()  # another writer (or a status save) got through
+    await asyncio.wait_for(w.flush(), LONG)
+    assert loop.time() - woken < 1.0
+    assert store.events == [ev(1), ev(2), ev(3)]
 
 
 async def test_close_gives_up_at_its_timeout_and_counts_what_is_left(

@@ -41,7 +41,7 @@ from longline.engine.gate import ConnectGate
 from longline.engine.stats import StreamStats
 from longline.engine.summary import Periodic, stream_lines
 from longline.engine.supervisor import Supervisor
-from longline.engine.writer import StreamWriter
+from longline.engine.writer import StoreSignal, StreamWriter
 from longline.stores import open_store
 from longline.stores.base import Store
 from longline.transports.http import refusal_trace
@@ -89,6 +89,7 @@ class Runner:
         # A writer gave up on the store (store_patience ran out, or a permanent refusal): the
         # run stops, and these are called too (``longline.App`` stops its own serve()).
         self.store_failure: str | None = None
+        self.store_signal = StoreSignal()  # a status save or a commit wakes backed-off writers
         self.on_store_failure: list[Callable[[], None]] = []
 
     def stop(self) -> None:
@@ -189,6 +190,7 @@ class Runner:
             secrets=self.config.secrets,
             patience=self.config.store_patience or None,
             on_give_up=self._store_gave_up,
+            store_signal=self.store_signal,
         )
         writer.start()
         sup = Supervisor(cfg, self.store, self._session, writer, stats, self.gate)
@@ -302,6 +304,8 @@ class Runner:
             try:
                 await self._save_status()
                 self.status_error = None
+                if self.supervisors:
+                    self.store_signal.ok()
             except Exception as e:  # status is best effort; capture must go on
                 self.status_error = str(e)
                 log.warning("could not save status: %s", e)

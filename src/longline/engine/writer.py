@@ -53,6 +53,34 @@ RETRY_MAX_CLOSING = 0.5  # while closing the deadline bounds the attempts; retry
 PERMANENT_TRIES = 3  # a store error called permanent ends the writer after this many in a row
 
 
+class StoreSignal:
+    """Wakes the writers that back off from a failing store as soon as any call to it
+    succeeds (another writer's, or the runner's status save), instead of leaving each asleep
+    for up to ``RETRY_MAX`` after the store came back: a live feed's buffer and its rotations
+    wait on those commits."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._waiting = 0
+
+    def ok(self) -> None:
+        """A call to the store succeeded."""
+        if self._waiting:
+            self._event.set()
+            self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        """Sleep ``timeout`` seconds, or less if the store answers meanwhile."""
+        event = self._event
+        self._waiting += 1
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiting -= 1
+
+
 class StoreGaveUp(Exception):
     """The writer stopped retrying the store (its ``patience`` ran out, or a permanent error)."""
 
@@ -91,6 +119,7 @@ class StreamWriter:
         secrets: frozenset[str] = frozenset(),
         patience: float | None = None,
         on_give_up: Callable[[str, str], None] | None = None,
+        store_signal: StoreSignal | None = None,
     ) -> None:
         self.stream = stream
         self.store = store
@@ -104,6 +133,7 @@ class StreamWriter:
         self.patience = patience  # None or 0: retry a failing store for as long as we run
         self.on_give_up = on_give_up  # called (stream, reason) once the writer gave up
         self.gave_up: str | None = None  # why, once it did
+        self.store_signal = store_signal or StoreSignal()  # shared by a runner's writers
         self._batch = EventBatch()
         self._quarantine: list[Quarantined] = []
         self._ticket = 0
@@ -361,9 +391,10 @@ class StreamWriter:
                     extra={"stream": self.stream},
                 )  # fmt: skip
                 self._store_error = self.stats.reason = f"store write failed: {e}"
-                await asyncio.sleep(delay)
+                await self.store_signal.wait(delay)
                 delay = min(delay * 2, RETRY_MAX)
                 continue
+            self.store_signal.ok()
             if self._store_error is not None:
                 log.info(
                     "stream %s: store writes succeed again", self.stream,
