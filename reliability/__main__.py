@@ -16,7 +16,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from longline.testing.provider import Provider
-from reliability import credentials, fuzz, kills, network, resources, secrets, sinks, storefaults
+from reliability import (
+    credentials,
+    fuzz,
+    kills,
+    network,
+    resources,
+    secrets,
+    sinks,
+    storefaults,
+    storeoutages,
+)
 from reliability.harness import kill_leftovers
 from reliability.report import (
     FamilyRun,
@@ -51,6 +61,10 @@ async def _stores(provider: Provider, work: Path, full: bool, seed: int) -> list
     return await storefaults.run_all(provider, work, full, seed)
 
 
+async def _outages(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
+    return await storeoutages.run_all(provider, work, full, seed)
+
+
 async def _sinks(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
     return await sinks.run_sinks(provider, work, full, seed)
 
@@ -71,6 +85,7 @@ SCENARIOS: dict[str, Scenario] = {
     "kills": _kills,
     "network": _network,
     "stores": _stores,
+    "outages": _outages,
     "sinks": _sinks,
     "resources": _resources,
     "credentials": _credentials,

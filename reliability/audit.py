@@ -108,7 +108,10 @@ async def audit_resumable(url: str, stream: str, feed: str, total: int,
     rows, bad = await read_stream(url, stream)
     a = Audit(stream, produced=total)
     have = _common(a, feed, rows, bad, size)
-    a.lost = len(set(range(1, total + 1)) - have)
+    missing = sorted(set(range(1, total + 1)) - have)
+    a.lost = len(missing)
+    if missing:
+        a.notes.append(f"{stream}: missing {_ranges(missing)}")
     extra = len(have - set(range(1, total + 1)))
     if extra:
         a.corrupted += extra

@@ -41,24 +41,27 @@ class Feeds:
     live: dict[str, str]  # stream -> feed
     proxies: dict[str, FaultProxy]
     config: list[dict[str, Any]]
+    live_rate: int = LIVE_RATE
 
 
 async def make_feeds(provider: Provider, prefix: str, total: int, *, live_redundancy: int = 1,
-                     rotate: bool = True, live: bool = True) -> Feeds:
-    """Three resumable streams (sse, ws, lines) and two live-only ones (ws, sse or lines)."""
-    f = Feeds({}, {}, {}, [])
+                     rotate: bool = True, live: bool = True, rate: int = RATE,
+                     live_rate: int = LIVE_RATE) -> Feeds:
+    """Three resumable streams (sse, ws, lines) and two live-only ones (ws, sse or lines);
+    ``rate`` and ``live_rate`` are events/s of each."""
+    f = Feeds({}, {}, {}, [], live_rate)
     for transport in ("sse", "ws", "lines"):
         name = f"{prefix}-r-{transport}"
         proxy = f.proxies[name] = FaultProxy("127.0.0.1", provider.port)
         await proxy.start()
-        url = stream_url(proxy, provider, transport, name, total=total, rate=RATE, since=0)
+        url = stream_url(proxy, provider, transport, name, total=total, rate=rate, since=0)
         f.config.append(stream(name, transport, url, resumable=True))
         f.resumable[name] = (name, total)
     for transport in ("ws", "lines") if live else ():
         name = f"{prefix}-l-{transport}"
         proxy = f.proxies[name] = FaultProxy("127.0.0.1", provider.port)
         await proxy.start()
-        params: dict[str, object] = {"rate": LIVE_RATE, "resumable": 0}
+        params: dict[str, object] = {"rate": live_rate, "resumable": 0}
         extra: dict[str, Any] = {"redundancy": live_redundancy}
         if rotate:
             params["lifetime"] = 1.5
@@ -100,7 +103,7 @@ async def audit_feeds(provider: Provider, f: Feeds, url: str, sessions: list[Ses
     for name, (feed, n) in f.resumable.items():
         total = total + await audit_resumable(url, name, feed, n)
     for name, feed in f.live.items():
-        clock = provider.feed(feed).clocks[float(LIVE_RATE)]
+        clock = provider.feed(feed).clocks[float(f.live_rate)]
         a = await audit_live(url, name, feed, clock, f.proxies[name].history, sessions, end)
         total = total + a
     return total

@@ -24,6 +24,24 @@ def test_make_before_break_waits_for_commit() -> None:
     assert r.next_deadline() == 122.1
 
 
+def test_a_handed_over_successor_rotates_by_its_own_age() -> None:
+    """A slow commit: the predecessor is cut by the provider 0.5 s into the overlap, so the
+    successor takes over then; it must rotate 1 s after it was opened, not 1 s after that
+    handover, which would be when the provider cuts it too (1.5 s after it opened)."""
+    r = Rotation(1.0)
+    r.on_opened(0.0)
+    assert r.decide(1.0) is Action.OPEN_SUCCESSOR
+    r.on_successor_connected(1.05)
+    r.on_handed_over(1.5)
+    assert r.next_deadline() == 2.0
+    assert r.decide(2.0) is Action.OPEN_SUCCESSOR
+    r.on_successor_connected(2.02)
+    r.on_successor_committed()
+    assert r.decide(2.05) is Action.CLOSE_PREDECESSOR
+    r.on_handed_over(2.05)
+    assert r.next_deadline() == 3.0
+
+
 def test_quiet_successor_takes_over_after_bounded_overlap() -> None:
     r = Rotation(10.0, max_overlap=5.0)
     r.on_opened(0.0)

@@ -7,6 +7,7 @@ on exact event lists and batch boundaries, never on how long something took.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -19,7 +20,7 @@ import longline.engine.writer as writer_module
 from longline.core.keys import EventBatch, Keyer
 from longline.core.model import AppendResult, Event, Message, Oversized, Quarantined
 from longline.engine.stats import StreamStats
-from longline.engine.writer import LINGER_FLOOR, StreamWriter
+from longline.engine.writer import LINGER_FLOOR, StoreSignal, StreamWriter
 from longline.stores.base import Store
 from longline.transports.base import Connection
 
@@ -541,6 +542,82 @@ async def test_a_failing_store_shows_in_the_reason_until_it_recovers(
     assert w.store_error == w.stats.reason
     await asyncio.wait_for(w.flush(), LONG)
     assert (w.stats.reason, w.store_error) == (None, None)
+    assert store.events == [ev(1), ev(2), ev(3)]
+
+
+async def test_a_store_failing_past_its_patience_ends_the_writer_without_storing(
+    make: Any, store: FakeStore
+) -> None:
+    store.fail_appends = 10**6
+    gave_up: list[tuple[str, str]] = []
+    w = make(batch_max=3, patience=0.3, on_give_up=lambda s, r: gave_up.append((s, r)))
+    w.push([body(1), body(2), body(3)], conn())
+    flushing = asyncio.create_task(w.flush())
+    await until(lambda: bool(gave_up))
+    (stream, reason), = gave_up
+    assert stream == "s" and reason == w.gave_up == w.stats.reason
+    assert re.fullmatch(
+        r"store writes failed for 0\.[3-9]s \(store_patience 0\.3s\), giving up: "
+        r"database is locked",
+        reason,
+    )
+    with pytest.raises(RuntimeError, match="store writes are failing"):
+        await asyncio.wait_for(flushing, LONG)
+    assert writer_tasks() == []  # ended, not crashed
+    attempts = store.append_attempts
+    w.push([body(4)], conn())  # what still arrives stays uncommitted; no retry starts again
+    await asyncio.sleep(0.05)
+    assert store.append_attempts == attempts and store.events == []
+    assert await w.close(LONG) == 4
+
+
+async def test_a_store_that_recovers_within_its_patience_loses_nothing(
+    make: Any, store: FakeStore
+) -> None:
+    store.fail_appends = 3  # 0.1 + 0.2 + 0.4 s of backoff: more than the patience is not
+    w = make(batch_max=3, patience=5.0, on_give_up=lambda s, r: pytest.fail(r))
+    w.push([body(1), body(2), body(3)], conn())
+    await asyncio.wait_for(w.flush(), LONG)
+    assert store.events == [ev(1), ev(2), ev(3)] and w.gave_up is None
+
+
+class Denied(Exception):
+    permanent = True  # as StoreError(..., permanent=True) says it
+
+
+async def test_a_permanent_refusal_ends_the_writer_after_three_tries(
+    make: Any, store: FakeStore
+) -> None:
+    async def deny(*args: Any, **kw: Any) -> AppendResult:
+        store.append_attempts += 1
+        raise Denied("AccessDeniedException: not authorized")
+
+    store.append = deny  # type: ignore[method-assign]
+    gave_up: list[str] = []
+    w = make(batch_max=3, on_give_up=lambda s, r: gave_up.append(r))  # no patience: for ever
+    w.push([body(1), body(2)], conn())
+    await until(lambda: bool(gave_up))
+    assert store.append_attempts == 3
+    assert gave_up == ["store refused 3 times, giving up: AccessDeniedException: not authorized"]
+    assert await w.close(LONG) == 2
+
+
+async def test_a_store_answering_again_wakes_a_backed_off_writer(
+    make: Any, store: FakeStore
+) -> None:
+    """Found by the reliability campaign: after PostgreSQL came back, a writer slept out its
+    6.4 s backoff while the others committed, and a live feed's rotation stalled on it."""
+    store.fail_appends = 10**6
+    signal = StoreSignal()
+    w = make(batch_max=3, store_signal=signal)
+    w.push([body(1), body(2), body(3)], conn())
+    await until(lambda: store.append_attempts >= 5 and signal._waiting == 1)  # waiting 1.6 s
+    store.fail_appends = 0
+    loop = asyncio.get_running_loop()
+    woken = loop.time()
+    signal.ok()  # another writer (or a status save) got through
+    await asyncio.wait_for(w.flush(), LONG)
+    assert loop.time() - woken < 1.0
     assert store.events == [ev(1), ev(2), ev(3)]
 
 

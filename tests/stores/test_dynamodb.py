@@ -7,6 +7,7 @@ accounting use a tiny in-memory stand-in for the client.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from longline.core.model import AppendResult, Event
 from longline.stores import StoreError, open_store
 from longline.stores.dynamodb import items as di
 from longline.stores.dynamodb.store import DynamoDBStore, from_url
+from longline.testing.dynamodb_faults import DynamoDBFaultProxy
 
 boto3 = pytest.importorskip("boto3")
 ClientError = pytest.importorskip("botocore.exceptions").ClientError
@@ -146,6 +148,55 @@ async def test_keys_longer_than_a_sort_key_allows_are_still_idempotent(
     assert [e.key for e in await store.read("s")] == [long_key, "short"]
     assert di.key_sk(long_key).startswith("#") and len(di.key_sk(long_key)) == 65
     assert di.key_sk("") == "="
+
+
+
+# -- through a proxy that throttles and cancels like DynamoDB under load ---------------------
+
+
+async def test_appends_survive_throttling_and_conflicts_exactly(
+    moto_endpoint: str,
+    prefix: str,
+) -> None:
+    """A fifth of the transactions and reads throttled, a third of the transactions cancelled
+    for a conflict, two appenders racing on one stream with overlapping keys: every key stored
+    once, seqs gapless (botocore's retries and the store's own)."""
+    async with DynamoDBFaultProxy(moto_endpoint, seed=3) as proxy:
+        store = DynamoDBStore(
+            prefix, endpoint_url=proxy.url, region="us-east-1", create_tables=True
+        )
+        await store.open()
+        proxy.throttle_ops = frozenset({"TransactWriteItems", "GetItem"})
+        proxy.throttle, proxy.conflict = 0.2, 0.35
+
+        async def appender(offset: int) -> None:
+            for i in range(0, 200, 50):  # batches of 50: two transaction parts each
+                keys = range(i + offset, i + offset + 50)
+                await store.append("s", [ev(f"k{j:04}", f"c{j:04}") for j in keys])
+
+        await asyncio.gather(appender(0), appender(25))
+        proxy.throttle = proxy.conflict = 0.0
+        stored = await store.read("s", 0, 1000)
+        await store.close()
+    assert [e.seq for e in stored] == list(range(1, 226))
+    assert sorted(e.key for e in stored) == [f"k{j:04}" for j in range(225)]
+    assert proxy.injected["TransactionConflict"] >= 1
+    throttles = proxy.injected["ProvisionedThroughputExceededException"]
+    assert throttles + proxy.injected["ThrottlingException"] >= 2
+
+
+async def test_a_refusal_is_a_permanent_store_error(moto_endpoint: str, prefix: str) -> None:
+    async with DynamoDBFaultProxy(moto_endpoint) as proxy:
+        store = DynamoDBStore(
+            prefix, endpoint_url=proxy.url, region="us-east-1", create_tables=True
+        )
+        await store.open()
+        proxy.deny = "AccessDeniedException"
+        with pytest.raises(StoreError, match="AccessDeniedException: User: arn") as info:
+            await store.append("s", [ev("a", "c-a")])
+        await store.close()
+    assert info.value.permanent
+    assert proxy.injected == {"AccessDeniedException": 1}  # not retried: it would not help
 
 
 # -- without a server: throttling, write units, parts, URLs ---------------------------------

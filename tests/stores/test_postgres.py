@@ -183,3 +183,26 @@ async def test_migration_3_counts_totals_from_the_rows(
         assert await store.totals() == {"a": Totals(2, 0, 1, 0), "b": Totals(quarantined=2)}
     finally:
         await store.close()
+
+
+def test_the_pools_reconnect_failures_are_one_line_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """asyncpg logs a traceback whenever it cannot restore its pool while the server restarts."""
+    import logging
+
+    import longline.stores.postgres.store  # noqa: F401  (installs the filter)
+
+    try:
+        raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5999)")
+    except ConnectionRefusedError:
+        logging.getLogger("asyncpg.pool").warning(
+            "Failed to restore the pool connection floor; retrying", exc_info=True
+        )
+    (record,) = caplog.records
+    assert record.exc_info is None and not record.exc_text
+    assert record.getMessage() == (
+        "Failed to restore the pool connection floor; retrying (ConnectionRefusedError: "
+        "[Errno 111] Connect call failed ('127.0.0.1', 5999))"
+    )
+    assert "Traceback" not in caplog.text

@@ -383,6 +383,7 @@ class App:
         primary = self._deliverer(store) if self._deliver else None
         for service in services:
             runner.services.append(self._for_runner(service))
+        runner.on_store_failure.append(self.stop)  # a writer gave up on the store: end serve()
         async with runner.opened():
             self._store = store
             try:

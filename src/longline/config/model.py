@@ -381,6 +381,8 @@ class Config(_Model):
     writer: WriterConfig = Field(default_factory=lambda: WriterConfig())
     # How long a stop (signal, --duration) may spend committing what is buffered.
     shutdown_timeout: Duration = Field(default=10.0, gt=0)
+    # How long store writes may keep failing before the run gives up (exit 1); 0: for ever.
+    store_patience: Duration = Field(default=300.0, ge=0)
     # New connections per second across the process (jittered): a start or a provider-wide
     # outage then opens thousands of connections in a bounded storm, not all at once.
     connect_rate: float = Field(default=500.0, gt=0)

@@ -46,6 +46,14 @@ class Rotation:
         self.successor_connected = None
         self.successor_committed = False
 
+    def on_handed_over(self, now: float) -> None:
+        """The successor became the current connection (its predecessor was closed, or died
+        during the overlap): its lifetime clock started when it was opened, not now. Counted
+        from the handover, a successor whose commit was slow (a throttled store) would rotate
+        only as the provider's forced close came, and drop its events in between."""
+        started = self.successor_started
+        self.on_opened(now if started is None else min(started, now))
+
     def request(self, now: float) -> None:
         """The provider asked for a reconnect: open a successor now (unless one is opening),
         with or without ``max_lifetime``."""

@@ -41,7 +41,7 @@ from longline.engine.gate import ConnectGate
 from longline.engine.stats import StreamStats
 from longline.engine.summary import Periodic, stream_lines
 from longline.engine.supervisor import Supervisor
-from longline.engine.writer import StreamWriter
+from longline.engine.writer import StoreSignal, StreamWriter
 from longline.stores import open_store
 from longline.stores.base import Store
 from longline.transports.http import refusal_trace
@@ -86,6 +86,11 @@ class Runner:
         # listener: ops/http.py): each is called with this runner.
         self.services: list[Callable[[Runner], contextlib.AbstractAsyncContextManager[object]]] = []
         self.status_error: str | None = None  # why the last status save failed, if it did
+        # A writer gave up on the store (store_patience ran out, or a permanent refusal): the
+        # run stops, and these are called too (``longline.App`` stops its own serve()).
+        self.store_failure: str | None = None
+        self.store_signal = StoreSignal()  # a status save or a commit wakes backed-off writers
+        self.on_store_failure: list[Callable[[], None]] = []
 
     def stop(self) -> None:
         """Ask the run to end (safe from a signal handler)."""
@@ -183,6 +188,9 @@ class Runner:
             max_message_size=cfg.max_message_size,
             epoch=epoch,
             secrets=self.config.secrets,
+            patience=self.config.store_patience or None,
+            on_give_up=self._store_gave_up,
+            store_signal=self.store_signal,
         )
         writer.start()
         sup = Supervisor(cfg, self.store, self._session, writer, stats, self.gate)
@@ -191,6 +199,14 @@ class Runner:
         task = asyncio.create_task(sup.run(), name=f"stream:{cfg.name}")
         self.tasks[cfg.name] = task
         return task
+
+    def _store_gave_up(self, stream: str, reason: str) -> None:
+        """A writer stopped retrying the store: stop the whole run (the others would too)."""
+        if self.store_failure is None:
+            self.store_failure = reason
+            self.stop()
+            for hook in self.on_store_failure:
+                hook()
 
     async def stop_stream(self, name: str) -> StreamStats:
         """Close the stream's connections, flush its writer and forget it (its status is no
@@ -231,6 +247,8 @@ class Runner:
             if stuck:
                 await asyncio.wait(stuck)
         for name, task in zip(names, tasks, strict=True):
+            if self.writers[name].gave_up is not None:
+                continue  # its connection ended because the writer gave up: reported below
             if not task.cancelled() and (error := task.exception()) is not None:
                 log.error("stream %s crashed: %r", name, error, extra={"stream": name})
                 self.stats[name].state, self.stats[name].reason = "failed", repr(error)
@@ -250,6 +268,9 @@ class Runner:
             stats.state, stats.reason = "failed", repr(left)
             left = writer.uncommitted
         stats.uncommitted = left
+        if writer.gave_up is not None:
+            stats.state, stats.reason = "failed", writer.gave_up
+            return
         if left:
             why = writer.store_error or "the store was too slow"
             limit = f"shutdown_timeout {self.config.shutdown_timeout:g}s"
@@ -283,6 +304,8 @@ class Runner:
             try:
                 await self._save_status()
                 self.status_error = None
+                if self.supervisors:
+                    self.store_signal.ok()
             except Exception as e:  # status is best effort; capture must go on
                 self.status_error = str(e)
                 log.warning("could not save status: %s", e)

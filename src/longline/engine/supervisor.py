@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 ROTATED = Outcome(Cause.CLOSED_BY_PEER, None, None, "rotated")
 SHUTDOWN = Outcome(Cause.CLOSED_BY_PEER, None, None, "shutdown")
+CHECKPOINT_RETRY = (0.1, 5.0)  # first and longest wait between reads of the checkpoint
 
 
 class Supervisor:
@@ -120,7 +121,12 @@ class Supervisor:
                     await asyncio.wait_for(self._stopping.wait(), wait)
                 if self._stopping.is_set():
                     return
-            conn = await self._new_connection(sse, n)
+            try:
+                conn = await self._new_connection(sse, n)
+            except Exception:
+                if self._stopping.is_set() or self.writer.gave_up is not None:
+                    return  # the store failed while stopping, or for good: reported there
+                raise
             live = functools.partial(self._went_live, n, self._resumed_from)
             if cfg.max_lifetime is None and cfg.session is None:  # never rotates
                 outcome, was_live = await self._serve_alone(conn, live)  # one frame less
@@ -155,6 +161,26 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
 
+    async def _checkpoint(self) -> str | None:
+        """The committed checkpoint, read again with backoff while the store is unreachable (a
+        server restarting): an outage must delay a reconnect, not end the stream. Raises once
+        stopping, or once the writer gave up on the store."""
+        delay = CHECKPOINT_RETRY[0]
+        while True:
+            try:
+                return await self.store.checkpoint(self.cfg.name)
+            except Exception as e:  # a StoreError, or a driver's error that escaped it
+                if self._stopping.is_set() or self.writer.gave_up is not None:
+                    raise
+                log.warning(
+                    "stream %s: could not read the checkpoint (%s); retrying in %.1fs",
+                    self.cfg.name, e, delay, extra={"stream": self.cfg.name},
+                )  # fmt: skip
+                self.stats.reason = f"could not read the checkpoint: {e}"
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, CHECKPOINT_RETRY[1])
+
     async def _new_connection(
         self, sse: SSEState | None, slot: int = 0, follow: str | None = None
     ) -> Connection:
@@ -174,7 +200,7 @@ class Supervisor:
             cursor = None
         else:
             await self.writer.flush()
-            cursor = await self.store.checkpoint(cfg.name)
+            cursor = await self._checkpoint()
         last_event_id = ""
         if sse_kind:  # an SSEConnection (subclass) keeps ``state``
             if cfg.cursor == "sse-id" and sse is not None:
@@ -247,7 +273,7 @@ class Supervisor:
                     conn, task = successor
                     successor = None
                     self.stats.rotations += 1
-                    rotation.on_opened(now)
+                    rotation.on_handed_over(now)
                     continue
                 # live: it delivered, or its session was established (a quiet Slack app)
                 ready = isinstance(conn, SessionConnection) and conn.ready.is_set()
@@ -281,7 +307,7 @@ class Supervisor:
                 conn, task = successor
                 successor = None
                 self.stats.rotations += 1
-                rotation.on_opened(now)
+                rotation.on_handed_over(now)
             elif action is Action.ABANDON_SUCCESSOR and successor is not None:
                 successor[0].abort(ROTATED)
                 await successor[1]

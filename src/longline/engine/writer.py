@@ -19,10 +19,14 @@ got, which is how rotation knows that a successor's first events are durable, an
 ``after_commit`` calls back once a ticket is durable: provider sessions acknowledge an event
 only then (a crash before the commit makes the provider redeliver it instead of losing it).
 
-A store that fails is retried with backoff for as long as the stream runs (one log line per
-attempt, the error kept in the stream's ``reason``), since giving up would lose what is
-buffered. Only ``close(timeout)`` gives up: what it could not commit in time stays out of the
-store, and so out of the checkpoint, and is returned as a count.
+A store that fails is retried with backoff (one log line per attempt, the error kept in the
+stream's ``reason``): an outage (a server restarting, throttling) must not lose what is
+buffered. The writer gives up only when retrying cannot help: a call has failed for longer than
+``patience`` (``store_patience``), or the store called its error permanent (access denied) 3
+times in a row. It then stops committing, keeps what it holds uncommitted (so no checkpoint
+covers it: a resumable feed sends it again on the next run) and calls ``on_give_up``, which
+ends the run. ``close(timeout)`` gives up the same way: what it could not commit in time stays
+out of the store, and so out of the checkpoint, and is returned as a count.
 """
 
 from __future__ import annotations
@@ -46,6 +50,39 @@ _T = TypeVar("_T")
 LINGER_FLOOR = 0.1  # a batch waits at least this fraction of batch_window for more events
 RETRY_FIRST, RETRY_MAX = 0.1, 10.0  # backoff between attempts of a failing store call
 RETRY_MAX_CLOSING = 0.5  # while closing the deadline bounds the attempts; retry sooner
+PERMANENT_TRIES = 3  # a store error called permanent ends the writer after this many in a row
+
+
+class StoreSignal:
+    """Wakes the writers that back off from a failing store as soon as any call to it
+    succeeds (another writer's, or the runner's status save), instead of leaving each asleep
+    for up to ``RETRY_MAX`` after the store came back: a live feed's buffer and its rotations
+    wait on those commits."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._waiting = 0
+
+    def ok(self) -> None:
+        """A call to the store succeeded."""
+        if self._waiting:
+            self._event.set()
+            self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        """Sleep ``timeout`` seconds, or less if the store answers meanwhile."""
+        event = self._event
+        self._waiting += 1
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiting -= 1
+
+
+class StoreGaveUp(Exception):
+    """The writer stopped retrying the store (its ``patience`` ran out, or a permanent error)."""
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -80,6 +117,9 @@ class StreamWriter:
         max_pending: int | None = None,
         epoch: int | None = None,
         secrets: frozenset[str] = frozenset(),
+        patience: float | None = None,
+        on_give_up: Callable[[str, str], None] | None = None,
+        store_signal: StoreSignal | None = None,
     ) -> None:
         self.stream = stream
         self.store = store
@@ -90,6 +130,10 @@ class StreamWriter:
         self.max_message_size = max_message_size
         self.max_pending = max_pending or batch_max * 8
         self.secrets = secrets  # redacted from quarantine reasons before they are stored
+        self.patience = patience  # None or 0: retry a failing store for as long as we run
+        self.on_give_up = on_give_up  # called (stream, reason) once the writer gave up
+        self.gave_up: str | None = None  # why, once it did
+        self.store_signal = store_signal or StoreSignal()  # shared by a runner's writers
         self._batch = EventBatch()
         self._quarantine: list[Quarantined] = []
         self._ticket = 0
@@ -159,11 +203,15 @@ class StreamWriter:
 
     async def drained(self) -> None:
         """Wait until the buffer is below ``max_pending`` (or shutdown began)."""
-        while len(self._batch) >= self.max_pending and self.failure is None and not self._released:
+        while (
+            len(self._batch) >= self.max_pending
+            and (self.failure is None or self.gave_up is not None)
+            and not self._released
+        ):
             if self._room is None or self._room.done():
                 self._room = asyncio.get_running_loop().create_future()
             await self._room
-        if self.failure is not None:
+        if self.failure is not None and self.gave_up is None:
             raise RuntimeError("store writes are failing") from self.failure
 
     # -- flusher ------------------------------------------------------------------------
@@ -177,13 +225,23 @@ class StreamWriter:
     async def _run(self) -> None:
         try:
             await self._loop()
+        except StoreGaveUp as e:  # not a crash: what is held stays uncommitted, counted
+            self.failure = e
+            self.gave_up = self.stats.reason = str(e)
+            self._fail_waiters(keep_room=True)
+            log.error("stream %s: %s", self.stream, e, extra={"stream": self.stream})
+            if self.on_give_up is not None:
+                self.on_give_up(self.stream, str(e))
         except Exception as e:  # a bug, not the store: store calls are retried
             self.failure = e
             self._fail_waiters()
             raise
 
-    def _fail_waiters(self) -> None:
-        for fut in [f for _, f in self._waiters + self._q_waiters] + [self._room]:
+    def _fail_waiters(self, keep_room: bool = False) -> None:
+        # keep_room: producers keep waiting for room until shutdown releases them, rather than
+        # failing their connections while the run is being stopped.
+        room = [] if keep_room else [self._room]
+        for fut in [f for _, f in self._waiters + self._q_waiters] + room:
             if fut is not None and not fut.done():
                 fut.set_exception(RuntimeError("store writes are failing"))
         self._waiters, self._q_waiters = [], []
@@ -302,24 +360,41 @@ class StreamWriter:
         return await self.store.append(self.stream, batch, None, self.epoch)
 
     async def _retrying(self, fn: Callable[..., Awaitable[_T]], *args: object) -> _T:
-        """Retry a store call until it succeeds (or ``close`` gives up on it): a store outage
-        must not lose buffered events. Logs once per attempt, and keeps the error in the
-        stream's ``reason`` (so ``longline status`` shows it) until a call succeeds."""
+        """Retry a store call until it succeeds, ``close`` gives up on it, or retrying cannot
+        help (:class:`StoreGaveUp`: see the module docstring): a store outage must not lose
+        buffered events. Logs once per attempt, and keeps the error in the stream's ``reason``
+        (so ``longline status`` shows it) until a call succeeds."""
         delay = RETRY_FIRST
+        loop = asyncio.get_running_loop()
+        since: float | None = None  # when the first attempt failed
+        permanent = 0
         while True:
             try:
                 result = await fn(*args)
             except Exception as e:  # a StoreError or a lost database connection
+                permanent = permanent + 1 if getattr(e, "permanent", False) else 0
+                since = loop.time() if since is None else since
+                failing = loop.time() - since
+                if not self._closing and permanent >= PERMANENT_TRIES:
+                    raise StoreGaveUp(f"store refused {permanent} times, giving up: {e}") from e
+                if not self._closing and self.patience and failing >= self.patience:
+                    raise StoreGaveUp(
+                        f"store writes failed for {round(failing, 1):g}s (store_patience"
+                        f" {self.patience:g}s), giving up: {e}"
+                    ) from e
                 if self._closing:
                     delay = min(delay, RETRY_MAX_CLOSING)
+                elif self.patience:  # the last wait ends as the patience does, not up to 10 s on
+                    delay = min(delay, max(self.patience - failing, 0.0) + 0.01)
                 log.error(
                     "stream %s: store write failed (%s); retrying in %.1fs", self.stream, e, delay,
                     extra={"stream": self.stream},
                 )  # fmt: skip
                 self._store_error = self.stats.reason = f"store write failed: {e}"
-                await asyncio.sleep(delay)
+                await self.store_signal.wait(delay)
                 delay = min(delay * 2, RETRY_MAX)
                 continue
+            self.store_signal.ok()
             if self._store_error is not None:
                 log.info(
                     "stream %s: store writes succeed again", self.stream,
@@ -334,6 +409,8 @@ class StreamWriter:
         """Return once every item pushed up to ``ticket`` has been committed."""
         if self.committed_ticket >= ticket:
             return
+        if self.failure is not None:  # no flusher will ever commit it
+            raise RuntimeError("store writes are failing") from self.failure
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((ticket, fut))
         await fut
@@ -348,6 +425,8 @@ class StreamWriter:
         self._wake_flusher()
         await self.wait_committed(self._ticket)
         if self._q_written < self._q_pushed:
+            if self.failure is not None:
+                raise RuntimeError("store writes are failing") from self.failure
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._q_waiters.append((self._q_pushed, fut))
             self._wake_flusher()

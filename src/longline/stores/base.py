@@ -35,7 +35,16 @@ __all__ = ["DeliveryLog", "EventLog", "LeaseTable", "Outbox", "Store", "StoreErr
 
 
 class StoreError(Exception):
-    """A store operation failed; the message never contains credentials."""
+    """A store operation failed; the message never contains credentials.
+
+    ``permanent``: retrying cannot help until someone acts (access denied, wrong credentials,
+    a table or schema gone), so a writer gives up after a few tries instead of waiting out
+    ``store_patience``.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @runtime_checkable

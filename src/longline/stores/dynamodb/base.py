@@ -3,10 +3,11 @@
 boto3 blocks, so every call runs on a small thread pool (boto3 clients are thread-safe) and
 the event loop never waits on the network. Throttling (``ProvisionedThroughputExceeded``,
 ``ThrottlingException``, ``RequestLimitExceeded``) and transaction conflicts are retried here
-with full-jitter backoff, on top of botocore's own retries of network errors (safe for
-``TransactWriteItems``: botocore sends an idempotency token). A failed condition becomes
-:class:`~longline.stores.dynamodb.items.Cancelled`, which the callers handle; every other
-error becomes :class:`~longline.stores.base.StoreError` (credentials never appear in it).
+with full-jitter backoff, on top of botocore's own retries of network errors and throttles
+(safe for ``TransactWriteItems``: botocore sends an idempotency token). A failed condition
+becomes :class:`~longline.stores.dynamodb.items.Cancelled`, which the callers handle; every
+other error becomes :class:`~longline.stores.base.StoreError` (credentials never appear in
+it), ``permanent`` for refusals such as ``AccessDeniedException`` that no retry can fix.
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ _RETRY_REASONS = frozenset(
         "ThrottlingError",
         "ProvisionedThroughputExceeded",
         "RequestLimitExceeded",
+    }
+)
+
+
+# Refusals that retrying cannot fix until someone acts (IAM, credentials, a deleted table).
+_PERMANENT_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "MissingAuthenticationTokenException",
+        "ExpiredTokenException",
+        "ResourceNotFoundException",
     }
 )
 
@@ -212,7 +226,7 @@ class DynamoDBBase:
                 code = exc.response.get("Error", {}).get("Code", "")
                 reasons = [r.get("Code", "") for r in exc.response.get("CancellationReasons", [])]
                 if code == "ResourceNotFoundException":
-                    raise _NotFound(str(exc)) from exc
+                    raise _NotFound(str(exc), permanent=True) from exc
                 retry = code in _RETRY_CODES or bool(_RETRY_REASONS.intersection(reasons))
                 if retry and backoff.attempt + 1 < self._max_attempts:
                     log.debug("DynamoDB %s throttled (%s); retrying", op, code)
@@ -223,7 +237,10 @@ class DynamoDBBase:
                 ):
                     raise di.Cancelled(reasons) from exc
                 detail = f" ({', '.join(reasons)})" if reasons else ""
-                raise StoreError(f"DynamoDB {op} failed: {code}{detail}: {_message(exc)}") from exc
+                raise StoreError(
+                    f"DynamoDB {op} failed: {code}{detail}: {_message(exc)}",
+                    permanent=code in _PERMANENT_CODES,
+                ) from exc
             except BotoCoreError as exc:
                 raise StoreError(f"DynamoDB {op} failed: {type(exc).__name__}: {exc}") from exc
 

@@ -51,7 +51,42 @@ __all__ = ["PostgresStore"]
 log = logging.getLogger(__name__)
 
 IDLE_IN_TRANSACTION_MS = 10_000
-_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # "cannot switch to state ...": a connection lost mid-call
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+# Refusals that retrying cannot fix until someone acts: privileges, credentials, a database,
+# schema or table gone.
+_PERMANENT = (
+    asyncpg.InsufficientPrivilegeError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidSchemaNameError,
+    asyncpg.UndefinedTableError,
+)
+
+
+class _OneLine(logging.Filter):
+    """asyncpg's pool logs a traceback each time it fails to reconnect to a server that is
+    down or restarting ("Failed to restore the pool connection floor"); an outage must read as
+    one line per event, so the exception is folded into the message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLine())
 _MIGRATE_LOCK = 0x6C6F6E67  # "long": pg_advisory_xact_lock key shared by every longline
 _STAGING = "longline_staging"
 _STAGING_COLUMNS = ("ord", "key", "cursor", "received_at", "event", "payload")
@@ -459,7 +494,10 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store):
 
     def _error(self, doing: str, exc: BaseException) -> StoreError:
         kind = type(exc).__name__
-        return StoreError(f"PostgreSQL: could not {doing} {self.where}: {kind}: {exc}")
+        return StoreError(
+            f"PostgreSQL: could not {doing} {self.where}: {kind}: {exc}",
+            permanent=isinstance(exc, _PERMANENT),
+        )
 
 
 def _ident(name: str) -> str:
