@@ -19,6 +19,8 @@ def test_make_before_break_waits_for_commit() -> None:
     assert r.next_deadline() == 116.0
     assert r.decide(112.0) is Action.WAIT  # connected but nothing committed yet
     r.on_successor_committed()
+    assert r.decide(112.1) is Action.WAIT  # committed, but no overlap seen yet
+    r.on_overlap()
     assert r.decide(112.1) is Action.CLOSE_PREDECESSOR
     r.on_opened(112.1)
     assert r.next_deadline() == 122.1
@@ -37,9 +39,26 @@ def test_a_handed_over_successor_rotates_by_its_own_age() -> None:
     assert r.decide(2.0) is Action.OPEN_SUCCESSOR
     r.on_successor_connected(2.02)
     r.on_successor_committed()
+    r.on_overlap()
     assert r.decide(2.05) is Action.CLOSE_PREDECESSOR
     r.on_handed_over(2.05)
     assert r.next_deadline() == 3.0
+
+
+def test_a_lagging_predecessor_is_kept_until_the_connections_overlap() -> None:
+    """A live feed: the successor starts at the provider's present and commits at once, while
+    the busy predecessor still has older events in its socket. Closing it then would lose
+    them: it goes when one of them delivers an event the other stored (a duplicate), or when
+    the bounded overlap has passed."""
+    r = Rotation(10.0, max_overlap=5.0)
+    r.on_opened(0.0)
+    assert r.decide(10.0) is Action.OPEN_SUCCESSOR
+    r.on_successor_connected(10.1)
+    r.on_successor_committed()
+    assert r.decide(12.0) is Action.WAIT
+    assert r.decide(15.1) is Action.CLOSE_PREDECESSOR  # never overlapped: bounded
+    r.on_successor_failed(15.1, retry_in=1.0)
+    assert not r.overlapped and not r.successor_committed
 
 
 def test_quiet_successor_takes_over_after_bounded_overlap() -> None:

@@ -101,3 +101,39 @@ async def test_rotation_goes_on_while_the_store_is_locked(
     # While locked, a successor's events cannot commit, so the forced close hands over to it.
     assert runner.stats["rotlock"].rotations >= 3
     assert runner.stats["rotlock"].reconnects == 0
+
+
+async def test_a_lagging_predecessor_is_closed_only_once_the_connections_overlap(
+    provider: Provider, tmp_path: Path
+) -> None:
+    """A busy predecessor lags behind the provider (here: its bytes trickle through a proxy for
+    the second before its rotation); the successor starts at the provider's present and
+    commits at once. Closing the predecessor then would drop what is still in its socket: it
+    must stay until the two overlap (a duplicate), and the stored ids stay contiguous."""
+    from longline.testing.faultproxy import FaultProxy
+
+    async with FaultProxy("127.0.0.1", provider.port) as proxy:
+        s = live_ws(provider, "lag")
+        s["url"] = proxy.url(str(s["url"]))
+        s["max_lifetime"] = "2s"
+        cfg = make_config(tmp_path / "t.db", s)
+        loop = asyncio.get_running_loop()
+        t_end = loop.time() + 5.0
+        trickled = False
+
+        def done(r: object) -> bool:
+            nonlocal trickled
+            conns = proxy.usable()
+            if not trickled and len(conns) == 1 and loop.time() > t_end - 4.0:
+                proxy.trickle(conns[0], 1.5)  # from 1 s before its rotation to 0.5 s after
+                trickled = True
+            return loop.time() > t_end
+
+        runner = await capture_until(cfg, done)
+    assert trickled
+    ids = [r[0] for r in await stored(cfg, "lag")]
+    # Contiguous and each once; not in id order: the predecessor's backlog is stored after the
+    # successor's first events.
+    assert sorted(ids) == list(range(min(ids), min(ids) + len(ids)))
+    assert ids != sorted(ids)  # the predecessor really lagged
+    assert runner.stats["lag"].rotations >= 1

@@ -2,9 +2,12 @@
 
 A provider that cuts connections after a fixed lifetime (Binance: 24 h) loses events for a
 client that reconnects after the cut. longline opens the successor *before* ``max_lifetime``
-and closes the predecessor only once the successor's first events are committed, or a bounded
-overlap has passed. The store's key drops whatever both delivered. This module only decides;
-the supervisor does the I/O.
+and closes the predecessor only once the successor's first events are committed *and* the two
+connections have overlapped (one delivered an event the other had already stored: a
+duplicate), or a bounded overlap has passed. The overlap matters on a live feed: the successor
+starts at the provider's present, and a predecessor lagging behind it (a busy process) still
+has events in its socket that only it will deliver. The store's key drops whatever both
+delivered. This module only decides; the supervisor does the I/O.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Rotation:
     successor_started: float | None = None
     successor_connected: float | None = None
     successor_committed: bool = False
+    overlapped: bool = False  # the two connections delivered one same event
 
     def on_opened(self, now: float) -> None:
         """The current connection is open: the lifetime clock starts."""
@@ -45,6 +49,7 @@ class Rotation:
         self.successor_started = None
         self.successor_connected = None
         self.successor_committed = False
+        self.overlapped = False
 
     def on_handed_over(self, now: float) -> None:
         """The successor became the current connection (its predecessor was closed, or died
@@ -75,7 +80,7 @@ class Rotation:
                 self.successor_started = now
                 return Action.OPEN_SUCCESSOR
             return Action.WAIT
-        if self.successor_committed:
+        if self.successor_committed and self.overlapped:
             return Action.CLOSE_PREDECESSOR
         if self.successor_connected is not None:
             if now >= self.successor_connected + self.max_overlap:
@@ -90,14 +95,20 @@ class Rotation:
         self.successor_connected = now
 
     def on_successor_committed(self) -> None:
-        """Events from the successor are durable: the predecessor may go."""
+        """Events from the successor are durable."""
         self.successor_committed = True
+
+    def on_overlap(self) -> None:
+        """The connections overlapped (a duplicate since the successor started, or a session's
+        own handover): with the successor's commit, the predecessor may go."""
+        self.overlapped = True
 
     def on_successor_failed(self, now: float, retry_in: float) -> None:
         """The successor failed before taking over: try again after ``retry_in`` seconds."""
         self.successor_started = None
         self.successor_connected = None
         self.successor_committed = False
+        self.overlapped = False
         self.rotate_at = now + retry_in
 
 

@@ -250,6 +250,7 @@ class Supervisor:
         rotation = Rotation(self.cfg.max_lifetime)
         task = self._start(conn)
         successor: tuple[Connection, asyncio.Task[Outcome]] | None = None
+        dups_before = 0  # the stream's duplicates when the successor was opened
         asked: Connection | None = None  # the connection whose reconnect request was taken
         follow: str | None = None
         await _first_of(conn.connected.wait(), task)
@@ -264,7 +265,7 @@ class Supervisor:
             if isinstance(conn, SessionConnection) and asked is not conn:
                 waits.append(conn.reconnect)
             timeout = None if deadline is None else max(0.0, deadline - loop.time())
-            if successor is not None and not rotation.successor_committed:
+            if successor is not None and not (rotation.successor_committed and rotation.overlapped):
                 timeout = 0.05 if timeout is None else min(timeout, 0.05)
             await _wait_any(waits, timeout)
             now = loop.time()
@@ -289,16 +290,21 @@ class Supervisor:
                     continue
                 if new.connected.is_set() and rotation.successor_connected is None:
                     rotation.on_successor_connected(now)
-                if (
-                    new.first_ticket is not None
-                    and self.writer.committed_ticket >= new.first_ticket
-                ) or (isinstance(new, SessionConnection) and new.ready.is_set()):
+                if isinstance(new, SessionConnection) and new.ready.is_set():
+                    rotation.on_successor_committed()  # the session hands over by itself
+                    rotation.on_overlap()
+                elif new.first_ticket is not None and (
+                    self.writer.committed_ticket >= new.first_ticket
+                ):
                     rotation.on_successor_committed()
+                    if self.stats.duplicates > dups_before:
+                        rotation.on_overlap()
             action = rotation.decide(now)
             if action is Action.OPEN_SUCCESSOR:
                 state = conn.state if isinstance(conn, SSEConnection) else None
                 new = await self._new_connection(state, slot, follow if asked is conn else None)
                 successor = (new, self._start(new))
+                dups_before = self.stats.duplicates  # a later one proves the overlap
             elif action is Action.CLOSE_PREDECESSOR and successor is not None:
                 if isinstance(conn, SessionConnection):
                     await conn.retire(self.writer.flush)  # commit, then send the acks it owes
