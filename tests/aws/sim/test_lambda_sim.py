@@ -83,12 +83,14 @@ def assert_contiguous(ids: list[int], *, from_one: bool) -> None:
 
 async def test_self_chained_handoffs_lose_and_double_nothing(provider: Provider,
                                                              tmp_path: Path) -> None:
-    # margin 4.5 s - flush reserve 1.5 s: each successor has 3 s to start Python and go live.
-    report, rows = await simulate(tmp_path, provider, mode="self", timeout=6.0, margin=4.5,
-                                  duration=38.0, watchdog_every=30.0)
+    # Lambda's timeouts are minutes; these are seconds, so they leave room for a loaded
+    # machine: margin 6 s - flush reserve 2 s gives each successor 4 s to go live, and the
+    # 2 s reserve is the predecessor's time to commit, close and return.
+    report, rows = await simulate(tmp_path, provider, mode="self", timeout=10.0, margin=6.0,
+                                  duration=40.0, watchdog_every=30.0)
     summary = report.summary()
     assert summary["errors"] == []
-    assert report.handoffs >= 10, summary
+    assert report.handoffs >= 5, summary
     assert_contiguous(rows["resumable"], from_one=True)
     assert_contiguous(rows["live"], from_one=False)
     epochs = [e["live"] for e in summary["epochs"]]
@@ -151,13 +153,12 @@ async def test_stale_epoch_is_refused_and_the_invocation_exits(provider: Provide
 async def test_step_functions_loop_hands_over_without_loss(provider: Provider,
                                                           tmp_path: Path) -> None:
     """The interpreter runs the definition `deploy --option 2` emits; Wait = timeout - margin."""
-    # A 4 s margin leaves each successor 2.5 s (margin - flush reserve) to start and go live
-    # before its predecessor stops: enough on a loaded machine (3 s left 1.5 s: sometimes not).
-    report, rows = await simulate(tmp_path, provider, mode="stepfunctions", timeout=7.0,
-                                  margin=4.0, duration=20.0)
+    # As above: margin 6 s - flush reserve 2 s for the successor; Wait = 4 s.
+    report, rows = await simulate(tmp_path, provider, mode="stepfunctions", timeout=10.0,
+                                  margin=6.0, duration=26.0)
     summary = report.summary()
     assert summary["errors"] == []
-    assert len(report.invocations) >= 6
-    assert report.handoffs >= 5, summary
+    assert len(report.invocations) >= 5
+    assert report.handoffs >= 4, summary
     assert_contiguous(rows["resumable"], from_one=True)
     assert_contiguous(rows["live"], from_one=False)
