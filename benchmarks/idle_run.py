@@ -136,7 +136,7 @@ def run_once(
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)
-            codes = [p.wait(60) for p in procs]
+            codes = [p.wait(300) for p in procs]
         logs = "".join((Path(tmp) / f"run{w}.log").read_text()[-500:] for w in range(workers))
     return {
         "streams": n,
@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--providers", type=int, default=1, help="provider processes")
     parser.add_argument("--hosts", type=int, default=1, help="loopback addresses 127.0.0.1..N")
     parser.add_argument("--hold", type=float, default=5.0, help="seconds connected before RSS")
+    parser.add_argument("--baseline-hold", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=180.0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--tls", action="store_true", help="wss:// or https://, a private CA")
@@ -183,9 +184,9 @@ def main() -> None:
                 p = ProviderProcess(cert, key, host=host).__enter__()
                 stack.append(p)
                 providers.append((host, p.port))
-            for n in (args.baseline, args.streams):
+            for n, hold in ((args.baseline, args.baseline_hold), (args.streams, args.hold)):
                 row = run_once(
-                    n, args.transport, providers, args.hold, args.timeout, env_tls, args.workers
+                    n, args.transport, providers, hold, args.timeout, env_tls, args.workers
                 )
                 print(json.dumps(row), flush=True)
                 rows.append(row)
