@@ -67,7 +67,7 @@ class Supervisor:
         self.session = session
         self.writer = writer
         self.stats = stats
-        self.open: set[Connection] = set()
+        self.open: list[Connection] = []  # one or two: a set costs 216 B even empty
         self._stopping = Flag()  # an asyncio.Event allocates a deque (~850 B) up front
         self._failed_slots = 0
         self._resumed_from: str | None = None  # the cursor the last connection resumed after
@@ -330,13 +330,14 @@ class Supervisor:
         return asyncio.create_task(runner())
 
     def _opened(self, conn: Connection) -> None:
-        self.open.add(conn)
+        self.open.append(conn)
         self.stats.connections = len(self.open)
         if self._stopping.is_set():
             conn.abort(SHUTDOWN)
 
     def _closed(self, conn: Connection) -> None:
-        self.open.discard(conn)
+        if conn in self.open:
+            self.open.remove(conn)
         self.stats.bytes_received += conn.rx_bytes
         self.stats.connections = len(self.open)
 

@@ -108,7 +108,23 @@ class ConnectionEnded(Exception):
 
 
 class Connection(ABC):
-    """One connection to a provider; subclasses implement ``_open`` and ``_pump``."""
+    """One connection to a provider; subclasses implement ``_open`` and ``_pump``.
+
+    Slotted (a subclass without ``__slots__`` simply gets a ``__dict__`` too): one lives per
+    idle stream (docs/benchmarks.md).
+    """
+
+    __slots__ = (
+        "_abort",
+        "connected",
+        "first_ticket",
+        "last_rx",
+        "loop",
+        "max_message_size",
+        "pushed",
+        "request",
+        "rx_bytes",
+    )
 
     def __init__(self, request: ConnectRequest, *, max_message_size: int) -> None:
         self.request = request

@@ -155,6 +155,19 @@ class _Protocol(asyncio.Protocol):
 class DirectWSConnection(Connection):
     """One WebSocket connection without aiohttp's client objects."""
 
+    __slots__ = (
+        "_open_done",
+        "_ping_timer",
+        "_pings",
+        "_proto",
+        "_push_soon",
+        "_queued",
+        "_sink",
+        "connect_timeout",
+        "ping_interval",
+        "ssl",
+    )
+
     def __init__(
         self,
         request: ConnectRequest,
