@@ -173,3 +173,37 @@ async def test_direct_handshake_refusals_and_bad_answers(tmp_path: Path) -> None
     assert busy.detail.endswith(": maintenance until noon")
     assert bad is not None and bad.cause is Cause.NETWORK
     assert bad.detail == "invalid WebSocket handshake response"
+
+
+async def test_direct_connection_closes_an_oversized_message_with_1009(tmp_path: Path) -> None:
+    """Over ``max_message_size``: the server is told 1009 (RFC 6455), the message is
+    quarantined as oversized, and the stream reconnects and goes on."""
+    codes: list[int | None] = []
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=True)
+        await ws.prepare(request)
+        if not codes:
+            await ws.send_str('{"id": 1, "pad": "' + "x" * 4000 + '"}')
+            msg = await ws.receive()
+            codes.append(ws.close_code if msg.type is aiohttp.WSMsgType.CLOSE else None)
+        else:
+            await ws.send_str('{"id": 2}')
+            async for _ in ws:
+                pass
+        return ws
+
+    runner, port = await _serve(handler)
+    try:
+        cfg = make_config(tmp_path / "t.db", {
+            "name": "big", "transport": "ws", "key": "$.id", "max_message_size": "1KB",
+            "url": f"ws://127.0.0.1:{port}/"})
+        await capture_until(
+            cfg, lambda r: r.stats["big"].events >= 1 and r.stats["big"].quarantined >= 1)
+    finally:
+        await runner.cleanup()
+    assert codes == [1009]
+    assert [row[0] for row in await stored(cfg, "big")] == [2]
+    reasons = await quarantined(cfg, "big")
+    assert len(reasons) == 1
+    assert reasons[0].startswith("message of ") and "exceeds max_message_size 1000" in reasons[0]

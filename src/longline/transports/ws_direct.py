@@ -108,10 +108,9 @@ class _Protocol(asyncio.Protocol):
         if self.failed:
             return
         error, _ = reader.feed_data(data)
-        if error:
+        if error:  # the error is queued; the pump closes with its code (1009, 1002, ...)
             self.failed = True
-            assert self.transport is not None
-            self.transport.close()
+            self.pause_reading()
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -358,6 +357,9 @@ class DirectWSConnection(Connection):
                         Cause.CLOSED_BY_PEER, None, None, "connection closed"
                     )
                 except WebSocketError as e:
+                    if not transport.is_closing():  # as RFC 6455 asks: say why
+                        transport.write(frame(_CLOSE, struct.pack("!H", e.code)))
+                        transport.close()
                     return self.aborted or self._error_outcome(e)
                 except (OSError, aiohttp.ClientError) as e:
                     return self.aborted or Outcome(Cause.NETWORK, None, None, _describe(e))
