@@ -140,6 +140,8 @@ class Connection(ABC):
     async def run(self, sink: Sink) -> Outcome:
         """Open, then read until the connection ends; always returns (never raises)."""
         try:
+            if self._abort is not None:  # stopped before it started: do not connect at all
+                return self._abort
             await self._open()
             if self._abort is not None:
                 return self._abort
