@@ -1,8 +1,12 @@
-"""Many idle WebSocket streams in one process: memory per stream and time to connect them all.
+"""Many idle streams in one process: memory per stream and time to connect them all.
 
 Run as its own process (``python -m benchmarks.idle --port P --streams N``) so that its RSS
 holds nothing but this test; it prints one JSON object. The provider feeds are ``total=0``:
-after the handshake they send nothing, and the client's own pings keep them alive. ``--raw``
+after the handshake they send nothing, and the client's own pings keep ws streams alive; sse
+and lines feeds (``--transport``) send a keep-alive every ``KEEPALIVE`` seconds, as real
+providers do. ``--port`` may name several providers (``P1,P2``): streams are dealt to them in
+turn, so that no one provider process runs out of files. ``--hold S`` stays connected S seconds
+before the reading and reports how many streams never reconnected. ``--raw``
 measures the floor instead: bare aiohttp connections (same compression offer), each with one
 task reading it, nothing else.
 """
@@ -33,6 +37,7 @@ from longline.transports import tls as tls_module
 from longline.transports.tls import TLS_READ_BUFFER
 
 SETTLE = 3.0  # seconds to stay connected before the memory reading (status saves included)
+KEEPALIVE = 10  # seconds between an idle sse/lines feed's keep-alives
 
 
 def rss_kb() -> int:
@@ -55,13 +60,25 @@ def print_sites(before: tracemalloc.Snapshot, top: int) -> None:
         print(f"{size / 1024:10.1f} KiB  {site}", file=sys.stderr)
 
 
+def _url(transport: str, ca: str | None, port: int, name: str) -> str:
+    if transport == "ws":
+        return f"{'ws' if ca is None else 'wss'}://127.0.0.1:{port}/ws/{name}?total=0"
+    scheme = "http" if ca is None else "https"
+    return f"{scheme}://127.0.0.1:{port}/{transport}/{name}?total=0&keepalive={KEEPALIVE}"
+
+
 async def measure(
-    port: int, streams: int, timeout: float, trace: int = 0, ca: str | None = None
+    ports: list[int],
+    streams: int,
+    timeout: float,
+    trace: int = 0,
+    ca: str | None = None,
+    transport: str = "ws",
+    hold: float = 0.0,
 ) -> dict[str, Any]:
-    """Connect ``streams`` idle ws streams; return connect time and RSS figures. With
+    """Connect ``streams`` idle streams; return connect time and RSS figures. With
     ``trace``, also print that many top allocation sites (RSS then includes tracemalloc's).
-    With ``ca``, over wss:// to a provider whose certificate that CA signed."""
-    scheme = "ws" if ca is None else "wss"
+    With ``ca``, over wss:// (https://) to a provider whose certificate that CA signed."""
     tls = {} if ca is None else {"tls": {"ca_file": ca}}
     gc.collect()
     rss_start = rss_kb()
@@ -71,8 +88,8 @@ async def measure(
             "streams": [
                 {
                     "name": f"idle{i}",
-                    "transport": "ws",
-                    "url": f"{scheme}://127.0.0.1:{port}/ws/idle{i}?total=0",
+                    "transport": transport,
+                    "url": _url(transport, ca, ports[i % len(ports)], f"idle{i}"),
                     "key": "$.id",
                     **tls,
                 }
@@ -98,8 +115,9 @@ async def measure(
                 if task.done():
                     raise RuntimeError("the runner ended early")
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(SETTLE)
+            await asyncio.sleep(max(SETTLE, hold))
             live = sum(1 for s in runner.stats.values() if s.state == "live")
+            steady = sum(1 for s in runner.stats.values() if s.reconnects == 0)
             gc.collect()
             rss_connected = rss_kb()
             if trace:
@@ -108,9 +126,12 @@ async def measure(
             runner.stop()
             await task
     return {
+        "transport": transport,
         "streams": streams,
         "connected": live,
         "connect_s": connected_at,
+        "held_s": max(SETTLE, hold),
+        "never_reconnected": steady,
         "rss_start_kb": rss_start,
         "rss_config_kb": rss_config,
         "rss_connected_kb": rss_connected,
@@ -169,7 +190,9 @@ async def measure_raw(
 def main() -> None:
     """Parse the command line, measure, print JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", required=True, help="provider port(s), comma-separated")
+    parser.add_argument("--transport", choices=("ws", "sse", "lines"), default="ws")
+    parser.add_argument("--hold", type=float, default=0.0, help="seconds to stay connected")
     parser.add_argument("--streams", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--raw", action="store_true", help="bare aiohttp connections")
@@ -188,11 +211,20 @@ def main() -> None:
     raise_fd_limit(args.streams * 2 + 1000)
     tls_module.TLS_READ_BUFFER = args.tls_buffer  # what Runner applies (and raw, below)
     asyncio.sslproto.SSLProtocol.max_size = args.tls_buffer
+    ports = [int(p) for p in args.port.split(",")]
     if args.raw:
-        figures = asyncio.run(measure_raw(args.port, args.streams, args.timeout, args.ca))
+        figures = asyncio.run(measure_raw(ports[0], args.streams, args.timeout, args.ca))
     else:
         figures = asyncio.run(
-            measure(args.port, args.streams, args.timeout, args.tracemalloc, args.ca)
+            measure(
+                ports,
+                args.streams,
+                args.timeout,
+                args.tracemalloc,
+                args.ca,
+                args.transport,
+                args.hold,
+            )
         )
     figures["tls_buffer"] = args.tls_buffer if args.ca else None
     print(json.dumps(figures))

@@ -9,13 +9,16 @@ import sys
 from types import TracebackType
 from urllib.parse import urlencode
 
-_LISTENING = re.compile(r"listening on https?://127\.0\.0\.1:(\d+)")
+_LISTENING = re.compile(r"listening on https?://[0-9.]+:(\d+)")
 
 
 class ProviderProcess:
     """``with ProviderProcess() as p: p.url("ws", "feed", total=1000)``."""
 
-    def __init__(self, cert: str | None = None, key: str | None = None) -> None:
+    def __init__(
+        self, cert: str | None = None, key: str | None = None, host: str = "127.0.0.1"
+    ) -> None:
+        self.host = host
         self._tls = (
             [] if cert is None else ["--cert", cert] + ([] if key is None else ["--key", key])
         )
@@ -25,7 +28,16 @@ class ProviderProcess:
 
     def __enter__(self) -> ProviderProcess:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.serve", "--port", "0", *self._tls],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.serve",
+                "--host",
+                self.host,
+                "--port",
+                "0",
+                *self._tls,
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -73,5 +85,5 @@ class ProviderProcess:
         """The URL of ``feed`` over ``transport`` (same scheme as ``Provider.url``)."""
         scheme = "ws" if transport == "ws" else "http"
         query = urlencode({k: str(v) for k, v in params.items()})
-        base = f"{scheme}://127.0.0.1:{self.port}/{transport}/{feed}"
+        base = f"{scheme}://{self.host}:{self.port}/{transport}/{feed}"
         return f"{base}?{query}" if query else base

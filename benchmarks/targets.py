@@ -42,7 +42,7 @@ RATE_TARGETS: tuple[tuple[str, float], ...] = (
     ("postgres_store", 100_000.0),
 )
 LATENCY_P99_MS = 10.0
-IDLE_KB_PER_STREAM = 16.0
+IDLE_KB_PER_STREAM = 12.0  # issue 14 (was 16)
 IDLE_CONNECT_S = 30.0
 
 

@@ -280,25 +280,26 @@ async def test_a_batch_that_fills_while_lingering_commits_at_once(
     assert store.batch_sizes == [3]
 
 
-def spy_lingers(w: StreamWriter) -> list[float]:
-    """Record the timeout of every timed sleep of the flusher (its lingers)."""
+def spy_lingers(w: StreamWriter, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the timeout of every timed sleep of ``w``'s flusher (its lingers). The writer
+    is slotted, so the spy goes on the class, for this instance only."""
     lingers: list[float] = []
-    real = w._sleep
+    real = StreamWriter._sleep
 
-    async def spy(timeout: float | None) -> None:
-        if timeout is not None:
+    async def spy(self: StreamWriter, timeout: float | None) -> None:
+        if self is w and timeout is not None:
             lingers.append(timeout)
-        await real(timeout)
+        await real(self, timeout)
 
-    w._sleep = spy  # type: ignore[method-assign]
+    monkeypatch.setattr(StreamWriter, "_sleep", spy)
     return lingers
 
 
 async def test_linger_adapts_to_the_commit_time_within_its_bounds(
-    make: Any, store: FakeStore
+    make: Any, store: FakeStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     w = make(batch_max=100)
-    lingers = spy_lingers(w)
+    lingers = spy_lingers(w, monkeypatch)
     n = 0
 
     async def one_batch() -> None:

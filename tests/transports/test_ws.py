@@ -79,3 +79,131 @@ async def test_invalid_utf8_quarantined_and_compression_negotiated(
     assert len(reasons) == 1 and reasons[0].startswith("invalid UTF-8")
     assert seen[0] != "compress=0"  # permessage-deflate was offered and accepted
     assert runner.stats["odd"].reconnects == 0  # answering the ping kept it up
+
+
+async def _serve(handler: object) -> tuple[web.AppRunner, int]:
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)  # type: ignore[arg-type]
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+async def test_direct_connection_sends_headers_echoes_ping_payloads_and_reports_close_code(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hand-made upgrade (``ws_direct``): the stream's headers and query reach the
+    server, a server ping comes back as a pong with the same payload, our own pings flow, and
+    a close frame's code is the reason of the reconnect."""
+    seen: dict[str, object] = {}
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=False, compress=True)
+        await ws.prepare(request)
+        seen.setdefault("header", request.headers.get("X-Feed-Token"))
+        seen.setdefault("query", request.query_string)
+        seen.setdefault("compress", ws.compress)
+        await ws.ping(b"echo-me-7")
+        pings = 0
+        async for msg in ws:
+            if msg.type is aiohttp.WSMsgType.PONG:
+                seen.setdefault("pong", msg.data)
+                await ws.send_str('{"id": 1}')
+            elif msg.type is aiohttp.WSMsgType.PING:
+                pings += 1
+                if pings == 2:  # two of our pings (100 ms apart) came: close with a code
+                    seen.setdefault("client_pings", pings)
+                    await ws.close(code=4001, message=b"bye")
+        return ws
+
+    runner, port = await _serve(handler)
+    try:
+        cfg = make_config(tmp_path / "t.db", {
+            "name": "direct", "transport": "ws", "key": "$.id", "ping_interval": "100ms",
+            "url": f"ws://127.0.0.1:{port}/feed?since=0&x=1",
+            "headers": {"X-Feed-Token": "t-1"}})
+        r = await capture_until(
+            cfg, lambda r: r.stats["direct"].events >= 1 and r.stats["direct"].reconnects >= 1)
+    finally:
+        await runner.cleanup()
+    assert seen["header"] == "t-1"
+    assert seen["query"] == "since=0&x=1"
+    assert seen["compress"] != 0  # permessage-deflate negotiated
+    assert seen["pong"] == b"echo-me-7"
+    assert seen["client_pings"] == 2
+    assert [row[0] for row in await stored(cfg, "direct")] == [1]
+    assert r.stats["direct"].reconnect_causes == {"closed": 1}
+    assert "connection ended (closed by peer (code 4001))" in caplog.text
+
+
+async def test_direct_handshake_refusals_and_bad_answers(tmp_path: Path) -> None:
+    """A refusal's chunked body and ``Retry-After`` are read, and a 101 with a wrong
+    ``Sec-WebSocket-Accept`` is refused as a network error, through ``probe``."""
+    from longline.core.errors import Cause
+    from longline.core.resume import ConnectRequest
+    from longline.transports.ws_direct import DirectWSConnection
+
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        if request.path == "/bad-accept":
+            return web.Response(status=101, headers={
+                "Upgrade": "websocket", "Connection": "Upgrade",
+                "Sec-WebSocket-Accept": "bm90LXRoZS1yaWdodC1rZXk="})
+        resp = web.StreamResponse(status=503, headers={"Retry-After": "7"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await resp.write(b"maintenance ")
+        await resp.write(b"until noon")
+        await resp.write_eof()
+        return resp
+
+    runner, port = await _serve(refuse)
+    try:
+        def conn(path: str) -> DirectWSConnection:
+            request = ConnectRequest(url=f"ws://127.0.0.1:{port}{path}", headers={})
+            return DirectWSConnection(
+                request, max_message_size=1 << 20, connect_timeout=5.0, ping_interval=None)
+
+        busy = await conn("/busy").probe()
+        bad = await conn("/bad-accept").probe()
+    finally:
+        await runner.cleanup()
+    assert busy is not None and busy.status == 503 and busy.retry_after == 7.0
+    assert busy.detail.endswith(": maintenance until noon")
+    assert bad is not None and bad.cause is Cause.NETWORK
+    assert bad.detail == "invalid WebSocket handshake response"
+
+
+async def test_direct_connection_closes_an_oversized_message_with_1009(tmp_path: Path) -> None:
+    """Over ``max_message_size``: the server is told 1009 (RFC 6455), the message is
+    quarantined as oversized, and the stream reconnects and goes on."""
+    codes: list[int | None] = []
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=True)
+        await ws.prepare(request)
+        if not codes:
+            await ws.send_str('{"id": 1, "pad": "' + "x" * 4000 + '"}')
+            msg = await ws.receive()
+            codes.append(ws.close_code if msg.type is aiohttp.WSMsgType.CLOSE else None)
+        else:
+            await ws.send_str('{"id": 2}')
+            async for _ in ws:
+                pass
+        return ws
+
+    runner, port = await _serve(handler)
+    try:
+        cfg = make_config(tmp_path / "t.db", {
+            "name": "big", "transport": "ws", "key": "$.id", "max_message_size": "1KB",
+            "url": f"ws://127.0.0.1:{port}/"})
+        await capture_until(
+            cfg, lambda r: r.stats["big"].events >= 1 and r.stats["big"].quarantined >= 1)
+    finally:
+        await runner.cleanup()
+    assert codes == [1009]
+    assert [row[0] for row in await stored(cfg, "big")] == [2]
+    reasons = await quarantined(cfg, "big")
+    assert len(reasons) == 1
+    assert reasons[0].startswith("message of ") and "exceeds max_message_size 1000" in reasons[0]

@@ -102,6 +102,7 @@ class App:
         self._leaving: set[str] = set()  # streams being stopped on purpose
         self._stop: asyncio.Event | None = None
         self._ended: asyncio.Event | None = None
+        self._end_check: asyncio.Handle | None = None  # a pending _check_ended
         self._stop_requested = False
         add_secrets(self._secrets)
 
@@ -456,13 +457,27 @@ class App:
         self._runner.start_stream(cfg).add_done_callback(self._stream_ended)
 
     def _stream_ended(self, _: object) -> None:
+        """A stream's task ended: check once per loop pass, not once per task (at the end of a
+        run every task ends, and a scan each was quadratic: 18,000 streams took minutes to
+        stop)."""
+        if self._end_check is None:
+            self._end_check = asyncio.get_running_loop().call_soon(self._check_ended)
+
+    def _check_ended(self) -> None:
         """End ``serve()`` once every stream it runs has ended by itself (all failed), as
         ``longline run`` always did; streams stopped on purpose do not count."""
+        self._end_check = None
         runner, ended = self._runner, self._ended
         if runner is None or ended is None:
             return
-        live = [t for n, t in runner.tasks.items() if n not in self._leaving]
-        if live and all(t.done() for t in live):
+        any_counted = False
+        for name, task in runner.tasks.items():
+            if name in self._leaving:
+                continue
+            if not task.done():
+                return
+            any_counted = True
+        if any_counted:
             ended.set()
 
     def _start_delivery(

@@ -68,7 +68,7 @@ class Supervisor:
         self.session = session
         self.writer = writer
         self.stats = stats
-        self.open: set[Connection] = set()
+        self.open: list[Connection] = []  # one or two: a set costs 216 B even empty
         self._stopping = Flag()  # an asyncio.Event allocates a deque (~850 B) up front
         self._failed_slots = 0
         self._resumed_from: str | None = None  # the cursor the last connection resumed after
@@ -127,10 +127,10 @@ class Supervisor:
                 if self._stopping.is_set() or self.writer.gave_up is not None:
                     return  # the store failed while stopping, or for good: reported there
                 raise
-            live = functools.partial(self._went_live, n, self._resumed_from)
             if cfg.max_lifetime is None and cfg.session is None:  # never rotates
-                outcome, was_live = await self._serve_alone(conn, live)  # one frame less
+                outcome, was_live = await self._serve_alone(conn, n)  # one frame less
             else:
+                live = functools.partial(self._went_live, n, self._resumed_from)
                 outcome, was_live, conn = await self._serve(conn, live, n)
             if isinstance(conn, SSEConnection):
                 sse = conn.state
@@ -320,12 +320,10 @@ class Supervisor:
                 successor = None
                 rotation.on_successor_failed(now, retry_in=self.cfg.backoff.initial)
 
-    async def _serve_alone(
-        self, conn: Connection, live: Callable[[], None]
-    ) -> tuple[Outcome, bool]:
+    async def _serve_alone(self, conn: Connection, slot: int) -> tuple[Outcome, bool]:
         """``_serve`` without rotation: no successor, so ``conn`` runs in this task instead of
         one of its own (a task and the wait on it are ~1.5 KB per idle stream)."""
-        conn.connected = _NotifyingFlag(live)
+        conn.connected = _LiveFlag(self, slot, self._resumed_from)
         self._opened(conn)
         try:
             outcome = await conn.run(self.writer)
@@ -362,13 +360,14 @@ class Supervisor:
         return asyncio.create_task(runner())
 
     def _opened(self, conn: Connection) -> None:
-        self.open.add(conn)
+        self.open.append(conn)
         self.stats.connections = len(self.open)
         if self._stopping.is_set():
             conn.abort(SHUTDOWN)
 
     def _closed(self, conn: Connection) -> None:
-        self.open.discard(conn)
+        if conn in self.open:
+            self.open.remove(conn)
         self.stats.bytes_received += conn.rx_bytes
         self.stats.connections = len(self.open)
 
@@ -454,6 +453,23 @@ class _NotifyingFlag(Flag):
         if not self.is_set():
             super().set()
             self._on_set()
+
+
+class _LiveFlag(Flag):
+    """``_NotifyingFlag(partial(sup._went_live, slot, cursor))`` without the partial and its
+    bound method (~170 B per idle stream)."""
+
+    __slots__ = ("_cursor", "_slot", "_sup")
+
+    def __init__(self, sup: Supervisor, slot: int, cursor: str | None) -> None:
+        super().__init__()
+        self._sup, self._slot, self._cursor = sup, slot, cursor
+
+    def set(self) -> None:
+        """Set the flag, wake every waiter, and say the stream is live the first time."""
+        if not self.is_set():
+            super().set()
+            self._sup._went_live(self._slot, self._cursor)
 
 
 class _Watchdog:

@@ -102,7 +102,51 @@ def _release(waiters: Waiters, done: int) -> Waiters:
 
 
 class StreamWriter:
-    """Keys, batches and commits the events of one stream."""
+    """Keys, batches and commits the events of one stream.
+
+    Slotted: with more than 30 attributes an instance ``__dict__`` stops sharing its keys
+    with the class and costs ~1.5 KB per stream (docs/benchmarks.md, idle streams).
+    """
+
+    __slots__ = (
+        "_batch",
+        "_callbacks",
+        "_closing",
+        "_commit_s",
+        "_inflight",
+        "_lingering",
+        "_q_pushed",
+        "_q_waiters",
+        "_q_written",
+        "_quarantine",
+        "_reconnects",
+        "_released",
+        "_room",
+        "_started",
+        "_store_error",
+        "_task",
+        "_ticket",
+        "_urgent",
+        "_waiters",
+        "_wake",
+        "batch_max",
+        "batch_window",
+        "committed_ticket",
+        "epoch",
+        "failure",
+        "fenced",
+        "gave_up",
+        "keyer",
+        "max_message_size",
+        "max_pending",
+        "on_give_up",
+        "patience",
+        "secrets",
+        "stats",
+        "store",
+        "store_signal",
+        "stream",
+    )
 
     def __init__(
         self,

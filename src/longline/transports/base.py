@@ -108,7 +108,23 @@ class ConnectionEnded(Exception):
 
 
 class Connection(ABC):
-    """One connection to a provider; subclasses implement ``_open`` and ``_pump``."""
+    """One connection to a provider; subclasses implement ``_open`` and ``_pump``.
+
+    Slotted (a subclass without ``__slots__`` simply gets a ``__dict__`` too): one lives per
+    idle stream (docs/benchmarks.md).
+    """
+
+    __slots__ = (
+        "_abort",
+        "connected",
+        "first_ticket",
+        "last_rx",
+        "loop",
+        "max_message_size",
+        "pushed",
+        "request",
+        "rx_bytes",
+    )
 
     def __init__(self, request: ConnectRequest, *, max_message_size: int) -> None:
         self.request = request
@@ -124,6 +140,8 @@ class Connection(ABC):
     async def run(self, sink: Sink) -> Outcome:
         """Open, then read until the connection ends; always returns (never raises)."""
         try:
+            if self._abort is not None:  # stopped before it started: do not connect at all
+                return self._abort
             await self._open()
             if self._abort is not None:
                 return self._abort

@@ -37,9 +37,14 @@ async def body_head(content: aiohttp.StreamReader, limit: int = BODY_HEAD) -> st
                 buf += chunk
     except (TimeoutError, aiohttp.ClientError, ConnectionError):
         pass
-    text = _UNPRINTABLE.sub(" ", buf.decode("utf-8", "replace")).strip()
+    return printable(bytes(buf), cut=len(buf) >= limit)
+
+
+def printable(raw: bytes, *, cut: bool) -> str:
+    """A body's first bytes as one printable, redacted line; ``cut``: more followed."""
+    text = _UNPRINTABLE.sub(" ", raw.decode("utf-8", "replace")).strip()
     text = " ".join(text.split())
-    if text and len(buf) >= limit:
+    if text and cut:
         text += " ..."
     return redact(text, registered_secrets())
 

@@ -39,6 +39,7 @@ class Framer(Protocol):
 class HTTPStreamConnection(Connection):
     """A GET whose response body is an endless stream of framed messages."""
 
+    __slots__ = ("_resp", "connect_timeout", "framer", "session", "ssl")
     accept = "*/*"
 
     def __init__(
@@ -124,6 +125,7 @@ class SSEConnection(HTTPStreamConnection):
     connection's ``state``), so both survive reconnects as in a browser.
     """
 
+    __slots__ = ()
     accept = "text/event-stream"
 
     def make_framer(self) -> SSEParser:
@@ -142,6 +144,8 @@ class SSEConnection(HTTPStreamConnection):
 
 class LinesConnection(HTTPStreamConnection):
     """NDJSON or plain text lines; blank keep-alive lines are not events."""
+
+    __slots__ = ()
 
     def make_framer(self) -> Framer:
         return _BareLines(self.max_message_size)
