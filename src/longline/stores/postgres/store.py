@@ -68,16 +68,16 @@ WITH fresh AS (
     WHERE known.hit IS NULL
     ORDER BY s.key, s.ord
 ), ins AS (
-    INSERT INTO events (stream, seq, key, cursor, received_at, event, payload)
+    INSERT INTO events (stream, seq, key, cursor, received_at, event, payload, epoch)
     SELECT $1, $2::bigint + row_number() OVER (ORDER BY ord), key, cursor, received_at,
-           event, payload
+           event, payload, $3::bigint
     FROM fresh ORDER BY ord
     RETURNING seq, cursor
 )
 SELECT count(*) AS n, max(seq) AS last,
        (array_agg(cursor ORDER BY seq DESC) FILTER (WHERE cursor IS NOT NULL))[1] AS cursor
 FROM ins"""
-_READ = """SELECT seq, key, cursor, received_at, payload, event FROM events
+_READ = """SELECT seq, key, cursor, received_at, payload, event, epoch FROM events
     WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3"""
 
 
@@ -227,7 +227,7 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store):
                 fenced = current is not None and current > epoch
             n, last, cursor = 0, base, None
             if records:
-                row = await conn.fetchrow(_INSERT, stream, base)
+                row = await conn.fetchrow(_INSERT, stream, base, epoch)
                 n, cursor = int(row["n"]), row["cursor"]
                 last = base + n
             saved = None if fenced else checkpoint if checkpoint is not None else cursor
@@ -338,7 +338,7 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store):
             return []
         async with self._conn("read from") as conn:
             rows = await conn.fetch(
-                "SELECT seq, key, cursor, received_at, payload, event FROM events"
+                "SELECT seq, key, cursor, received_at, payload, event, epoch FROM events"
                 " WHERE stream = $1 AND seq = ANY($2::bigint[]) ORDER BY seq",
                 stream,
                 list(seqs),

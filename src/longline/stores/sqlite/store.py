@@ -50,7 +50,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 2: the totals table
+SCHEMA_VERSION = 3  # 2: the totals table; 3: events.epoch
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _BUSY_TIMEOUT_MS = 10_000
 _MAX_CATCH_UP_PASSES = 8
@@ -60,7 +60,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
     """CREATE TABLE IF NOT EXISTS events (
         stream TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, cursor TEXT,
-        received_at REAL NOT NULL, event TEXT, payload TEXT NOT NULL,
+        received_at REAL NOT NULL, event TEXT, payload TEXT NOT NULL, epoch INTEGER,
         PRIMARY KEY (stream, seq)) WITHOUT ROWID""",
     "CREATE UNIQUE INDEX IF NOT EXISTS events_stream_key ON events (stream, key)",
     """CREATE TABLE IF NOT EXISTS checkpoints (
@@ -94,8 +94,8 @@ _ADD_TOTALS = (
     " reconnects = reconnects + excluded.reconnects"
 )
 _INSERT_EVENT = (
-    "INSERT INTO events (stream, seq, key, cursor, received_at, event, payload)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (stream, seq, key, cursor, received_at, event, payload, epoch)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPSERT_CHECKPOINT = (
     "INSERT INTO checkpoints (stream, cursor, seq, updated_at) VALUES (?, ?, ?, ?)"
@@ -103,13 +103,13 @@ _UPSERT_CHECKPOINT = (
     " updated_at = excluded.updated_at"
 )
 
-# Rows per multi-row INSERT: 7 parameters each, under SQLite's variable limit (999 before 3.32).
-_MAX_ROWS = 256 if sqlite3.sqlite_version_info >= (3, 32, 0) else 128
+# Rows per multi-row INSERT: 8 parameters each, under SQLite's variable limit (999 before 3.32).
+_MAX_ROWS = 256 if sqlite3.sqlite_version_info >= (3, 32, 0) else 64
 
 
 @cache
 def _insert_sql(rows: int) -> str:
-    return _INSERT_EVENT + ", (?, ?, ?, ?, ?, ?, ?)" * (rows - 1)
+    return _INSERT_EVENT + ", (?, ?, ?, ?, ?, ?, ?, ?)" * (rows - 1)
 
 
 def _insert_rows(conn: sqlite3.Connection, rows: Iterator[tuple[Any, ...]], n: int) -> None:
@@ -254,7 +254,7 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
         if limit <= 0:
             return []
         rows = await self._query(
-            "SELECT seq, key, cursor, received_at, payload, event FROM events"
+            "SELECT seq, key, cursor, received_at, payload, event, epoch FROM events"
             " WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?",
             (stream, after_seq, limit),
         )
@@ -268,7 +268,7 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
             chunk = wanted[i : i + _KEY_CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = await self._query(
-                "SELECT seq, key, cursor, received_at, payload, event FROM events"
+                "SELECT seq, key, cursor, received_at, payload, event, epoch FROM events"
                 f" WHERE stream = ? AND seq IN ({marks}) ORDER BY seq",
                 (stream, *chunk),
             )
@@ -378,6 +378,9 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
                 conn.execute(_TOTALS_TABLE)
                 if found is not None and found < 2:
                     conn.execute(_BACKFILL_TOTALS)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+                if "epoch" not in columns:  # a store made before version 3
+                    conn.execute("ALTER TABLE events ADD COLUMN epoch INTEGER")
                 if found != SCHEMA_VERSION:
                     conn.execute("DELETE FROM schema_version")
                     conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
@@ -468,7 +471,9 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
             last = conn.execute(
                 "SELECT MAX(seq) FROM events WHERE stream = ?", (stream,)
             ).fetchall()[0][0]
-            seq, new, cursor = self._insert(conn, stream, int(last or 0), events, checkpoint)
+            seq, new, cursor = self._insert(
+                conn, stream, int(last or 0), events, checkpoint, epoch
+            )
             if cursor is not None and not fenced:
                 conn.execute(_UPSERT_CHECKPOINT, (stream, cursor, seq, time.time()))
             conn.execute(_ADD_TOTALS, (stream, new, len(events) - new, 0, reconnects))
@@ -481,8 +486,10 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
         seq: int,
         events: Sequence[Event],
         checkpoint: str | None,
+        epoch: int | None,
     ) -> tuple[int, int, str | None]:
-        """Insert the events whose key is new after ``seq``; return (last seq, new, cursor).
+        """Insert the events whose key is new after ``seq`` (stored with ``epoch``); return
+        (last seq, new, cursor).
 
         Fast path (the steady state): no key repeats within the batch and the stream's last
         batch had no duplicates, so every row is inserted as it comes, columns bound straight
@@ -502,7 +509,7 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
         if n and stream not in self._dupes and len(set(keys)) == n:
             try:
                 seqs = range(seq + 1, seq + n + 1)
-                _insert_rows(conn, zip(repeat(stream), seqs, *cols), n)
+                _insert_rows(conn, zip(repeat(stream), seqs, *cols, repeat(epoch)), n)
             except sqlite3.IntegrityError:
                 conn.execute("DELETE FROM events WHERE stream = ? AND seq > ?", (stream, seq))
                 self._dupes.add(stream)
@@ -519,7 +526,7 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
                 continue
             seen.add(key)
             seq += 1
-            rows.append((stream, seq, key, cur, received_at, event, payload))
+            rows.append((stream, seq, key, cur, received_at, event, payload, epoch))
             if checkpoint is None and cur is not None:
                 cursor = cur
         _insert_rows(conn, iter(rows), len(rows))
