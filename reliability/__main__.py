@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from longline.testing.provider import Provider
-from reliability import fuzz, kills, network, secrets, storefaults
+from reliability import fuzz, kills, network, secrets, storefaults, workers
 from reliability.harness import kill_leftovers
 from reliability.report import Row, command_line, render, table
 
@@ -42,6 +42,10 @@ async def _stores(provider: Provider, work: Path, full: bool, seed: int) -> list
     return await storefaults.run_all(provider, work, full, seed)
 
 
+async def _workers(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
+    return await workers.run_all(provider, work, full, seed)
+
+
 async def _fuzz(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
     return await asyncio.to_thread(fuzz.run_all, 1_000_000 if full else 100_000, seed)
 
@@ -50,6 +54,7 @@ SCENARIOS: dict[str, Scenario] = {
     "kills": _kills,
     "network": _network,
     "stores": _stores,
+    "workers": _workers,
     "fuzz": _fuzz,
 }
 
