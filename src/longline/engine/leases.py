@@ -40,6 +40,7 @@ class LeaseKeeper:
         # Loop time until which the lease is surely ours: ttl after the start of the last
         # renewal that kept it (monotonic: a SIGSTOP or a paused VM does not stop it).
         self.valid_until = asyncio.get_running_loop().time() + ttl
+        self.handed_over = False  # ``may_commit`` said no: it never says yes again
 
     @property
     def superseded(self) -> bool:
@@ -72,9 +73,14 @@ class LeaseKeeper:
         lease would have expired, each commit first asks the store (a renewal, or the
         successor's lease) instead of storing under a lease it may have lost.
         """
+        if self.handed_over:
+            return False
         if asyncio.get_running_loop().time() >= self.valid_until:
             await self.refresh()  # once superseded: reads the successor's lease again
-        return not self.successor_live
+        # For good: a later epoch not yet live (the stream moving on again) must not let this
+        # owner commit after batches it dropped (the campaign saw it store events out of order).
+        self.handed_over = self.successor_live
+        return not self.handed_over
 
     async def refresh(self) -> None:
         """Renew now (or, once superseded, read the successor's lease)."""

@@ -253,7 +253,10 @@ class StreamWriter:
         if batch or reconnects:
             loop = asyncio.get_running_loop()
             started = loop.time()
+            dropped = self.dropped
             result = await self._retrying(self._append, batch, reconnects)
+            if self.dropped > dropped:  # not stored: never acknowledge them to the provider
+                self._callbacks = [(t, fn) for t, fn in self._callbacks if t > ticket]
             self._reconnects -= reconnects
             self._commit_s = loop.time() - started
             self._inflight = 0
