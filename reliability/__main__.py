@@ -26,6 +26,7 @@ from reliability import (
     sinks,
     storefaults,
     storeoutages,
+    workers,
 )
 from reliability.harness import kill_leftovers
 from reliability.report import (
@@ -77,6 +78,10 @@ async def _credentials(provider: Provider, work: Path, full: bool, seed: int) ->
     return [await credentials.run_credentials(provider, work)]
 
 
+async def _workers(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
+    return await workers.run_all(provider, work, full, seed)
+
+
 async def _fuzz(provider: Provider, work: Path, full: bool, seed: int) -> list[Row]:
     return await asyncio.to_thread(fuzz.run_all, 1_000_000 if full else 100_000, seed)
 
@@ -89,6 +94,7 @@ SCENARIOS: dict[str, Scenario] = {
     "sinks": _sinks,
     "resources": _resources,
     "credentials": _credentials,
+    "workers": _workers,
     "fuzz": _fuzz,
 }
 

@@ -340,6 +340,12 @@ async def test_an_older_epoch_stores_events_but_not_the_checkpoint(store: Store)
     assert (await store.append("s", [], "x", epoch=old.epoch)).fenced
     assert await store.append("s", [ev("c", "c-c")], epoch=new.epoch) == AppendResult(1, 0, 3)
     assert await store.checkpoint("s") == "c-c"
+    await store.append("s", [ev("c", "c-c"), ev("d", "c-d")], epoch=old.epoch)  # c: a repeat
+    await store.append("s", [ev("e")])  # outside worker mode: no epoch
+    # Each event keeps the epoch of the append that stored it: who committed what.
+    stored = [(e.key, e.epoch) for e in await store.read("s")]
+    assert stored == [("a", 1), ("b", 1), ("c", 2), ("d", 1), ("e", None)]
+    assert [e.epoch for e in await store.read_keys("s", [2, 3])] == [1, 2]
 
 
 # -- crashes ---------------------------------------------------------------------------------

@@ -528,6 +528,30 @@ async def test_a_fenced_result_sets_fenced(make: Any, store: FakeStore) -> None:
     assert [a.epoch for a in store.appends] == [3, 3, 3]
 
 
+async def test_a_lease_check_saying_no_drops_the_batch_and_never_acks_it(
+    make: Any, store: FakeStore
+) -> None:
+    """Worker mode: once a newer owner is live the old one commits nothing, and what it did
+    not store is never acknowledged to the provider (which then sends it to the new owner)."""
+    w = make(epoch=3)
+    allowed = True
+
+    async def check() -> bool:
+        return allowed
+
+    w.lease_check = check
+    acked: list[int] = []
+    w.push([body(1)], conn())
+    w.after_commit(w.last_ticket, lambda: acked.append(1))
+    await asyncio.wait_for(w.flush(), LONG)
+    allowed = False
+    w.push([body(2), body(3)], conn())
+    w.after_commit(w.last_ticket, lambda: acked.append(3))
+    await asyncio.wait_for(w.flush(), LONG)  # flushing does not hang on what it dropped
+    assert (acked, store.events, w.dropped, w.fenced) == ([1], [ev(1)], 2, True)
+    assert [a.epoch for a in store.appends] == [3]
+
+
 # --- a bounded close ---------------------------------------------------------------------------
 
 

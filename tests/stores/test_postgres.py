@@ -53,8 +53,10 @@ async def test_migrations_are_versioned_idempotent_and_safe_to_race(
     rows = await admin.fetch(
         f"SELECT version, name FROM {schema_of(pg_url)}.longline_migrations ORDER BY version"
     )
-    assert [tuple(r) for r in rows] == [(1, "initial"), (2, "leases"), (3, "totals")]
-    assert await stores[1].schema_version() == 3
+    assert [tuple(r) for r in rows] == [
+        (1, "initial"), (2, "leases"), (3, "totals"), (4, "event_epoch")
+    ]
+    assert await stores[1].schema_version() == 4
     for s in stores:
         await s.close()
 
@@ -69,7 +71,7 @@ async def test_a_newer_schema_is_refused(
     await admin.execute(
         f"INSERT INTO {schema_of(pg_url)}.longline_migrations (version, name) VALUES (9, 'x')"
     )
-    with pytest.raises(StoreError, match="is at version 9; this longline knows up to 3"):
+    with pytest.raises(StoreError, match="is at version 9; this longline knows up to 4"):
         await from_url(pg_url).open()
 
 
@@ -175,11 +177,12 @@ async def test_migration_3_counts_totals_from_the_rows(
         f"ALTER TABLE {schema}.streams DROP COLUMN events, DROP COLUMN duplicates,"
         f" DROP COLUMN quarantined, DROP COLUMN reconnects;"
         f" DELETE FROM {schema}.streams WHERE stream = 'b';"
-        f" DELETE FROM {schema}.longline_migrations WHERE version = 3"
+        f" ALTER TABLE {schema}.events DROP COLUMN epoch;"
+        f" DELETE FROM {schema}.longline_migrations WHERE version >= 3"
     )
     await store.open()
     try:
-        assert await store.schema_version() == 3
+        assert await store.schema_version() == 4
         assert await store.totals() == {"a": Totals(2, 0, 1, 0), "b": Totals(quarantined=2)}
     finally:
         await store.close()

@@ -251,7 +251,7 @@ async def test_open_close_are_idempotent_and_data_survives_reopen(tmp_path: Path
     assert await store.checkpoint("s") == "c"
     await store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
         assert conn.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
     conn.close()
 
@@ -262,9 +262,9 @@ async def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
     await store.open()
     await store.close()
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE schema_version SET version = 3")
+        conn.execute("UPDATE schema_version SET version = 4")
     conn.close()
-    with pytest.raises(StoreError, match="schema version 3"):
+    with pytest.raises(StoreError, match="schema version 4"):
         await store.open()
     with pytest.raises(StoreError, match="not open"):
         await store.read("s")
@@ -338,8 +338,29 @@ async def test_a_version_1_store_gets_totals_from_its_rows(tmp_path: Path) -> No
     finally:
         await store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     conn.close()
+
+
+async def test_a_version_2_store_gets_the_event_epoch_column(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path) as conn:  # the events table as longline before epochs made it
+        conn.execute(
+            "CREATE TABLE events (stream TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL,"
+            " cursor TEXT, received_at REAL NOT NULL, event TEXT, payload TEXT NOT NULL,"
+            " PRIMARY KEY (stream, seq)) WITHOUT ROWID"
+        )
+        conn.execute("INSERT INTO events VALUES ('s', 1, 'a', NULL, 1.0, NULL, '{}')")
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (2)")
+    conn.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        await store.append("s", [ev("b")], epoch=7)
+        assert [(e.key, e.epoch) for e in await store.read("s")] == [("a", None), ("b", 7)]
+    finally:
+        await store.close()
 
 
 async def test_reading_commands_never_create_a_store(tmp_path: Path) -> None:

@@ -82,6 +82,9 @@ class StoredEvent:
     received_at: float
     payload: str
     event: str | None = None
+    # The lease epoch of the append that stored it (None: appended without one): which owner
+    # committed it, for audits of worker mode.
+    epoch: int | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -37,6 +37,10 @@ class LeaseKeeper:
         self.ready = False
         self.current: Lease = lease
         self._task: asyncio.Task[None] | None = None
+        # Loop time until which the lease is surely ours: ttl after the start of the last
+        # renewal that kept it (monotonic: a SIGSTOP or a paused VM does not stop it).
+        self.valid_until = asyncio.get_running_loop().time() + ttl
+        self.handed_over = False  # ``may_commit`` said no: it never says yes again
 
     @property
     def superseded(self) -> bool:
@@ -59,13 +63,35 @@ class LeaseKeeper:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
+    async def may_commit(self) -> bool:
+        """Whether the writer may commit its next batch: no once a newer owner is live.
+
+        Before its successor goes live an old owner keeps committing (make-before-break: the
+        store inserts its events but refuses its checkpoint). Once the successor is live the
+        old owner commits nothing more. A process paused past its lease (SIGSTOP, a paused
+        VM) cannot know what happened meanwhile, nor trust what it saw before: once its own
+        lease would have expired, each commit first asks the store (a renewal, or the
+        successor's lease) instead of storing under a lease it may have lost.
+        """
+        if self.handed_over:
+            return False
+        if asyncio.get_running_loop().time() >= self.valid_until:
+            await self.refresh()  # once superseded: reads the successor's lease again
+        # For good: a later epoch not yet live (the stream moving on again) must not let this
+        # owner commit after batches it dropped (the campaign saw it store events out of order).
+        self.handed_over = self.successor_live
+        return not self.handed_over
+
     async def refresh(self) -> None:
         """Renew now (or, once superseded, read the successor's lease)."""
         if self.superseded:
             self.current = await self.store.get_lease(self.lease.stream) or self.current
             return
         live = self.ready or self.stats.events + self.stats.duplicates > 0
+        sent = asyncio.get_running_loop().time()
         self.current = await self.store.renew_lease(self.lease, self.ttl, live=live)
+        if self.current.epoch == self.lease.epoch:
+            self.valid_until = max(self.valid_until, sent + self.ttl)
         if self.current.epoch > self.lease.epoch:
             log.info(
                 "stream %s: lease taken over (epoch %d -> %d)",

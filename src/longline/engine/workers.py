@@ -17,7 +17,9 @@ The pattern is the Kinesis Client Library's, in three loops that never wait on e
   renewal or a fenced append) keeps being captured until the new owner's lease is *live* (it
   has committed, or its connection has been live for a renewal period) or a ttl passed, and
   only then stops: make-before-break. Meanwhile the store still inserts the old owner's events
-  (the key drops repeats) but refuses its checkpoint, so a stale worker never moves one.
+  (the key drops repeats) but refuses its checkpoint, so a stale worker never moves one. Once
+  the successor is live the old owner commits nothing more (its writer asks the keeper before
+  each append), and an owner paused past its lease asks the store before its next commit.
 
 On a clean shutdown a worker flushes, then expires its leases (renewal with a ttl of 0) so
 that the other workers take them in their next round. Processors are left to one
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE_TTL = 15.0
 CHECK_PERIOD = 0.1  # handovers and first commits are looked at this often (in memory)
 HANDOVER_POLL = 0.2  # a superseded stream reads its successor's lease this often
+TAKE_LANES = 3  # free streams taken at once in a balance round (each a store call)
 
 
 def default_worker_id() -> str:
@@ -263,16 +266,28 @@ class Worker:
             and ((lease := current.get(s.name)) is None or lease.expires_at <= now)
         ]
         self._rng.shuffle(free)  # workers starting together then rarely ask for the same one
+        chosen: list[StreamConfig] = []
+        held = len(self.held())
         for cfg in free:
             lease = current.get(cfg.name)
             overdue = lease is not None and lease.expires_at < now - self.ttl
-            held = len(self.held())
             room = held < share or (
                 overdue and (self.max_streams is None or held < self.max_streams)
             )
-            if self.runner.stopping or not room:
-                continue
-            await self._take(cfg, force=False)
+            if room and not self.runner.stopping:
+                chosen.append(cfg)
+                held += 1
+        # A few at a time: on PostgreSQL a take waits up to 2 s for the row lock of a stream
+        # whose dead or frozen owner was mid-commit, and must not hold back the others (one
+        # after another, a frozen worker's 6 locked streams once delayed the rest by 12 s).
+        lanes = asyncio.Semaphore(TAKE_LANES)
+
+        async def take(cfg: StreamConfig) -> None:
+            async with lanes:
+                if not self.runner.stopping:
+                    await self._take(cfg, force=False)
+
+        await asyncio.gather(*(take(cfg) for cfg in chosen))
         if free or not others:
             return
         victim, most = others.most_common(1)[0]
@@ -327,6 +342,7 @@ class Worker:
         )  # fmt: skip
         self.runner.start_stream(cfg, lease.epoch)
         keeper = LeaseKeeper(self.store, lease, self.ttl, self.runner.writers[cfg.name])
+        keeper.writer.lease_check = keeper.may_commit
         self.keepers[cfg.name] = keeper  # renewed by ``_renew_loop``, not by its own task
 
     # -- releasing ---------------------------------------------------------------------------

@@ -132,11 +132,13 @@ class StreamWriter:
         "batch_max",
         "batch_window",
         "committed_ticket",
+        "dropped",
         "epoch",
         "failure",
         "fenced",
         "gave_up",
         "keyer",
+        "lease_check",
         "max_message_size",
         "max_pending",
         "on_give_up",
@@ -204,6 +206,11 @@ class StreamWriter:
         # stores); ``fenced`` turns True once the store says a newer owner took over.
         self.epoch = epoch
         self.fenced = False
+        # Asked before each append under ``epoch`` (worker mode sets it): False means a newer
+        # owner is already capturing, so the batch is dropped instead of committed. See
+        # ``LeaseKeeper.may_commit``.
+        self.lease_check: Callable[[], Awaitable[bool]] | None = None
+        self.dropped = 0  # events not committed because ``lease_check`` said no
         self._reconnects = 0  # counted since the last append, which adds them to the totals
 
     # -- producer side (called by connections, on the loop) -------------------------------
@@ -350,7 +357,10 @@ class StreamWriter:
         if batch or reconnects:
             loop = asyncio.get_running_loop()
             started = loop.time()
+            dropped = self.dropped
             result = await self._retrying(self._append, batch, reconnects)
+            if self.dropped > dropped:  # not stored: never acknowledge them to the provider
+                self._callbacks = [(t, fn) for t, fn in self._callbacks if t > ticket]
             self._reconnects -= reconnects
             self._commit_s = loop.time() - started
             self._inflight = 0
@@ -397,6 +407,15 @@ class StreamWriter:
                 log.exception("stream %s: after-commit callback failed", self.stream)
 
     async def _append(self, batch: EventBatch, reconnects: int) -> AppendResult:
+        if self.lease_check is not None and not await self.lease_check():
+            if batch and not self.dropped:
+                log.info(
+                    "stream %s: a newer owner captures it; not committing what is left",
+                    self.stream, extra={"stream": self.stream},
+                )  # fmt: skip
+            self.dropped += len(batch)
+            self.fenced = True
+            return AppendResult(new=0, duplicates=0, last_seq=self.stats.last_seq, fenced=True)
         if reconnects:  # passed only when there are some: wrappers of older stores still work
             return await self.store.append(
                 self.stream, batch, None, self.epoch, reconnects=reconnects

@@ -150,7 +150,8 @@ class MemoryStore(Store):
             keys.add(ev.key)
             stored.append(
                 StoredEvent(
-                    len(stored) + 1, ev.key, ev.cursor, float(ev.received_at), ev.payload, ev.event
+                    len(stored) + 1, ev.key, ev.cursor, float(ev.received_at), ev.payload,
+                    ev.event, epoch,
                 )
             )
             new += 1

@@ -146,6 +146,7 @@ def append_items(
     cursor: str | None,
     now: float,
     totals: Mapping[str, int] | None = None,
+    epoch: int | None = None,
 ) -> list[Item]:
     """The transaction of one part: event and key puts, and the stream's conditional update
     (which adds ``totals`` to the stream's counters)."""
@@ -162,6 +163,8 @@ def append_items(
             item["cursor"] = str_attr(ev.cursor)
         if ev.event is not None:
             item["event"] = str_attr(ev.event)
+        if epoch is not None:
+            item["epoch"] = num_attr(epoch)
         items.append(_put(tables["events"], item, "seq"))
         key = {
             "stream": str_attr(stream),
@@ -279,6 +282,7 @@ def stored_event(item: Item) -> StoredEvent:
         received_at=float(item["received_at"]["N"]),
         payload=item["payload"]["S"],
         event=item["event"]["S"] if "event" in item else None,
+        epoch=int(item["epoch"]["N"]) if "epoch" in item else None,
     )
 
 

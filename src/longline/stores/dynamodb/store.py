@@ -93,7 +93,7 @@ class DynamoDBStore(DynamoDBDelivery, DynamoDBLeases, Store):
                 counts["duplicates"] = len(events) - new - len(part) - len(too_big)
                 counts["reconnects"] = reconnects
             items = di.append_items(
-                self._t, stream, base, evs, None if fenced else cursor, now, counts
+                self._t, stream, base, evs, None if fenced else cursor, now, counts, epoch
             )
             if final and epoch is not None and not fenced and cursor is not None:
                 di.fence(items[-1]["Update"], epoch)

@@ -2,7 +2,8 @@
 
 A lease is taken while holding the stream's row lock in ``streams``: the same lock ``append``
 holds while it checks the epoch, so a handoff and an append never interleave. The taker waits
-at most ``LOCK_WAIT`` for it, and reads the clock only once it holds it: an owner frozen
+at most ``LOCK_WAIT`` for it (``ACQUIRE_LOCK_WAIT`` for a free or expired lease), and reads
+the clock only once it holds it: an owner frozen
 mid-append (SIGSTOP) once made takers wait as long as the freeze and then grant leases that had
 expired while they waited.
 """
@@ -25,6 +26,10 @@ __all__ = ["ADD_STREAM", "LOCK_STREAM", "PostgresLeases"]
 ADD_STREAM = "INSERT INTO streams (stream, updated_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
 LOCK_STREAM = "SELECT last_seq FROM streams WHERE stream = $1 FOR UPDATE"
 LOCK_WAIT = 2.0  # seconds a lease taker waits for a stream's row lock
+# An acquirer (of a free or expired lease) waits less: the row of a stream whose lease
+# expired is usually locked only by an owner that died or froze mid-commit, and a worker
+# taking a frozen worker's streams must not spend 2 s on each of those before the others.
+ACQUIRE_LOCK_WAIT = 0.5
 _LEASE = "SELECT stream, owner, epoch, expires_at, live FROM leases WHERE stream = $1"
 
 
@@ -70,7 +75,8 @@ class PostgresLeases(LeaseTable):
         taker must never wait long on an owner stuck in a transaction (a frozen process)."""
         try:
             async with self._conn("take a lease in") as conn, conn.transaction():
-                await conn.execute(f"SET LOCAL lock_timeout = '{int(LOCK_WAIT * 1000)}ms'")
+                wait = LOCK_WAIT if force else ACQUIRE_LOCK_WAIT
+                await conn.execute(f"SET LOCAL lock_timeout = '{int(wait * 1000)}ms'")
                 try:  # serializes with appends of the stream (both wait for one under way)
                     await conn.execute(ADD_STREAM, stream, time.time())
                     await conn.execute(LOCK_STREAM, stream)

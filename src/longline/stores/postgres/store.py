@@ -107,9 +107,9 @@ WITH fresh AS (
     WHERE known.hit IS NULL
     ORDER BY s.key, s.ord
 ), ins AS (
-    INSERT INTO events (stream, seq, key, cursor, received_at, event, payload)
+    INSERT INTO events (stream, seq, key, cursor, received_at, event, payload, epoch)
     SELECT $1, $2::bigint + row_number() OVER (ORDER BY ord), key, cursor, received_at,
-           event, payload
+           event, payload, $3::bigint
     FROM fresh ORDER BY ord
     RETURNING seq, cursor
 )
@@ -117,8 +117,8 @@ SELECT count(*) AS n, max(seq) AS last,
        (array_agg(cursor ORDER BY seq DESC) FILTER (WHERE cursor IS NOT NULL))[1] AS cursor
 FROM ins"""
 # The fast path: a batch of new keys, numbered by its order (a known key fails the insert).
-_INSERT_ALL = f"""INSERT INTO events (stream, seq, key, cursor, received_at, event, payload)
-SELECT $1, $2::bigint + ord + 1, key, cursor, received_at, event, payload
+_INSERT_ALL = f"""INSERT INTO events (stream, seq, key, cursor, received_at, event, payload, epoch)
+SELECT $1, $2::bigint + ord + 1, key, cursor, received_at, event, payload, $3::bigint
 FROM pg_temp.{_STAGING}"""
 
 
@@ -144,7 +144,7 @@ def _staging_records(events: Sequence[Event]) -> list[tuple[Any, ...]]:
     return [(i, e.key, e.cursor, e.received_at, e.event, e.payload) for i, e in enumerate(events)]
 
 
-_READ = """SELECT seq, key, cursor, received_at, payload, event FROM events
+_READ = """SELECT seq, key, cursor, received_at, payload, event, epoch FROM events
     WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3"""
 
 
@@ -323,14 +323,14 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store):
             n, last, cursor = 0, base, None
             if records and fast:
                 try:
-                    await conn.execute(_INSERT_ALL, stream, base)
+                    await conn.execute(_INSERT_ALL, stream, base, epoch)
                 except asyncpg.UniqueViolationError:
                     raise _KnownKey from None  # rolls the transaction back
                 n = len(records)
                 cursor = next((r[2] for r in reversed(records) if r[2] is not None), None)
                 last = base + n
             elif records:
-                row = await conn.fetchrow(_INSERT, stream, base)
+                row = await conn.fetchrow(_INSERT, stream, base, epoch)
                 n, cursor = int(row["n"]), row["cursor"]
                 last = base + n
             saved = None if fenced else checkpoint if checkpoint is not None else cursor
@@ -441,7 +441,7 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store):
             return []
         async with self._conn("read from") as conn:
             rows = await conn.fetch(
-                "SELECT seq, key, cursor, received_at, payload, event FROM events"
+                "SELECT seq, key, cursor, received_at, payload, event, epoch FROM events"
                 " WHERE stream = $1 AND seq = ANY($2::bigint[]) ORDER BY seq",
                 stream,
                 list(seqs),

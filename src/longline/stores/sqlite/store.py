@@ -49,7 +49,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 2: the totals table
+SCHEMA_VERSION = 3  # 2: the totals table; 3: events.epoch
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _BUSY_TIMEOUT_MS = 10_000
 _MAX_CATCH_UP_PASSES = 8
@@ -59,7 +59,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
     """CREATE TABLE IF NOT EXISTS events (
         stream TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, cursor TEXT,
-        received_at REAL NOT NULL, event TEXT, payload TEXT NOT NULL,
+        received_at REAL NOT NULL, event TEXT, payload TEXT NOT NULL, epoch INTEGER,
         PRIMARY KEY (stream, seq)) WITHOUT ROWID""",
     "CREATE UNIQUE INDEX IF NOT EXISTS events_stream_key ON events (stream, key)",
     """CREATE TABLE IF NOT EXISTS checkpoints (
@@ -98,8 +98,8 @@ _UPSERT_CHECKPOINT = (
     " updated_at = excluded.updated_at"
 )
 
-# Rows per multi-row INSERT: at most 5 parameters each (plus the stream and the first seq,
-# bound once per statement), under SQLite's variable limit (999 before 3.32, 32766 since).
+# Rows per multi-row INSERT: at most 5 parameters each (plus the stream, the first seq and the
+# epoch, bound once per statement), under SQLite's variable limit (999 before 3.32, 32766 since).
 _MAX_ROWS = 1024 if sqlite3.sqlite_version_info >= (3, 32, 0) else 128
 # What the cursor column of a batch's rows is bound to.
 _CURSOR_BOUND, _CURSOR_IS_KEY, _CURSOR_NULL = 0, 1, 2
@@ -107,9 +107,9 @@ _CURSOR_BOUND, _CURSOR_IS_KEY, _CURSOR_NULL = 0, 1, 2
 
 @cache
 def _insert_sql(rows: int, cursor: int, typed: bool) -> str:
-    """``INSERT`` of ``rows`` events: ``?1`` is the stream and ``?2`` the first seq; then, row
-    after row, the key, the cursor (unless it is the key or NULL), ``received_at``, the event
-    type (unless every type is NULL) and the payload.
+    """``INSERT`` of ``rows`` events: ``?1`` is the stream, ``?2`` the first seq and ``?3`` the
+    lease epoch of the append; then, row after row, the key, the cursor (unless it is the key or
+    NULL), ``received_at``, the event type (unless every type is NULL) and the payload.
 
     The rows come from a ``VALUES`` list whose first column is the row's index (seq ``?2 + i``)
     and whose other parameters are plain ``?``: numbered ``?N`` parameters make preparing a
@@ -131,8 +131,8 @@ def _insert_sql(rows: int, cursor: int, typed: bool) -> str:
     marks = ", ".join("?" * len(cols))
     values = ", ".join(f"({i}, {marks})" for i in range(rows))
     return (
-        "INSERT INTO events (stream, seq, key, cursor, received_at, event, payload)"
-        f" SELECT ?1, ?2 + column1, column2, {cur}, {received}, {event}, {cols[-1]}"
+        "INSERT INTO events (stream, seq, key, cursor, received_at, event, payload, epoch)"
+        f" SELECT ?1, ?2 + column1, column2, {cur}, {received}, {event}, {cols[-1]}, ?3"
         f" FROM (VALUES {values})"
     )
 
@@ -146,8 +146,9 @@ def _insert_columns(
     received: list[float],
     types: list[str | None],
     payloads: list[str],
+    epoch: int | None,
 ) -> None:
-    """Insert events given column by column, numbered from ``first_seq``.
+    """Insert events given column by column, numbered from ``first_seq``, with ``epoch``.
 
     Few statements (sizes are powers of two, so few distinct ones stay prepared), each binding
     only what differs per row: the stream and seq are bound once per statement, a cursor that
@@ -177,10 +178,10 @@ def _insert_columns(
     while done < n:
         left = n - done
         size = _MAX_ROWS if left >= _MAX_ROWS else 1 << (left.bit_length() - 1)
-        params: list[Any] = [None] * (2 + width * size)
-        params[0], params[1] = stream, first_seq + done
+        params: list[Any] = [None] * (3 + width * size)
+        params[0], params[1], params[2] = stream, first_seq + done, epoch
         for j, col in enumerate(cols):
-            params[2 + j :: width] = col[done : done + size]
+            params[3 + j :: width] = col[done : done + size]
         conn.execute(_insert_sql(size, cursor, typed), params)
         done += size
 
@@ -312,7 +313,7 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
         if limit <= 0:
             return []
         rows = await self._query(
-            "SELECT seq, key, cursor, received_at, payload, event FROM events"
+            "SELECT seq, key, cursor, received_at, payload, event, epoch FROM events"
             " WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?",
             (stream, after_seq, limit),
         )
@@ -326,7 +327,7 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
             chunk = wanted[i : i + _KEY_CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = await self._query(
-                "SELECT seq, key, cursor, received_at, payload, event FROM events"
+                "SELECT seq, key, cursor, received_at, payload, event, epoch FROM events"
                 f" WHERE stream = ? AND seq IN ({marks}) ORDER BY seq",
                 (stream, *chunk),
             )
@@ -436,6 +437,9 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
                 conn.execute(_TOTALS_TABLE)
                 if found is not None and found < 2:
                     conn.execute(_BACKFILL_TOTALS)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+                if "epoch" not in columns:  # a store made before version 3
+                    conn.execute("ALTER TABLE events ADD COLUMN epoch INTEGER")
                 if found != SCHEMA_VERSION:
                     conn.execute("DELETE FROM schema_version")
                     conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
@@ -526,7 +530,9 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
             last = conn.execute(
                 "SELECT MAX(seq) FROM events WHERE stream = ?", (stream,)
             ).fetchall()[0][0]
-            seq, new, cursor = self._insert(conn, stream, int(last or 0), events, checkpoint)
+            seq, new, cursor = self._insert(
+                conn, stream, int(last or 0), events, checkpoint, epoch
+            )
             if cursor is not None and not fenced:
                 conn.execute(_UPSERT_CHECKPOINT, (stream, cursor, seq, time.time()))
             conn.execute(_ADD_TOTALS, (stream, new, len(events) - new, 0, reconnects))
@@ -539,8 +545,10 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
         seq: int,
         events: Sequence[Event],
         checkpoint: str | None,
+        epoch: int | None,
     ) -> tuple[int, int, str | None]:
-        """Insert the events whose key is new after ``seq``; return (last seq, new, cursor).
+        """Insert the events whose key is new after ``seq`` (stored with ``epoch``); return
+        (last seq, new, cursor).
 
         Fast path (the steady state): no key repeats within the batch and the stream's last
         batch had no duplicates, so every row is inserted as it comes, columns bound straight
@@ -558,7 +566,9 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
         n = len(keys)
         if n and stream not in self._dupes and len(set(keys)) == n:
             try:
-                _insert_columns(conn, stream, seq + 1, keys, cursors, received, types, payloads)
+                _insert_columns(
+                    conn, stream, seq + 1, keys, cursors, received, types, payloads, epoch
+                )
             except sqlite3.IntegrityError:
                 conn.execute("DELETE FROM events WHERE stream = ? AND seq > ?", (stream, seq))
                 self._dupes.add(stream)
@@ -586,6 +596,7 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
                 [received[i] for i in kept],
                 [types[i] for i in kept],
                 [payloads[i] for i in kept],
+                epoch,
             )
         if len(kept) == n:
             self._dupes.discard(stream)
