@@ -318,14 +318,19 @@ def _reference(doc: bytes, name: str) -> str | None:
 def test_one_name_paths_key_as_a_whole_parse_does(obj: object) -> None:
     """Keys and cursors read by the fast decoder are exactly those of orjson's whole parse:
     big integers (orjson reads them as floats), floats, booleans, objects and arrays go back
-    to the whole parse; absent, null and non-object documents are "not found"."""
+    to the whole parse; absent, null and non-object documents are "not found", and an empty
+    string is quarantined as such."""
     doc = json.dumps(obj).encode()  # orjson.dumps refuses integers beyond 64 bits
     key, cursor = _reference(doc, "id"), _reference(doc, "ts")
     out = make("$.id", "$.ts", "lines", Message(doc))
     if key is None:
         assert out == Quarantined("key path $.id not found", doc, T)
+    elif key == "":  # an empty key would swallow every later empty one
+        assert out == Quarantined("key path $.id is an empty string", doc, T)
     elif cursor is None:
         assert out == Quarantined("cursor path $.ts not found", doc, T)
+    elif cursor == "":
+        assert out == Quarantined("cursor path $.ts is an empty string", doc, T)
     else:
         assert out == Event(key, doc.decode(), cursor, T, None)
 
