@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,19 @@ from longline.testing.provider import Provider
 from tests.engine.workerlib import Workers, wait_until, write_config
 
 NAMES = [f"f{i}" for i in range(6)]
+
+
+def _write_locked(url: str) -> bool:
+    """Whether another process holds the SQLite file's write lock right now."""
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0.2, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        conn.close()
 
 
 async def held(store: Store, owner: str) -> dict[str, int]:
@@ -63,6 +77,15 @@ async def test_a_worker_frozen_past_its_lease_commits_nothing_after_sigcont(
     await asyncio.sleep(1.0)  # B commits for a while
     lost = await held(store, "B")
     w.signal("B", signal.SIGSTOP)
+    # SQLite has one writer at a time and no server to time a frozen one out: frozen inside a
+    # commit, B would hold the file's write lock (and A) until SIGCONT. Freeze it between
+    # commits, which is what this test is about (PostgreSQL's case is in the campaign).
+    for _ in range(50):
+        if not store_url.startswith("sqlite") or not _write_locked(store_url):
+            break
+        w.signal("B", signal.SIGCONT)
+        await asyncio.sleep(0.05)
+        w.signal("B", signal.SIGSTOP)
     frozen_at = time.time()
 
     async def taken() -> bool:
