@@ -204,6 +204,29 @@ class Connection(ABC):
         """Release resources; called once when ``run`` ends."""
 
 
+class MessageConnection(Connection):
+    """A connection whose messages reach the sink in bursts: the pump appends to ``_queued``
+    and calls ``_push_queued`` once ``BURST`` are waiting (or the sink is backlogged); a callback
+    scheduled for the next loop pass pushes a smaller burst. The WebSocket connections share it
+    (aiohttp's client in ``ws.py``, the direct one in ``ws_direct.py``)."""
+
+    __slots__ = ("_push_soon", "_queued", "_sink")
+
+    BURST = 512  # queued messages pushed at once without waiting for the pump to pause
+
+    def __init__(self, request: ConnectRequest, *, max_message_size: int) -> None:
+        super().__init__(request, max_message_size=max_message_size)
+        self._queued: list[Item] = []
+        self._push_soon: asyncio.Handle | None = None
+        self._sink: Sink | None = None
+
+    def _push_queued(self) -> None:
+        self._push_soon = None
+        items, self._queued = self._queued, []
+        if items and self._sink is not None:
+            self._sink.push(items, self)
+
+
 class NoOptions(BaseModel):
     """The ``options:`` of a transport that has none: any key is an error."""
 

@@ -29,13 +29,12 @@ from longline.transports.base import (
     Connection,
     ConnectionEnded,
     ConnectSpec,
-    Item,
+    MessageConnection,
     Sink,
     TransportKind,
 )
 from longline.transports.http import handshake_body, refused
 from longline.transports.stream import _describe
-from longline.transports.ws_direct import BURST as _BURST
 from longline.transports.ws_direct import TOO_BIG as _TOO_BIG
 from longline.transports.ws_direct import DirectWSConnection
 
@@ -53,7 +52,7 @@ def env_proxy(url: str) -> str | None:
     return proxy
 
 
-class WSConnection(Connection):
+class WSConnection(MessageConnection):
     """One WebSocket connection."""
 
     def __init__(
@@ -75,9 +74,6 @@ class WSConnection(Connection):
         self._ping_timer: asyncio.TimerHandle | None = None
         self._ping_task: asyncio.Task[None] | None = None
         self._pings = 0
-        self._queued: list[Item] = []
-        self._push_soon: asyncio.Handle | None = None
-        self._sink: Sink | None = None
 
     async def _open(self) -> None:
         try:
@@ -123,12 +119,6 @@ class WSConnection(Connection):
         with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
             await ws.ping(payload)
 
-    def _push_queued(self) -> None:
-        self._push_soon = None
-        items, self._queued = self._queued, []
-        if items and self._sink is not None:
-            self._sink.push(items, self)
-
     async def _pump(self, sink: Sink) -> Outcome:
         self._sink = sink
         try:
@@ -136,6 +126,7 @@ class WSConnection(Connection):
             assert ws is not None
             loop = self.loop
             queued = self._queued
+            burst = self.BURST
             text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
             while True:
                 msg = await ws.receive()
@@ -146,7 +137,7 @@ class WSConnection(Connection):
                     if self._queued is not queued:  # pushed by the callback meanwhile
                         queued = self._queued
                     queued.append(msg.data)
-                    if len(queued) >= _BURST or sink.backlogged:
+                    if len(queued) >= burst or sink.backlogged:
                         if self._push_soon is not None:
                             self._push_soon.cancel()
                         self._push_queued()

@@ -37,12 +37,11 @@ from multidict import CIMultiDict
 from longline.core.errors import Cause, Outcome
 from longline.core.model import Oversized
 from longline.core.resume import ConnectRequest
-from longline.transports.base import Connection, ConnectionEnded, Item, Sink
+from longline.transports.base import ConnectionEnded, MessageConnection, Sink
 from longline.transports.http import BODY_HEAD, printable, refused
 from longline.transports.stream import _describe
 
 TOO_BIG = re.compile(r"size (\d+) exceeds")
-BURST = 512  # queued messages pushed at once without waiting for the pump to pause
 _HEAD_LIMIT = 64 * 1024  # bytes of status line and headers a handshake response may take
 _BODY_WAIT = 1.0  # seconds: a refusal's body that trickles must not hold up the reconnect
 _QUEUE_LIMIT = 2**16  # parsed bytes held before the socket stops being read (as aiohttp)
@@ -151,7 +150,7 @@ class _Protocol(asyncio.Protocol):
         await self._waiter
 
 
-class DirectWSConnection(Connection):
+class DirectWSConnection(MessageConnection):
     """One WebSocket connection without aiohttp's client objects."""
 
     __slots__ = (
@@ -159,9 +158,6 @@ class DirectWSConnection(Connection):
         "_ping_timer",
         "_pings",
         "_proto",
-        "_push_soon",
-        "_queued",
-        "_sink",
         "connect_timeout",
         "ping_interval",
         "ssl",
@@ -184,9 +180,6 @@ class DirectWSConnection(Connection):
         self._open_done = False
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pings = 0
-        self._queued: list[Item] = []
-        self._push_soon: asyncio.Handle | None = None
-        self._sink: Sink | None = None
 
     async def _open(self) -> None:
         url = urlsplit(self.request.url)
@@ -333,12 +326,6 @@ class DirectWSConnection(Connection):
         if self.ping_interval:
             self._ping_timer = self.loop.call_later(self.ping_interval, self._ping_due)
 
-    def _push_queued(self) -> None:
-        self._push_soon = None
-        items, self._queued = self._queued, []
-        if items and self._sink is not None:
-            self._sink.push(items, self)
-
     async def _pump(self, sink: Sink) -> Outcome:
         self._sink = sink
         proto = self._proto
@@ -347,6 +334,7 @@ class DirectWSConnection(Connection):
         transport = proto.transport
         loop = self.loop
         queued = self._queued
+        burst = self.BURST
         text, binary = _TYPES.TEXT, _TYPES.BINARY
         try:
             while True:
@@ -370,7 +358,7 @@ class DirectWSConnection(Connection):
                     if self._queued is not queued:  # pushed by the callback meanwhile
                         queued = self._queued
                     queued.append(msg.data)
-                    if len(queued) >= BURST or sink.backlogged:
+                    if len(queued) >= burst or sink.backlogged:
                         if self._push_soon is not None:
                             self._push_soon.cancel()
                         self._push_queued()
