@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +167,26 @@ async def test_redelivery_of_an_unacknowledged_envelope_is_stored_once(tmp_path:
     assert sorted(await stored_slack(cfg, "slack")) == expect(total)
 
 
+@contextlib.asynccontextmanager
+async def preset_provider(preset: str) -> AsyncIterator[str]:
+    """``longline provider --preset PRESET`` (50 events) in its own process; yields the line
+    that says how to configure the session, and checks it exits 0 on SIGTERM."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "longline", "provider", "--preset", preset, "--port", "0",
+        "--total", "50", "--rate", "500",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        second = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        assert first.startswith(f"longline provider ({preset}) listening on http://127.0.0.1:")
+        yield second
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
 async def start_run(config: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "longline", "--log-level", "ERROR", "run", str(config),
@@ -265,16 +287,7 @@ async def test_redundant_connections_store_each_event_once(tmp_path: Path) -> No
 
 
 async def test_longline_provider_preset_slack_serves_the_emulator(tmp_path: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "longline", "provider", "--preset", "slack", "--port", "0",
-        "--total", "50", "--rate", "500",
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        first = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
-        second = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
-        assert first.startswith("longline provider (slack) listening on http://127.0.0.1:")
+    async with preset_provider("slack") as second:
         api_url = second.split("api_url: ")[1].split(",")[0]
         assert f"app_token: {APP_TOKEN}" in second
         s = {
@@ -285,9 +298,6 @@ async def test_longline_provider_preset_slack_serves_the_emulator(tmp_path: Path
         cfg = make_config(tmp_path / "p.db", s)
         await run_until(cfg, lambda r: "slack" in r.stats and r.stats["slack"].events >= 50, 20)
         assert sorted(await stored_slack(cfg, "slack")) == expect(50)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
 
 
 async def test_python_api_stream_with_the_slack_preset(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from longline.engine.runner import Runner
 from longline.stores import open_store
 from longline.testing.twitch import CLIENT_ID, TOKEN, TwitchEmulator
 from tests.conftest import make_config
-from tests.sessions.test_slack import run_until, start_run
+from tests.sessions.test_slack import preset_provider, run_until, start_run
 
 SUBS = [{"type": "channel.chat.message", "version": "1", "condition": {"user_id": "1"}}]
 
@@ -181,23 +181,9 @@ async def test_sigkill_and_restart_lose_only_what_twitch_cannot_replay(tmp_path:
 
 
 async def test_longline_provider_preset_twitch_serves_the_emulator(tmp_path: Path) -> None:
-    import sys
-
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "longline", "provider", "--preset", "twitch", "--port", "0",
-        "--total", "50", "--rate", "500",
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        first = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
-        second = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
-        assert first.startswith("longline provider (twitch) listening on http://127.0.0.1:")
+    async with preset_provider("twitch") as second:
         session = yaml.safe_load(second.split("session: ", 1)[1])
         s = {"name": "twitch", "transport": "ws", "session": session}
         cfg = make_config(tmp_path / "p.db", s)
         await run_until(cfg, lambda r: "twitch" in r.stats and r.stats["twitch"].events >= 50, 20)
         assert sorted(await stored_numbers(cfg, "twitch")) == list(range(1, 51))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
