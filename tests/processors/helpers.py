@@ -16,8 +16,9 @@ from aiohttp import web
 from longline.config import Config, parse_config
 from longline.core.model import Event, StoredEvent
 from longline.delivery.dispatcher import Dispatcher
-from longline.processors.base import Processor, ProcessorError
+from longline.processors.base import ProcessorError
 from longline.stores import SQLiteStore
+from longline.testing.conformance.processors import dispatch_until  # noqa: F401 (for the tests)
 
 DUMMY_URL = "http://127.0.0.1:9/sse/unused"
 
@@ -159,29 +160,6 @@ class Recorder:
 
     async def close(self) -> None:
         self.closed = True
-
-
-async def dispatch_until(
-    cfg: Config,
-    store: SQLiteStore,
-    done: Callable[[Dispatcher], bool],
-    processors: dict[str, Processor] | None = None,
-    timeout: float = 15.0,
-) -> Dispatcher:
-    """Run a dispatcher on ``store`` until ``done`` holds, then stop it cleanly."""
-    d = Dispatcher(cfg, store, poll=0.02, processors=processors)
-    task = asyncio.create_task(d.run())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    try:
-        while not done(d):
-            if task.done() or loop.time() > deadline:
-                raise AssertionError(f"dispatch did not finish: {d.stats}")
-            await asyncio.sleep(0.02)
-    finally:
-        d.stop()
-        await task
-    return d
 
 
 async def dispatch_through_outage(

@@ -36,9 +36,35 @@ import yaml
 from longline.config import Config, parse_config
 from longline.core.model import Event
 from longline.delivery.dispatcher import Dispatcher
+from longline.processors.base import Processor
 from longline.stores.sqlite import SQLiteStore
 
-__all__ = ["Delivered", "ProcessorConformance", "ProcessorHarness"]
+__all__ = ["Delivered", "ProcessorConformance", "ProcessorHarness", "dispatch_until"]
+
+
+async def dispatch_until(
+    cfg: Config,
+    store: SQLiteStore,
+    done: Callable[[Dispatcher], bool],
+    processors: dict[str, Processor] | None = None,
+    timeout: float = 15.0,
+) -> Dispatcher:
+    """Run a dispatcher on ``store`` until ``done(dispatcher)`` holds, then stop it cleanly;
+    fail (``AssertionError`` with its lanes' stats) if it ends or ``timeout`` passes first.
+    ``processors``: instances to use instead of building them from ``cfg``."""
+    d = Dispatcher(cfg, store, poll=0.02, processors=processors)
+    task = asyncio.create_task(d.run())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        while not done(d):
+            if task.done() or loop.time() > deadline:
+                raise AssertionError(f"the dispatcher did not get there: {d.stats}")
+            await asyncio.sleep(0.02)
+    finally:
+        d.stop()
+        await task
+    return d
 
 
 class Delivered(NamedTuple):
@@ -127,19 +153,7 @@ class ProcessorConformance:
     async def dispatch_until(
         self, cfg: Config, store: SQLiteStore, done: Callable[[Dispatcher], bool], timeout: float
     ) -> Dispatcher:
-        d = Dispatcher(cfg, store, poll=0.02)
-        task = asyncio.create_task(d.run())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        try:
-            while not done(d):
-                if task.done() or loop.time() > deadline:
-                    raise AssertionError(f"the dispatcher did not get there: {d.stats}")
-                await asyncio.sleep(0.02)
-        finally:
-            d.stop()
-            await task
-        return d
+        return await dispatch_until(cfg, store, done, timeout=timeout)
 
     @staticmethod
     def caught_up(n: int) -> Callable[[Dispatcher], bool]:
