@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from longline.config import ConfigError
 from longline.engine.runner import Runner
 from longline.testing.provider import Provider
 from longline.testing.tls import PrivateCA, make_ca
-from longline.transports.tls import TLS_READ_BUFFER
+from longline.transports.tls import TLS_READ_BUFFER, fit_tls_read_buffer
 from tests.conftest import capture_until, make_config, stored
 
 TOTAL = 40
@@ -84,9 +85,41 @@ async def refused(tmp_path: Path, provider: Provider, tls: dict[str, Any] | None
 async def test_a_private_ca(ca: PrivateCA, tmp_path: Path) -> None:
     async with serving(ca) as provider:
         await captured(tmp_path, provider, {"ca_file": str(ca.ca_file)})
-    # A running Runner made asyncio's TLS connections keep a 16 KiB read buffer, not 256 KiB
-    # (docs/benchmarks.md: 315.8 -> 77.8 KB per idle wss:// stream).
+    # A running Runner made asyncio's TLS connections read into one shared 16 KiB buffer, not
+    # 256 KiB each (docs/benchmarks.md: 315.8 -> 51.4 KB per idle wss:// stream). The provider's
+    # server side shares it too, on the same loop: every event above arrived intact through it.
     assert asyncio.sslproto.SSLProtocol.max_size == TLS_READ_BUFFER == 16 * 1024
+
+
+async def test_tls_connections_of_a_thread_share_one_read_buffer() -> None:
+    fit_tls_read_buffer()
+    fit_tls_read_buffer()  # idempotent: the constructor is wrapped once
+    loop = asyncio.get_running_loop()
+    context = ssl.create_default_context()
+
+    def protocol() -> asyncio.sslproto.SSLProtocol:
+        return asyncio.sslproto.SSLProtocol(
+            loop, asyncio.Protocol(), context, None, server_hostname="localhost"
+        )
+
+    a, b = protocol(), protocol()
+    assert a._ssl_buffer is b._ssl_buffer  # type: ignore[attr-defined]
+    assert len(a.get_buffer(-1)) == TLS_READ_BUFFER
+    other: list[asyncio.sslproto.SSLProtocol] = []
+
+    def in_another_thread() -> None:
+        other_loop = asyncio.new_event_loop()
+        try:
+            other.append(
+                asyncio.sslproto.SSLProtocol(
+                    other_loop, asyncio.Protocol(), context, None, server_hostname="localhost"
+                )
+            )
+        finally:
+            other_loop.close()
+
+    await asyncio.to_thread(in_another_thread)
+    assert other[0]._ssl_buffer is not a._ssl_buffer  # type: ignore[attr-defined]
 
 
 async def test_without_the_ca_the_certificate_is_refused(ca: PrivateCA, tmp_path: Path) -> None:

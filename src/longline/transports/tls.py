@@ -9,15 +9,22 @@ asyncio's TLS transport (``asyncio/sslproto.py``) gives every connection a recei
 ``SSLProtocol.max_size``, 256 KiB, allocated up front and kept for the connection's life,
 although a TLS record carries at most 16 KiB: an idle ``wss://`` stream cost ~330 KB, ten times
 a ``ws://`` one. ``fit_tls_read_buffer`` lowers that class attribute to ``TLS_READ_BUFFER`` (16 KiB)
-(reads then take a few more, smaller steps under load); docs/benchmarks.md has the figures.
+and makes the connections of one thread share one such buffer: on a selector event loop the
+socket is read into it and copied into the connection's TLS input in the same call
+(``get_buffer``, ``recv_into``, ``buffer_updated``), so it is free again before any other
+connection reads. The read size stays at one record, not 256 KiB, because each connection's
+TLS input (an ``ssl.MemoryBIO``) keeps for good the capacity of the largest read it was given.
+docs/benchmarks.md has the figures.
 """
 
 from __future__ import annotations
 
+import asyncio.selector_events
 import asyncio.sslproto
 import functools
 import ssl
-from typing import Protocol
+import threading
+from typing import Any, Protocol
 
 __all__ = ["TLS_READ_BUFFER", "TlsSettings", "fit_tls_read_buffer", "ssl_for"]
 
@@ -38,10 +45,40 @@ class TlsSettings(Protocol):
 
 
 def fit_tls_read_buffer(size: int | None = None) -> None:
-    """Make asyncio's TLS connections opened from now on use a ``size``-byte read buffer
-    (default ``TLS_READ_BUFFER``) instead of 256 KiB. Process-wide; never raises it."""
+    """Make asyncio's TLS connections opened from now on read into a ``size``-byte buffer
+    (default ``TLS_READ_BUFFER``; never more than asyncio's 256 KiB) shared by the connections
+    of the thread. Process-wide and idempotent."""
     size = TLS_READ_BUFFER if size is None else size
-    asyncio.sslproto.SSLProtocol.max_size = min(asyncio.sslproto.SSLProtocol.max_size, size)
+    proto = asyncio.sslproto.SSLProtocol
+    proto.max_size = min(proto.max_size, size)
+    if getattr(proto.__init__, "_longline_shared", False):
+        return
+    stock_init = proto.__init__
+
+    @functools.wraps(stock_init)
+    def init(self: asyncio.sslproto.SSLProtocol, loop: Any, *args: Any, **kwargs: Any) -> None:
+        stock_init(self, loop, *args, **kwargs)
+        # Only where reads are synchronous: a proactor loop (Windows) reads into the buffer
+        # in the background, and several connections would then overlap in it.
+        if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+            buf, view = _shared_buffer(self.max_size)
+            self._ssl_buffer = buf  # type: ignore[attr-defined]
+            self._ssl_buffer_view = view  # type: ignore[attr-defined]
+
+    init._longline_shared = True  # type: ignore[attr-defined]
+    proto.__init__ = init  # type: ignore[method-assign]
+
+
+_local = threading.local()
+
+
+def _shared_buffer(size: int) -> tuple[bytearray, memoryview]:
+    """This thread's TLS read buffer (one per thread: each event loop runs in its own)."""
+    shared: tuple[bytearray, memoryview] | None = getattr(_local, "buffer", None)
+    if shared is None or len(shared[0]) < size:
+        buf = bytearray(size)
+        shared = _local.buffer = (buf, memoryview(buf))
+    return shared
 
 
 @functools.lru_cache(maxsize=64)
