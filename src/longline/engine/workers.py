@@ -2,10 +2,12 @@
 
 The pattern is the Kinesis Client Library's, in three loops that never wait on each other:
 
-- *Renewal* (every ``ttl / 3``, jittered): each held lease is renewed on its own; a slow or
-  hung store call for one lease never holds back the others. (It once did: a worker waiting
-  for the row lock of a stream whose owner was frozen mid-append stopped renewing everything
-  it held, its leases expired and the streams churned between workers.)
+- *Renewal* (every ``ttl / 3``, jittered): each held lease is renewed on its own, by one of
+  ``LEASE_LANES`` lanes that make every lease call; a slow or hung store call for one lease
+  never holds back the others. (It once did: a worker waiting for the row lock of a stream
+  whose owner was frozen mid-append stopped renewing everything it held, its leases expired
+  and the streams churned between workers.) Lanes, not a task per call: 10,000 leases would
+  otherwise mean 10,000 tasks at once every round, whose memory stays with the process.
 - *Balance* (every ``ttl / 6``, jittered): one read of every lease. The workers are the owners
   of unexpired leases plus this one; the fair share is ``ceil(streams / workers)`` (capped by
   ``max_streams``). Below it, the worker first takes free streams (never leased, released, or
@@ -35,8 +37,6 @@ import random
 import socket
 import time
 from collections import Counter
-from collections.abc import Coroutine
-from typing import Any
 
 from longline.config import Config, StreamConfig
 from longline.core.model import Lease
@@ -53,6 +53,7 @@ DEFAULT_LEASE_TTL = 15.0
 CHECK_PERIOD = 0.1  # handovers and first commits are looked at this often (in memory)
 HANDOVER_POLL = 0.2  # a superseded stream reads its successor's lease this often
 TAKE_LANES = 3  # free streams taken at once in a balance round (each a store call)
+LEASE_LANES = 16  # renewals and handover polls under way at once
 
 
 def default_worker_id() -> str:
@@ -93,7 +94,8 @@ class Worker:
         self.keepers: dict[str, LeaseKeeper] = {}
         self._rng = rng or random.Random()
         self._busy: set[str] = set()  # streams with a lease call under way
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._wanted: dict[str, LeaseKeeper] = {}  # streams waiting for a lease call, in order
+        self._call_due = asyncio.Event()  # set when ``_wanted`` is not empty
         self._noticed: dict[str, float] = {}  # superseded stream -> loop time first seen
         self._polled: dict[str, float] = {}  # superseded stream -> loop time last polled
         self._live_since: dict[str, float] = {}  # stream -> loop time its connection went live
@@ -120,6 +122,10 @@ class Worker:
         end = None if duration is None else loop.time() + duration
         async with runner.opened():
             renewal = asyncio.create_task(self._renew_loop(), name="leases:renew")
+            lanes = [
+                asyncio.create_task(self._lane(), name=f"leases:lane{i}")
+                for i in range(LEASE_LANES)
+            ]
             try:
                 next_round, ready = loop.time(), False
                 while not runner.stopping and (end is None or loop.time() < end):
@@ -133,9 +139,9 @@ class Worker:
                     await runner.wait_stop(min(CHECK_PERIOD, max(0.0, next_round - loop.time())))
             finally:
                 renewal.cancel()
-                for task in [renewal, *self._tasks]:
+                for task in [renewal, *lanes]:
                     task.cancel()
-                await asyncio.gather(renewal, *self._tasks, return_exceptions=True)
+                await asyncio.gather(renewal, *lanes, return_exceptions=True)
                 try:
                     await runner.shutdown()  # flush under our epochs before letting go
                 finally:
@@ -146,10 +152,21 @@ class Worker:
         """``ttl / parts``, jittered below it so that workers do not act in lockstep."""
         return max(self.ttl / parts * self._rng.uniform(0.7, 1.0), 0.05)
 
-    def _spawn(self, step: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(step)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _want(self, name: str, keeper: LeaseKeeper) -> None:
+        """Ask for one lease call for ``name`` (once, however often asked before it runs)."""
+        self._wanted[name] = keeper
+        self._call_due.set()
+
+    async def _lane(self) -> None:
+        """Make the lease calls asked for, one at a time, oldest request first."""
+        wanted = self._wanted
+        while True:
+            if not wanted:
+                self._call_due.clear()
+                await self._call_due.wait()
+                continue
+            name = next(iter(wanted))
+            await self._refresh(name, wanted.pop(name))
 
     # -- renewal -----------------------------------------------------------------------------
 
@@ -157,7 +174,7 @@ class Worker:
         while True:
             for name, keeper in list(self.keepers.items()):
                 if not keeper.superseded:
-                    self._spawn(self._refresh(name, keeper))
+                    self._want(name, keeper)
             await asyncio.sleep(self._period(3))
 
     async def _refresh(self, name: str, keeper: LeaseKeeper) -> None:
@@ -187,7 +204,7 @@ class Worker:
             noticed = self._noticed[name]
             if now - self._polled.get(name, 0.0) >= HANDOVER_POLL:
                 self._polled[name] = now
-                self._spawn(self._refresh(name, keeper))
+                self._want(name, keeper)
             if keeper.successor_live or now - noticed >= self.ttl:
                 await self._let_go(name, keeper, waited=now - noticed)
 
@@ -205,11 +222,11 @@ class Worker:
         due = now - self._polled.get(name, 0.0) >= HANDOVER_POLL
         if due and (keeper.ready or stats.events + stats.duplicates > 0):
             self._polled[name] = now
-            self._spawn(self._refresh(name, keeper))
+            self._want(name, keeper)
 
     async def _let_go(self, name: str, keeper: LeaseKeeper, waited: float) -> None:
         del self.keepers[name]
-        for seen in (self._noticed, self._polled, self._live_since):
+        for seen in (self._noticed, self._polled, self._live_since, self._wanted):
             seen.pop(name, None)
         await self.runner.stop_stream(name)
         await self._report_superseded(name, keeper, waited)
