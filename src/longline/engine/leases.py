@@ -87,12 +87,20 @@ class LeaseKeeper:
         if self.superseded:
             self.current = await self.store.get_lease(self.lease.stream) or self.current
             return
-        live = self.ready or self.stats.events + self.stats.duplicates > 0
+        lease, live = self.renewal()
         sent = asyncio.get_running_loop().time()
-        self.current = await self.store.renew_lease(self.lease, self.ttl, live=live)
-        if self.current.epoch == self.lease.epoch:
+        self.renewed(await self.store.renew_lease(lease, self.ttl, live=live), sent)
+
+    def renewal(self) -> tuple[Lease, bool]:
+        """What to renew: the lease, and whether this owner is live (it captures)."""
+        return self.lease, self.ready or self.stats.events + self.stats.duplicates > 0
+
+    def renewed(self, current: Lease, sent: float) -> None:
+        """Take in the answer to a renewal sent at loop time ``sent``: the lease in force."""
+        self.current = current
+        if current.epoch == self.lease.epoch:
             self.valid_until = max(self.valid_until, sent + self.ttl)
-        if self.current.epoch > self.lease.epoch:
+        if current.epoch > self.lease.epoch:
             log.info(
                 "stream %s: lease taken over (epoch %d -> %d)",
                 self.lease.stream,

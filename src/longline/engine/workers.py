@@ -2,8 +2,10 @@
 
 The pattern is the Kinesis Client Library's, in three loops that never wait on each other:
 
-- *Renewal* (every ``ttl / 3``, jittered): each held lease is renewed on its own, by one of
-  ``LEASE_LANES`` lanes that make every lease call; a slow or hung store call for one lease
+- *Renewal* (every ``ttl / 3``, jittered): on a store that renews in batches (SQLite, memory:
+  ``BatchLeases``), ``RENEW_BATCH`` leases per call, since there every write takes the one
+  database lock anyway; elsewhere each held lease is renewed on its own, by one of
+  ``LEASE_LANES`` lanes that make every lease call, so a slow or hung store call for one lease
   never holds back the others. (It once did: a worker waiting for the row lock of a stream
   whose owner was frozen mid-append stopped renewing everything it held, its leases expired
   and the streams churned between workers.) Lanes, not a task per call: 10,000 leases would
@@ -43,7 +45,7 @@ from longline.core.model import Lease
 from longline.engine.leases import LeaseKeeper
 from longline.engine.runner import Runner
 from longline.engine.stats import StreamStats
-from longline.stores.base import Store
+from longline.stores.base import BatchLeases, Store
 
 __all__ = ["DEFAULT_LEASE_TTL", "Worker", "default_worker_id", "fair_share"]
 
@@ -54,6 +56,7 @@ CHECK_PERIOD = 0.1  # handovers and first commits are looked at this often (in m
 HANDOVER_POLL = 0.2  # a superseded stream reads its successor's lease this often
 TAKE_LANES = 3  # free streams taken at once in a balance round (each a store call)
 LEASE_LANES = 16  # renewals and handover polls under way at once
+RENEW_BATCH = 500  # leases renewed per store call, where the store can (``BatchLeases``)
 
 
 def default_worker_id() -> str:
@@ -171,11 +174,29 @@ class Worker:
     # -- renewal -----------------------------------------------------------------------------
 
     async def _renew_loop(self) -> None:
+        store = self.store
         while True:
-            for name, keeper in list(self.keepers.items()):
-                if not keeper.superseded:
+            held = [(n, k) for n, k in self.keepers.items() if not k.superseded]
+            if isinstance(store, BatchLeases):
+                await self._renew_batches(store, held)
+            else:
+                for name, keeper in held:
                     self._want(name, keeper)
             await asyncio.sleep(self._period(3))
+
+    async def _renew_batches(self, store: BatchLeases, held: list[tuple[str, LeaseKeeper]]) -> None:
+        """Renew ``held`` ``RENEW_BATCH`` leases per store call (a store with ``BatchLeases``)."""
+        loop = asyncio.get_running_loop()
+        for start in range(0, len(held), RENEW_BATCH):
+            chunk = [k for _, k in held[start : start + RENEW_BATCH] if not k.superseded]
+            sent = loop.time()
+            try:
+                current = await store.renew_leases([k.renewal() for k in chunk], self.ttl)
+            except Exception as e:  # the leases outlive a few failed renewals
+                log.warning("worker %s: renewing %d leases failed: %s", self.id, len(chunk), e)
+                continue
+            for keeper, lease in zip(chunk, current, strict=True):
+                keeper.renewed(lease, sent)
 
     async def _refresh(self, name: str, keeper: LeaseKeeper) -> None:
         """One lease call for ``name`` at a time (a hung one is not piled upon)."""

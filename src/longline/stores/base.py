@@ -31,7 +31,15 @@ from longline.core.model import (
     Totals,
 )
 
-__all__ = ["DeliveryLog", "EventLog", "LeaseTable", "Outbox", "Store", "StoreError"]
+__all__ = [
+    "BatchLeases",
+    "DeliveryLog",
+    "EventLog",
+    "LeaseTable",
+    "Outbox",
+    "Store",
+    "StoreError",
+]
 
 
 class StoreError(Exception):
@@ -185,6 +193,18 @@ class LeaseTable(Protocol):
     async def leases(self) -> dict[str, Lease]:
         """Every stream's lease (streams whose lease was never taken are absent): what worker
         mode balances by, in one read."""
+        ...
+
+
+@runtime_checkable
+class BatchLeases(Protocol):
+    """Optional, beside ``LeaseTable``: many renewals in one store call. A worker holding
+    thousands of streams then renews them in a few calls per round, not one call (and, on
+    SQLite, one write transaction) per stream; without it, each lease is renewed on its own."""
+
+    async def renew_leases(self, renewals: Sequence[tuple[Lease, bool]], ttl: float) -> list[Lease]:
+        """``renew_lease(lease, ttl, live)`` for each ``(lease, live)``, in one call; returns
+        the lease in force for each, in the same order."""
         ...
 
 

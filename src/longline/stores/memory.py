@@ -34,7 +34,7 @@ from longline.core.model import (
     StoredQuarantine,
     Totals,
 )
-from longline.stores.base import Store, StoreError
+from longline.stores.base import BatchLeases, Store, StoreError
 from longline.stores.registry import StoreKind
 
 __all__ = ["KIND", "MemoryStore", "forget"]
@@ -78,7 +78,7 @@ def forget(name: str) -> None:
     _NAMED.pop(name, None)
 
 
-class MemoryStore(Store):
+class MemoryStore(Store, BatchLeases):
     """A :class:`~longline.stores.base.Store` in this process's memory.
 
     ``name`` shares the contents with every other ``MemoryStore`` of that name; without one
@@ -150,8 +150,13 @@ class MemoryStore(Store):
             keys.add(ev.key)
             stored.append(
                 StoredEvent(
-                    len(stored) + 1, ev.key, ev.cursor, float(ev.received_at), ev.payload,
-                    ev.event, epoch,
+                    len(stored) + 1,
+                    ev.key,
+                    ev.cursor,
+                    float(ev.received_at),
+                    ev.payload,
+                    ev.event,
+                    epoch,
                 )
             )
             new += 1
@@ -268,9 +273,7 @@ class MemoryStore(Store):
     ) -> list[DeadLetter]:
         """Dead letters in id order, of one processor or all."""
         letters = sorted(self._open().dead.values(), key=lambda d: d.id)
-        wanted = [
-            d for d in letters if d.id > after_id and processor in (None, d.processor)
-        ]
+        wanted = [d for d in letters if d.id > after_id and processor in (None, d.processor)]
         return wanted[: max(limit, 0)]
 
     async def drop_dead_letters(self, ids: Sequence[int]) -> None:
@@ -301,6 +304,10 @@ class MemoryStore(Store):
         renewed = replace(current, expires_at=time.time() + ttl, live=current.live or live)
         leases[lease.stream] = renewed
         return renewed
+
+    async def renew_leases(self, renewals: Sequence[tuple[Lease, bool]], ttl: float) -> list[Lease]:
+        """Renew many leases at once (see ``BatchLeases``)."""
+        return [await self.renew_lease(lease, ttl, live) for lease, live in renewals]
 
     async def get_lease(self, stream: str) -> Lease | None:
         """The stream's lease, or None when never taken."""

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from longline.core.model import Lease
-from longline.stores.base import LeaseTable
+from longline.stores.base import BatchLeases, LeaseTable
 
 __all__ = ["LEASES_SCHEMA", "SQLiteLeases"]
 
@@ -35,8 +35,9 @@ _PUT = (
 )
 
 
-class SQLiteLeases(LeaseTable):
-    """The :class:`~longline.stores.base.LeaseTable` of ``SQLiteStore``, on its threads."""
+class SQLiteLeases(LeaseTable, BatchLeases):
+    """The :class:`~longline.stores.base.LeaseTable` of ``SQLiteStore``, on its threads, with
+    batched renewals (``BatchLeases``)."""
 
     if TYPE_CHECKING:  # provided by SQLiteStore
         _writer: ThreadPoolExecutor | None
@@ -68,8 +69,13 @@ class SQLiteLeases(LeaseTable):
 
     async def renew_lease(self, lease: Lease, ttl: float, live: bool = False) -> Lease:
         """Extend a current lease; return the lease in force (see ``LeaseTable``)."""
-        current: Lease = await self._call(
-            self._writer, self._in_txn, self._renew, lease, ttl, live
+        current: Lease = await self._call(self._writer, self._in_txn, self._renew, lease, ttl, live)
+        return current
+
+    async def renew_leases(self, renewals: Sequence[tuple[Lease, bool]], ttl: float) -> list[Lease]:
+        """Renew many leases in one write transaction (see ``BatchLeases``)."""
+        current: list[Lease] = await self._call(
+            self._writer, self._in_txn, self._renew_all, list(renewals), ttl
         )
         return current
 
@@ -126,6 +132,11 @@ class SQLiteLeases(LeaseTable):
         epoch = (old.epoch if old else 0) + 1
         conn.execute(_PUT, (stream, owner, epoch, now + ttl))
         return Lease(stream, owner, epoch, now + ttl, False)
+
+    def _renew_all(
+        self, conn: sqlite3.Connection, renewals: list[tuple[Lease, bool]], ttl: float
+    ) -> list[Lease]:
+        return [self._renew(conn, lease, ttl, live) for lease, live in renewals]
 
     def _renew(self, conn: sqlite3.Connection, lease: Lease, ttl: float, live: bool) -> Lease:
         """Extend ``lease`` if still current; return whatever lease is current."""
