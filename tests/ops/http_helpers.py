@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 
 from longline.api import App
 from longline.config import Config
+from longline.engine.reload import Reloader
 from longline.engine.runner import Runner
 from longline.ops.http import OpsServer, app_service, runner_service
 from longline.ops.listen import Listen
@@ -35,12 +37,16 @@ async def listening(
 
 @contextlib.asynccontextmanager
 async def running(
-    cfg: Config, token: str | None = None
+    cfg: Config, token: str | None = None, reload_from: Path | None = None
 ) -> AsyncIterator[tuple[Runner, str, OpsServer]]:
     """``cfg`` served as ``longline run --http`` does (an App: capture, its processors and the
-    listener); yields the capture runner, the listener's base URL and the listener."""
+    listener); yields the capture runner, the listener's base URL and the listener. With
+    ``reload_from`` (the file ``cfg`` was read from) ``POST /api/reload`` re-reads that file,
+    as SIGHUP does."""
     servers: list[OpsServer] = []
-    inner = app_service(Listen("127.0.0.1", 0, token))
+    app = App.from_config(cfg)
+    reload = None if reload_from is None else Reloader(reload_from, app).reload_line
+    inner = app_service(Listen("127.0.0.1", 0, token), reload=reload)
 
     @contextlib.asynccontextmanager
     async def service(app: App) -> AsyncIterator[OpsServer]:
@@ -48,7 +54,6 @@ async def running(
             servers.append(server)
             yield server
 
-    app = App.from_config(cfg)
     task = asyncio.create_task(app.serve(services=[service]))
     try:
         for _ in range(200):

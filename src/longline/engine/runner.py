@@ -91,6 +91,9 @@ class Runner:
         self.store_failure: str | None = None
         self.store_signal = StoreSignal()  # a status save or a commit wakes backed-off writers
         self.on_store_failure: list[Callable[[], None]] = []
+        # Called with a stream's name and final stats when ``stop_stream`` stopped it (a live
+        # reload, a lost lease): the operators' listener folds the run into its counters.
+        self.on_stream_stopped: list[Callable[[str, StreamStats], None]] = []
 
     def stop(self) -> None:
         """Ask the run to end (safe from a signal handler)."""
@@ -214,7 +217,10 @@ class Runner:
         await self._halt([name], self._deadline())
         for running in (self.supervisors, self.writers, self.tasks):
             running.pop(name, None)
-        return self.stats[name]
+        stats = self.stats[name]
+        for hook in list(self.on_stream_stopped):
+            hook(name, stats)
+        return stats
 
     async def shutdown(self) -> None:
         """Stop every stream (connections first, then flush each writer, all within

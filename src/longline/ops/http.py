@@ -251,6 +251,7 @@ class OpsServer:
         return response
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
+        self.view.follow_reload()  # the streams of the running config, even unsampled
         try:
             data = await collect_status(self.view.config, self.view.store)
         except Exception as e:
@@ -340,12 +341,15 @@ def _page_html() -> bytes:
 async def serving(view: OpsView, listen: Listen) -> AsyncIterator[OpsServer]:
     """Read the counters' start values, bind, serve until the block ends."""
     await view.start()
-    server = OpsServer(listen, view)
-    await server.start()
     try:
-        yield server
+        server = OpsServer(listen, view)
+        await server.start()
+        try:
+            yield server
+        finally:
+            await server.stop()
     finally:
-        await server.stop()
+        view.close()
 
 
 def runner_service(
@@ -369,7 +373,13 @@ def app_service(
     def service(app: App) -> contextlib.AbstractAsyncContextManager[OpsServer]:
         assert app.store is not None
         view = OpsView(
-            app.config, app.store, runner=app.runner, dispatcher=app.dispatcher, reload=reload
+            app.config,
+            app.store,
+            runner=app.runner,
+            dispatcher=app.dispatcher,
+            reload=reload,
+            config_of=lambda: app.config,  # a reload replaces both
+            dispatcher_of=lambda: app.dispatcher,
         )
         return serving(view, listen)
 
