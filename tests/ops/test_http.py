@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -370,6 +371,10 @@ async def test_readyz_fails_while_the_store_refuses_writes(
             assert (status, found["streams"]) == (503, {})
             assert found["store"].startswith("stream a: store write failed: ")
             assert "writes refused by the test" in found["store"]
+            # What arrives meanwhile waits uncommitted, and the gauge says how much.
+            pending = await _pending_until(base, lambda n: n >= 5)
+            assert runner.writers["a"].store_error is not None
+            stored = runner.stats["a"].events
             holder.execute("DROP TRIGGER refuse")
             holder.commit()
             for _ in range(200):
@@ -378,5 +383,24 @@ async def test_readyz_fails_while_the_store_refuses_writes(
                     break
                 await asyncio.sleep(0.05)
             assert status == 200, body
+            await _pending_until(base, lambda n: n == 0)  # committed: nothing waits
+            assert runner.stats["a"].events >= stored + pending
         finally:
             holder.close()
+
+
+async def _pending_until(base: str, check: Callable[[float], bool]) -> float:
+    """``longline_pending_events`` of stream ``a``, scraped until ``check`` holds."""
+    for _ in range(200):
+        _, text, _ = await get(base + "/metrics")
+        pending = next(
+            s.value
+            for f in text_string_to_metric_families(text)
+            if f.name == "longline_pending_events"
+            for s in f.samples
+            if s.labels == {"stream": "a"}
+        )
+        if check(pending):
+            return pending
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"longline_pending_events stayed at {pending}")
