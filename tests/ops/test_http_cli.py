@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,26 @@ async def status_json(cfg: Path, env: dict[str, str] | None = None) -> dict[str,
     return data
 
 
+async def api_status(port: int, token: str | None = None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/api/status", headers=headers) as resp,
+    ):
+        assert resp.status == 200
+        data: dict[str, Any] = orjson.loads(await resp.read())
+    return data
+
+
+def without_clock(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` less when each status was saved (it is saved every second)."""
+    streams = {
+        name: {k: v for k, v in st.items() if k != "updated_at"}
+        for name, st in data["streams"].items()
+    }
+    return {**data, "streams": streams}
+
+
 async def test_scraped_metrics_equal_status(provider: Provider, tmp_path: Path) -> None:
     token = "scrape-t0ken-secret"
     cfg = tmp_path / "c.yaml"
@@ -121,6 +142,25 @@ async def test_scraped_metrics_equal_status(provider: Provider, tmp_path: Path) 
             await asyncio.sleep(0.2)
         else:
             raise AssertionError(f"not quiescent: {m}")
+        # /api/status is `longline status --json` (both read the store): compared once a status
+        # save followed the quiescence, less the time of that save.
+        quiet_at = time.time()
+        api = await api_status(port, token)
+        for _ in range(100):
+            if all(st.get("updated_at", 0) > quiet_at for st in api["streams"].values()):
+                break
+            await asyncio.sleep(0.1)
+            api = await api_status(port, token)
+        cli = await status_json(cfg)
+        assert set(api["streams"]) == set(want)
+        assert without_clock(api) == without_clock(cli)
+        streams = api["streams"]
+        assert {n: (st["state"], st["run"]["connections"]) for n, st in streams.items()} == {
+            "twin": ("live", 2), "junk": ("live", 1), "flaky": ("live", 1)
+        }  # fmt: skip
+        assert {n: st["events"] for n, st in streams.items()} == want
+        assert streams["junk"]["quarantined"] == 10 and streams["flaky"]["reconnects"] >= 2
+        assert api["processors"] == {}
         assert per_stream(m, "longline_stream_up") == {"twin": 1, "junk": 1, "flaky": 1}
         assert per_stream(m, "longline_connections") == {"twin": 2, "junk": 1, "flaky": 1}
         assert per_stream(m, "longline_bytes_received")["twin"] > 0
