@@ -94,8 +94,10 @@ async def test_reconnects_by_cause_from_real_faults(provider: Provider, tmp_path
     async with running(cfg) as (runner, base, _server):
         m = await scrape_until(
             base,
-            lambda m: all(causes(m).get(n) == want for n, want in EXPECTED.items())
-            and causes(m).get("rotated", {}).get("rotation", 0) >= 1,
+            lambda m: (
+                all(causes(m).get(n) == want for n, want in EXPECTED.items())
+                and causes(m).get("rotated", {}).get("rotation", 0) >= 1
+            ),
             "every cause",
         )
         found = causes(m)
@@ -122,8 +124,10 @@ async def test_gauges_of_failed_and_live_streams(provider: Provider, tmp_path: P
     async with running(cfg) as (runner, base, _server):
         m = await scrape_until(
             base,
-            lambda m: per_stream(m, "longline_events_stored").get("live", 0) >= 20
-            and runner.stats["denied"].state == "failed",
+            lambda m: (
+                per_stream(m, "longline_events_stored").get("live", 0) >= 20
+                and runner.stats["denied"].state == "failed"
+            ),
             "live events and the failed stream",
         )
         scraped_at = time.time()

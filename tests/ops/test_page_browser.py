@@ -4,6 +4,7 @@ playwright through ``executable_path``; no browser download)."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 
 from longline.config import parse_config
+from longline.core.model import Event, Quarantined
+from longline.delivery.dispatcher import DeliveryStats, Dispatcher
 from longline.engine.runner import Runner
 from longline.engine.stats import StreamStats
 from longline.ops.http import OpsServer
@@ -205,3 +208,88 @@ async def test_page_with_a_token_asks_the_browser_for_it(
         await page.wait_for_function(EVENTS_ABOVE, arg=["a", 5], timeout=10_000)
         assert await page.text_content("#conn") == "live"
         await context.close()
+
+
+async def test_page_shows_every_column_and_a_stalled_row(browser: Any, tmp_path: Path) -> None:
+    """Known figures (the store's totals, this run's stats set by the test, a lane): each cell
+    shows the store's total plus the run's count, and a stream down for longer than its backoff
+    allows is a stalled (``unready``) row with why."""
+    cfg = parse_config({
+        "store": f"sqlite:///{tmp_path / 'cols.db'}",
+        "streams": [
+            {"name": name, "transport": "sse", "url": "http://127.0.0.1:9/",
+             "stall_timeout": "1s", "backoff": {"initial": "100ms", "max": "1s"}}
+            for name in ("busy", "down")
+        ],
+        "processors": [{"name": "sink", "kind": "command", "argv": ["cat"], "streams": ["busy"]}],
+    })  # fmt: skip
+    runner = Runner(cfg)
+    await runner.store.open()
+    store = runner.store
+    # Before this process: 5 events (one sent twice), 2 quarantined, 3 reconnects; "sink"
+    # acknowledged up to seq 4 and gave up on seq 2.
+    events = [Event(f"k{i}", "{}", f"c-{i}", 1.0) for i in (1, 2, 3, 3, 4, 5)]
+    await store.append("busy", events, reconnects=3)
+    await store.quarantine("busy", [Quarantined("no key", b"{}", 1.0)] * 2)
+    second = (await store.read("busy", 1, 1))[0]
+    await store.ack("sink", "busy", 4, [(second, "boom", 3)])
+    now = time.time()
+    runner.stats["busy"] = StreamStats(
+        state="live", events=10, duplicates=2, quarantined=1, reconnects=4, connections=1,
+        last_event_at=now - 600, started_at=1.0,
+    )  # fmt: skip
+    runner.stats["down"] = StreamStats(
+        state="backing-off", reason="HTTP 503 Service Unavailable", down_since=now - 7200,
+        started_at=1.0,
+    )  # fmt: skip
+    dispatcher = Dispatcher(cfg, store)
+    dispatcher.stats["sink", "busy"] = DeliveryStats(cursor=4, state="idle")
+    view = OpsView(cfg, store, runner=runner, dispatcher=dispatcher)
+    await view.start()
+    server = OpsServer(Listen("127.0.0.1", 0, None), view)
+    await server.start()
+    try:
+        page = await browser.new_page(viewport={"width": 1600, "height": 600})
+        await page.goto(f"http://127.0.0.1:{server.port}/")
+        await page.wait_for_function(
+            """() => { const c = document.querySelector('[data-stream="busy"] div:nth-child(9)');
+                       return c !== null && c.textContent !== "-"; }""",
+            timeout=10_000,
+        )  # the cursor is read from the store after the first frame
+        cells = await page.locator('[data-stream="busy"] > div').all_text_contents()
+        # stream, state, events, events/s, duplicates, quarantined, reconnects, last event,
+        # cursor, reason: the store's totals plus this run's figures.
+        assert [cells[i] for i in (0, 1, 2, 4, 5, 6, 7, 8, 9)] == [
+            "busy", "live", "15", "3", "3", "7", "10m ago", "c-5", ""
+        ]  # fmt: skip
+        # Down for two hours, its backoff allows 2 s: stalled, red, listed first, with why.
+        assert await page.locator('[data-stream="down"].unready').count() == 1
+        assert await page.locator('[data-stream="down"].failed').count() == 0
+        names = await page.eval_on_selector_all(
+            "[data-stream]", "els => els.map(e => e.dataset.stream)"
+        )
+        assert names == ["down", "busy"]
+        down = await page.locator('[data-stream="down"] > div').all_text_contents()
+        assert down[1] == "backing-off (stalled)"
+        assert down[9] == "no live connection for 2.0h (allowed 2s): HTTP 503 Service Unavailable"
+        assert (down[2], down[7], down[8]) == ("0", "-", "-")
+        assert await page.text_content("#n-bad") == "1"
+        # The lane: delivered 3 (cursor 4 less its dead letter), lag 15 - 4, 1 dead letter.
+        lane = page.locator('[data-lane="sink/busy"]')
+        assert await lane.locator("td").all_text_contents() == [
+            "sink", "busy", "idle", "3", "11", "1", ""
+        ]  # fmt: skip
+        assert "lagging" in (await lane.get_attribute("class") or "")
+        # A later frame: the run stored 2 more, gave up on one more; the cells follow.
+        runner.stats["busy"].events += 2
+        dispatcher.stats["sink", "busy"].dead += 1
+        dispatcher.stats["sink", "busy"].cursor = 5
+        await page.wait_for_function(EVENTS_ABOVE, arg=["busy", 16], timeout=10_000)
+        await page.wait_for_function(
+            """() => [...document.querySelectorAll('[data-lane="sink/busy"] td')]
+                       .map(c => c.textContent).join("|") === "sink|busy|idle|3|12|2|" """,
+            timeout=10_000,
+        )
+    finally:
+        await server.stop()
+        await store.close()
