@@ -136,7 +136,10 @@ async def test_counters_continue_from_the_store_across_reloads_never_scraped(
     write(path, a, c)
     async with running(load_config(path), reload_from=path) as (runner, base, server):
         store = server.view.store
-        await until(lambda: "c" in runner.stats and runner.stats["c"].events == 103, "c stored")
+        await until(
+            lambda: {n: s.events for n, s in runner.stats.items()} == {"a": 30, "c": 103},
+            "a and c stored",
+        )
         # Changed (so restarted) and added, with a processor for b: nothing scraped before.
         c_again = feed(provider, "c", total=103, disconnect_every=50, keepalive=0.5)
         p = {"name": "p", "kind": "command", "argv": ["cat"], "batch": 7, "streams": ["b"]}
