@@ -7,9 +7,15 @@ strictly enough to catch a client that breaks them:
 - every connection starts with Hello (op 10, ``heartbeat_interval``); a client that sends no
   Heartbeat within ``interval * 1.5`` of the last one (or of Hello) is closed with 4009
   (session timed out); every Heartbeat is ACKed (op 11) unless the connection is a zombie;
+  a Heartbeat must carry the last sequence the client received: one whose ``d`` is older
+  than what this connection had sent before its previous ACK (the client has read that
+  ACK, so it has read everything sent before it), or newer than any sent, is counted in
+  ``stale_heartbeats`` (an exact "equals the last sent" check would race with dispatches in
+  flight); ``request_heartbeat()`` sends op 1 and counts the Heartbeats that answer it;
 - Identify (op 2) with a wrong token is closed with 4004, with privileged intents not
   allowed with 4014; it starts a session: ``READY`` with ``session_id`` and
-  ``resume_gateway_url``;
+  ``resume_gateway_url``, a path of its own (``/resume-gateway``) so the emulator can tell
+  which URL a Resume came in on (``stats.paths``, ``stats.resumes_elsewhere``);
 - Resume (op 6) of a known session with a sequence it can replay from gets the missed
   dispatches, then ``RESUMED``; an unknown session or a sequence ahead of the session gets
   Invalid Session (op 9, ``d: false``); a resumed session leaves its previous connection,
@@ -17,8 +23,8 @@ strictly enough to catch a client that breaks them:
 - each event is a ``MESSAGE_CREATE`` dispatch with the session's next ``s``, sent to the
   session's connection, or kept for a resume while it has none;
 - faults: ``reconnect_every`` / ``reconnect(link)`` send Reconnect (op 7) and close that
-  connection ``reconnect_grace`` later; ``zombie(link)`` stops ACKing its heartbeats;
-  ``invalidate(resumable)`` sends op 9; ``kill()`` resets connections.
+  connection ``reconnect_grace`` later; ``zombie()`` stops ACKing heartbeats on the open
+  connections; ``invalidate(resumable)`` sends op 9; ``kill()`` resets connections.
 """
 
 from __future__ import annotations
@@ -66,6 +72,9 @@ class Link:
     session: GatewaySession | None = None
     zombie: bool = False
     last_beat: float = 0.0
+    sent_seq: int | None = None  # the last sequence sent on this connection
+    acked_seq: int | None = None  # sent_seq when the last ACK was sent
+    beat_asked: bool = False  # op 1 sent, no Heartbeat since
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -81,6 +90,11 @@ class DiscordStats:
     reconnects_sent: int = 0
     heartbeats: int = 0
     late_heartbeats: int = 0
+    stale_heartbeats: int = 0  # d older than this connection's last ACK covered, or unsent
+    heartbeat_requests: int = 0
+    requested_heartbeats: int = 0  # Heartbeats that came while an op 1 was unanswered
+    paths: dict[str, int] = field(default_factory=dict)  # connections per URL path
+    resumes_elsewhere: int = 0  # Resumes not on the resume_gateway_url
     closes: list[int] = field(default_factory=list)
     refused_gateway_bot: int = 0
 
@@ -128,6 +142,7 @@ class DiscordEmulator(ServedEmulator):
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/api/v10/gateway/bot", self._gateway_bot)
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/resume-gateway", self._gateway)
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
         return [self._produce()]
@@ -153,6 +168,7 @@ class DiscordEmulator(ServedEmulator):
         link = Link(ws, request, last_beat=loop.time())
         self.links.add(link)
         self.stats.connections += 1
+        self.stats.paths[request.path] = self.stats.paths.get(request.path, 0) + 1
         try:
             await self._send(link, {"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval}})
             link.tasks.add(asyncio.create_task(self._watch_heartbeats(link)))
@@ -174,6 +190,8 @@ class DiscordEmulator(ServedEmulator):
 
     async def _send(self, link: Link, doc: dict[str, Any]) -> None:
         await link.ws.send_str(orjson.dumps(doc).decode())
+        if isinstance(doc.get("s"), int):
+            link.sent_seq = doc["s"]
 
     async def _close(self, link: Link, code: int) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -185,7 +203,17 @@ class DiscordEmulator(ServedEmulator):
             loop = asyncio.get_running_loop()
             self.stats.heartbeats += 1
             link.last_beat = loop.time()
+            if link.beat_asked:
+                link.beat_asked = False
+                self.stats.requested_heartbeats += 1
+            newest = max((s.seq for s in self.sessions.values()), default=0)
+            floor = link.acked_seq
+            if (floor is not None and not (isinstance(d, int) and d >= floor)) or (
+                isinstance(d, int) and d > newest
+            ):
+                self.stats.stale_heartbeats += 1
             if not link.zombie:
+                link.acked_seq = link.sent_seq
                 await self._send(link, {"op": 11})
         elif op == 2:
             self.stats.identifies += 1
@@ -202,13 +230,15 @@ class DiscordEmulator(ServedEmulator):
             ready = {
                 "v": 10,
                 "session_id": session.id,
-                "resume_gateway_url": f"ws://{self.host}:{self.port}/gateway",
+                "resume_gateway_url": f"ws://{self.host}:{self.port}/resume-gateway",
                 "user": {"id": "1", "username": "emulator"},
                 "guilds": [],
             }
             await self._dispatch(session, "READY", ready)
         elif op == 6:
             self.stats.resumes += 1
+            if link.request.path != "/resume-gateway":
+                self.stats.resumes_elsewhere += 1
             if not isinstance(d, dict) or d.get("token") != self.token:
                 await self._close(link, 4004)
                 return
@@ -288,6 +318,14 @@ class DiscordEmulator(ServedEmulator):
         """Stop ACKing heartbeats on every open connection."""
         for link in self.links:
             link.zombie = True
+
+    async def request_heartbeat(self) -> None:
+        """Heartbeat request (op 1) on every open connection: the client must answer at once."""
+        for link in list(self.links):
+            self.stats.heartbeat_requests += 1
+            link.beat_asked = True
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._send(link, {"op": 1, "d": None})
 
     async def invalidate(self, resumable: bool) -> None:
         """Invalid Session (op 9) on every open connection."""
