@@ -3,16 +3,21 @@ configured to hold Slack's conversation, against the Slack emulator."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from longline.config import ConfigError, parse_config
+from longline.config import Config, ConfigError, parse_config
+from longline.ops.logging import setup_logging
+from longline.sessions.generic import GenericSession
+from longline.stores import open_store
 from longline.testing.provider import Provider
 from longline.testing.slack import SlackEmulator
 from tests.conftest import make_config
+from tests.sessions.loopback import OAuthSocket
 from tests.sessions.test_slack import CommitCheck, expect, run_until, stored_slack
 
 
@@ -189,12 +194,98 @@ async def test_resume_query_applies_to_the_connect_url_answer(
         cfg = make_config(tmp_path / "r.db", stream)
         first = await run_until(cfg, lambda r: "gen" in r.stats and r.stats["gen"].events == 200)
         assert first.stats["gen"].events == 200
-        second = await run_until(
-            cfg, lambda r: "gen" in r.stats and r.stats["gen"].state == "live"
-        )
+        second = await run_until(cfg, lambda r: "gen" in r.stats and r.stats["gen"].state == "live")
         assert second.stats["gen"].state == "stopped"
     finally:
         await runner.cleanup()
     assert opened == ["POST", "POST"]
     assert provider.stats["gen"].events_sent == 200  # the second connection resumed at 200
     assert second.stats["gen"].duplicates == 0
+
+
+# --- auth: OAuth2 on the handshake -------------------------------------------------------
+
+
+async def stored_keys(cfg: Config, stream: str) -> list[str]:
+    store = open_store(cfg.store)
+    await store.open()
+    try:
+        return [e.key for e in await store.read(stream, 0, 100_000)]
+    finally:
+        await store.close()
+
+
+def numbered(total: int) -> list[str]:
+    return sorted(str(n) for n in range(1, total + 1))
+
+
+async def test_a_handshake_401_fetches_a_new_token_for_the_next_attempt(tmp_path: Path) -> None:
+    """The token expires early at the provider (revoked, clock skew): the next handshake gets
+    a 401, and the attempt after it presents a new token instead of the refused one."""
+    total = 60
+    async with OAuthSocket(total=total, per_connection=10) as server:
+        cfg = make_config(
+            tmp_path / "o.db", server.auth({"name": "o", "transport": "ws", "key": "$.id"})
+        )
+        expired = False
+
+        def done(r: Any) -> bool:
+            nonlocal expired
+            if not expired and server.next > 20:
+                server.expire_tokens()
+                expired = True
+            return server.done and r.stats["o"].events >= total
+
+        runner = await run_until(cfg, done, timeout=20)
+        assert runner.stats["o"].state == "stopped"
+        assert server.expired_refusals == 1  # once; the cached token was then dropped
+        assert server.tokens_issued == 2
+        assert server.unknown_refusals == 0
+    assert sorted(await stored_keys(cfg, "o")) == numbered(total)
+
+
+async def test_a_token_is_refreshed_before_it_expires(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tokens live just longer than the refresh margin (60 s + 1 s, scaled down to 1 s + 1 s
+    so the test is short): each is replaced within its last margin, so no handshake ever
+    presents an expired one, while connections come and go every ~0.1 s for 3 s."""
+    monkeypatch.setattr(GenericSession, "token_margin", 1.0)
+    total = 150
+    async with OAuthSocket(total=total, per_connection=5, rate=50, token_ttl=2.0) as server:
+        cfg = make_config(
+            tmp_path / "o.db", server.auth({"name": "o", "transport": "ws", "key": "$.id"})
+        )
+        runner = await run_until(cfg, lambda r: server.done and r.stats["o"].events >= total, 20)
+        assert runner.stats["o"].events == total
+        assert server.opened("/ws") >= total // 5
+        assert server.tokens_issued >= 2  # refreshed during the 3 s
+        assert (server.expired_refusals, server.unknown_refusals) == (0, 0)
+    assert sorted(await stored_keys(cfg, "o")) == numbered(total)
+
+
+async def test_the_access_token_never_shows_in_the_logs(tmp_path: Path) -> None:
+    """The provider names the expired token in its 401 body, which the reconnect reason
+    quotes: the token was registered as a secret when it was fetched, so it shows as ***."""
+    out = io.StringIO()
+    total = 40
+    async with OAuthSocket(total=total, per_connection=10) as server:
+        cfg = make_config(
+            tmp_path / "o.db", server.auth({"name": "o", "transport": "ws", "key": "$.id"})
+        )
+        setup_logging("DEBUG", secrets=cfg.secrets, stream=out)
+        expired = False
+
+        def done(r: Any) -> bool:
+            nonlocal expired
+            if not expired and server.next > 10:
+                server.expire_tokens()
+                expired = True
+            return server.done and r.stats["o"].events >= total
+
+        await run_until(cfg, done, timeout=20)
+    text = out.getvalue()
+    assert server.expired_refusals >= 1 and server.tokens
+    assert "token *** expired" in text  # the refusal was logged, redacted
+    assert "csecret" not in text
+    assert [token for token in server.tokens if token in text] == []

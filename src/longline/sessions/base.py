@@ -7,6 +7,7 @@ the connection (``sessions.connection``) does the I/O and keeps longline's promi
 
 - ``connect_url`` runs before every connection; raise ``ConnectionEnded`` (see ``refuse``) and
   the attempt ends like a refused handshake (429 waits ``Retry-After``, 401/403 stop);
+  ``on_refused`` hears of a refused handshake (a 401: drop a cached token);
 - ``on_message`` turns each received message into actions: ``Store`` (an event, keyed by the
   session; its ``ack`` is sent only once the event is committed), ``Control`` (protocol, not
   stored; every message counts as liveness), ``Reply`` (sent now), ``Ready`` (the conversation is
@@ -254,6 +255,11 @@ class Session:
 
     async def on_open(self, link: SessionLink) -> None:
         """The WebSocket is open (nothing received yet)."""
+
+    def on_refused(self, outcome: Outcome) -> None:
+        """The WebSocket handshake was refused (``outcome.status``: 401, 403, 429...); the
+        attempt then ends by the usual rules. E.g. drop a cached credential, so the next
+        ``connect_url`` fetches a new one."""
 
     def on_message(self, msg: Received) -> Verdict:
         """What to do with one received message."""

@@ -106,7 +106,12 @@ class SessionConnection(WSConnection):
             url = with_query(url, *self.request.resume_query)
         headers = dict(self.conv.connect_headers())
         self.request = dataclasses.replace(self.request, url=url, headers=headers)
-        await super()._open()
+        try:
+            await super()._open()
+        except ConnectionEnded as e:
+            if e.outcome.status is not None:  # refused by the provider, not the network
+                self.conv.on_refused(e.outcome)
+            raise
         self._sender = self.loop.create_task(self._send_loop())
         await self.conv.on_open(self)
         if self._failed is not None:

@@ -12,7 +12,9 @@ preset or factory (docs/sessions.md).
 - ``payload_path``: store only that part of the message; the stream's ``key`` and ``cursor``
   paths still read the whole message (the envelope).
 - ``auth``: an OAuth2 client-credentials token for the ``connect_url`` request and the
-  handshake, refreshed before it expires and once on a 401.
+  handshake, refreshed before it expires, once at once when the ``connect_url`` request
+  answers 401, and for the next attempt when the handshake does; every token is registered
+  as a secret (redacted from logs and stored text).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
+from longline.core.errors import Outcome
 from longline.core.keys import JsonPath, Keyer, PathNotFound, parse_json_path
 from longline.core.model import Message, Quarantined
+from longline.core.secrets import add_secrets
 from longline.sessions.base import (
     Action,
     Control,
@@ -201,6 +205,8 @@ class GenericSession(Session):
     secret_options: ClassVar[tuple[str, ...]] = ()
     options: GenericOptions
     keyer: Keyer  # set by the connection factory: the stream's key and cursor, on the envelope
+    token_margin: ClassVar[float] = TOKEN_MARGIN
+    """Seconds before its expiry a token is replaced (a class attribute: tests shorten it)."""
 
     def __init__(self, ctx: Any, options: Any) -> None:
         super().__init__(ctx, options)
@@ -214,7 +220,7 @@ class GenericSession(Session):
         if auth is None:
             return None
         cached = self.ctx.state.get("oauth2")
-        if not renew and isinstance(cached, tuple) and cached[1] > time.time() + TOKEN_MARGIN:
+        if not renew and isinstance(cached, tuple) and cached[1] > time.time() + self.token_margin:
             return str(cached[0])
         form = {
             "grant_type": "client_credentials",
@@ -227,6 +233,7 @@ class GenericSession(Session):
         token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
             refuse("auth: the token answer has no access_token")
+        add_secrets([token])  # an echo in an error body or a traceback never shows it
         expires = answer.get("expires_in", 3600)
         lifetime = float(expires) if isinstance(expires, int | float) else 3600.0
         self.ctx.state["oauth2"] = (token, time.time() + lifetime)
@@ -278,6 +285,12 @@ class GenericSession(Session):
     def connect_headers(self) -> dict[str, str]:
         """The stream's headers, with the bearer token when ``auth`` is set."""
         return getattr(self, "_headers", dict(self.ctx.headers))
+
+    def on_refused(self, outcome: Outcome) -> None:
+        """A handshake refused with 401: the token is no good (revoked, expired early), so
+        the next attempt fetches a new one instead of presenting it again."""
+        if outcome.status == 401 and self.options.auth is not None:
+            self.ctx.state.pop("oauth2", None)
 
     # -- messages -------------------------------------------------------------------------
 
