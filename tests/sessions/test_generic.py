@@ -3,6 +3,7 @@ configured to hold Slack's conversation, against the Slack emulator."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from longline.stores import open_store
 from longline.testing.provider import Provider
 from longline.testing.slack import SlackEmulator
 from tests.conftest import make_config
-from tests.sessions.loopback import OAuthSocket
+from tests.sessions.loopback import Loopback, OAuthSocket, send
 from tests.sessions.test_slack import CommitCheck, expect, run_until, stored_slack
 
 
@@ -289,3 +290,82 @@ async def test_the_access_token_never_shows_in_the_logs(tmp_path: Path) -> None:
     assert "token *** expired" in text  # the refusal was logged, redacted
     assert "csecret" not in text
     assert [token for token in server.tokens if token in text] == []
+
+
+# --- reconnect to the URL a message names; control as liveness ----------------------------
+
+
+async def test_a_reconnect_follows_the_url_in_the_message(tmp_path: Path) -> None:
+    """``{"type": "move", "url": ...}``: the successor connects to that URL, the old
+    connection keeps delivering until the successor is ready and only then is closed; every
+    event is stored once."""
+    total = 100
+
+    async def old(ws: web.WebSocketResponse, request: web.Request) -> None:
+        for n in range(1, 31):
+            await send(ws, {"id": n})
+        await send(ws, {"type": "move", "url": server.url("/b")})
+        for n in range(31, 41):  # after the move, before the successor is up
+            await send(ws, {"id": n})
+
+    async def new(ws: web.WebSocketResponse, request: web.Request) -> None:
+        for n in range(41, total + 1):
+            await send(ws, {"id": n})
+
+    server = Loopback({"/a": old, "/b": new})
+    async with server:
+        stream = {
+            "name": "m",
+            "transport": "ws",
+            "url": server.url("/a"),
+            "key": "$.id",
+            "session": {
+                "reconnect": [{"when": {"path": "$.type", "equals": "move"}, "url_path": "$.url"}]
+            },
+        }
+        cfg = make_config(tmp_path / "m.db", stream)
+        runner = await run_until(cfg, lambda r: "m" in r.stats and r.stats["m"].events >= total, 20)
+        assert (server.opened("/a"), server.opened("/b")) == (1, 1)
+        assert server.log.index(("open", "/b")) < server.log.index(("close", "/a"))
+        assert runner.stats["m"].rotations == 1
+        assert runner.stats["m"].reconnect_causes is None
+        assert (runner.stats["m"].events, runner.stats["m"].duplicates) == (total, 0)
+    assert sorted(await stored_keys(cfg, "m")) == numbered(total)
+
+
+async def test_control_messages_alone_keep_a_stream_live(tmp_path: Path) -> None:
+    """Keepalives every 0.1 s for 3 s and nothing else, with a 1 s ``stall_timeout``: they
+    are protocol (not stored, not quarantined) but they are traffic, so no stall."""
+    sent = 0
+
+    async def keepalives(ws: web.WebSocketResponse, request: web.Request) -> None:
+        nonlocal sent
+        while sent < 30:
+            await send(ws, {"type": "keepalive"})
+            sent += 1
+            await asyncio.sleep(0.1)
+
+    server = Loopback({"/k": keepalives})
+    async with server:
+        stream = {
+            "name": "k",
+            "transport": "ws",
+            "url": server.url("/k"),
+            "key": "$.id",
+            "stall_timeout": "1s",
+            "session": {"control": [{"when": {"path": "$.type", "equals": "keepalive"}}]},
+        }
+        cfg = make_config(tmp_path / "k.db", stream)
+        runner = await run_until(cfg, lambda r: sent >= 30, 20)
+        assert sent == 30
+        assert server.opened("/k") == 1
+        stats = runner.stats["k"]
+        assert stats.reconnect_causes is None
+        assert (stats.events, stats.quarantined) == (0, 0)
+    store = open_store(cfg.store)
+    await store.open()
+    try:
+        assert await store.read("k", 0, 100) == []
+        assert await store.read_quarantine("k") == []
+    finally:
+        await store.close()
