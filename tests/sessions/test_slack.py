@@ -322,3 +322,50 @@ async def test_python_api_stream_with_the_slack_preset(tmp_path: Path) -> None:
         assert slack.stats.lost == [] and slack.stats.disconnects_sent >= 1
     assert sorted(e.key for e in got) == [event_id(n) for n in range(1, total + 1)]
     assert {e.event_type for e in got} == {"events_api"}
+
+
+async def test_a_slash_command_is_keyed_by_its_envelope_and_a_warning_rotates(
+    tmp_path: Path,
+) -> None:
+    """A ``slash_commands`` envelope has no ``event_id``: it is stored under its
+    ``envelope_id`` and acknowledged. ``disconnect`` with reason ``warning`` is handled like
+    ``refresh_requested``: the successor says hello while the warned connection is still open
+    (make-before-break), then the warned one is closed by longline, nothing lost."""
+    db = tmp_path / "s.db"
+    total = 200
+    async with SlackEmulator(total=total, rate=100, disconnect_grace=3.0) as slack:
+        cfg = make_config(db, slack_stream(slack))
+        runner = Runner(cfg, status_interval=0.2)
+        task = asyncio.create_task(runner.run())
+        warn: asyncio.Task[None] | None = None
+        try:
+            await wait_until(lambda: len(slack.stats.acked) >= 30, 10)
+            commands = [await slack.slash_command(f"deploy {n}") for n in range(2)]
+            await wait_until(lambda: len(slack.stats.other_acked) == 2, 10)
+            warn = asyncio.create_task(slack.refresh_all("warning"))
+            await wait_until(lambda: slack.done and runner.stats["slack"].rotations >= 1, 15)
+        finally:
+            runner.stop()
+            await task
+            if warn is not None:
+                warn.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await warn
+        assert sorted(slack.stats.other_acked) == sorted(e for e, _ in commands)
+        assert slack.stats.disconnects_sent == 1
+        assert slack.stats.hellos == [1, 2]  # the successor opened before the old one closed
+        assert runner.stats["slack"].rotations == 1
+        assert runner.stats["slack"].reconnect_causes is None  # not a drop: a rotation
+        assert (slack.stats.lost, slack.stats.redeliveries, slack.stats.unknown_acks) == ([], 0, 0)
+    slash = [(e, orjson.dumps(p).decode(), "slash_commands") for e, p in commands]
+    assert sorted(await stored_slack(cfg, "slack")) == sorted(expect(total) + slash)
+
+
+async def wait_until(cond: Any, timeout: float) -> None:
+    """Wait until ``cond()`` holds, checked every 20 ms; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s")
+        await asyncio.sleep(0.02)

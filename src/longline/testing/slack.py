@@ -13,6 +13,9 @@ catch a client that breaks them, and injects the faults Slack is known for:
   ``ack_timeout`` is redelivered in a new envelope with ``retry_attempt`` + 1 and
   ``retry_reason: "timeout"``, up to ``max_retries`` times, after which Slack gives up (the
   event is counted as lost);
+- ``slash_command(text)`` sends a ``slash_commands`` envelope (not Events API: no
+  ``event_id``, no redelivery) to a ready connection; its acknowledgement is recorded in
+  ``stats.other_acked``;
 - faults: ``refresh(conn)`` sends ``disconnect`` (``refresh_requested`` or ``warning``) and
   closes that connection ``disconnect_grace`` seconds later (no more envelopes go to it
   meanwhile, unless ``deliver_while_leaving``); ``refresh_every`` does that to every
@@ -105,6 +108,8 @@ class SlackStats:
     acks: int = 0
     unknown_acks: int = 0
     disconnects_sent: int = 0
+    hellos: list[int] = field(default_factory=list)  # num_connections of each hello
+    other_acked: list[str] = field(default_factory=list)  # envelope ids of slash commands
     lost: list[int] = field(default_factory=list)  # events Slack gave up on
     acked: set[int] = field(default_factory=set)
     ack_log: list[tuple[float, int]] = field(default_factory=list)  # (time, event number)
@@ -157,6 +162,7 @@ class SlackEmulator(ServedEmulator):
         self._tickets: set[str] = set()
         self._queue: deque[tuple[int, int]] = deque()  # (event, attempt) to deliver
         self._pending: dict[str, Pending] = {}
+        self._other: set[str] = set()  # envelope ids of slash commands not yet acknowledged
         self._next = 1
         self._rr = itertools.count()
         self._runner: web.AppRunner | None = None
@@ -264,6 +270,7 @@ class SlackEmulator(ServedEmulator):
                 "connection_info": {"app_id": APP_ID},
             }
             await ws.send_str(orjson.dumps(hello).decode())
+            self.stats.hellos.append(len(self.links))
             link.ready = True
             self._kick.set()
             if self.refresh_every:
@@ -285,6 +292,11 @@ class SlackEmulator(ServedEmulator):
         except orjson.JSONDecodeError:
             return
         envelope = doc.get("envelope_id") if isinstance(doc, dict) else None
+        if envelope in self._other:
+            self._other.discard(envelope)
+            self.stats.acks += 1
+            self.stats.other_acked.append(envelope)
+            return
         pending = self._pending.pop(envelope, None) if isinstance(envelope, str) else None
         if pending is None:
             self.stats.unknown_acks += 1
@@ -340,6 +352,34 @@ class SlackEmulator(ServedEmulator):
             self.stats.redeliveries += 1
         with contextlib.suppress(ConnectionError, RuntimeError):
             await link.ws.send_str(orjson.dumps(doc).decode())
+
+    async def slash_command(self, text: str) -> tuple[str, dict[str, object]]:
+        """Send a ``/longline text`` slash command envelope to a ready connection; return its
+        ``envelope_id`` and payload."""
+        links = self._ready_links()
+        if not links:
+            raise RuntimeError("no ready connection")
+        envelope_id = str(uuid.uuid4())
+        payload: dict[str, object] = {
+            "token": "verification-token",
+            "team_id": "T0EMULATOR",
+            "api_app_id": APP_ID,
+            "command": "/longline",
+            "text": text,
+            "user_id": "U0EMULATOR",
+            "channel_id": "C0EMULATOR",
+            "trigger_id": f"trigger-{envelope_id}",
+        }
+        doc = {
+            "envelope_id": envelope_id,
+            "payload": payload,
+            "type": "slash_commands",
+            "accepts_response_payload": True,
+        }
+        self._other.add(envelope_id)
+        self.stats.envelopes += 1
+        await links[next(self._rr) % len(links)].ws.send_str(orjson.dumps(doc).decode())
+        return envelope_id, payload
 
     async def _redeliver(self) -> None:
         loop = asyncio.get_running_loop()
