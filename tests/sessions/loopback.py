@@ -31,6 +31,7 @@ class Loopback(ServedEmulator):
         self.log: list[tuple[str, str]] = []
         self.received: list[tuple[str, str]] = []  # (path, text)
         self.requests: list[web.Request] = []
+        self.on_receive: Callable[[str], None] | None = None  # called as each text arrives
 
     def url(self, path: str) -> str:
         return f"ws://{self.host}:{self.port}{path}"
@@ -73,6 +74,8 @@ class Loopback(ServedEmulator):
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
                 self.received.append((path, msg.data))
+                if self.on_receive is not None:
+                    self.on_receive(msg.data)
 
     def kill(self) -> None:
         for request in list(self.requests):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 
@@ -369,3 +371,60 @@ async def test_control_messages_alone_keep_a_stream_live(tmp_path: Path) -> None
         assert await store.read_quarantine("k") == []
     finally:
         await store.close()
+
+
+async def test_a_reply_to_a_quarantined_message_waits_for_the_quarantine_write(
+    tmp_path: Path,
+) -> None:
+    """A message without the payload is quarantined; its acknowledgement (a ``reply``) must
+    not reach the provider before the quarantine row is written, or a crash in between
+    loses it: the provider would not redeliver what it heard acknowledged. Commits linger
+    300 ms here, so an early acknowledgement is caught every time."""
+    db = tmp_path / "q.db"
+    early: list[str] = []
+    acked: list[str] = []
+
+    def check(text: str) -> None:
+        envelope = orjson.loads(text)["envelope_id"]
+        acked.append(envelope)
+        table, column = (
+            ("quarantine", "CAST(raw AS TEXT)") if envelope == "bad" else ("events", "key")
+        )
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            query = f"SELECT 1 FROM {table} WHERE stream = 'q' AND {column} LIKE ?"
+            if con.execute(query, (f"%{envelope}%",)).fetchone() is None:
+                early.append(envelope)
+        finally:
+            con.close()
+
+    async def envelopes(ws: web.WebSocketResponse, request: web.Request) -> None:
+        for n in range(1, 11):
+            await send(ws, {"envelope_id": f"e{n}", "payload": {"n": n}})
+            if n == 5:
+                await send(ws, {"envelope_id": "bad", "no_payload": True})
+
+    server = Loopback({"/q": envelopes})
+    server.on_receive = check
+    async with server:
+        stream = {
+            "name": "q",
+            "transport": "ws",
+            "url": server.url("/q"),
+            "key": "$.envelope_id",
+            "session": {
+                "reply": [
+                    {
+                        "when": {"path": "$.envelope_id", "exists": True},
+                        "send": '{"envelope_id": "{$.envelope_id}"}',
+                    }
+                ],
+                "payload_path": "$.payload",
+            },
+        }
+        cfg = make_config(db, stream, writer={"batch_max": 500, "batch_window": "3s"})
+        runner = await run_until(cfg, lambda r: len(acked) >= 11, 20)
+        assert (runner.stats["q"].events, runner.stats["q"].quarantined) == (10, 1)
+    assert sorted(acked) == sorted(["bad", *(f"e{n}" for n in range(1, 11))])
+    assert early == []
+    assert sorted(await stored_keys(cfg, "q")) == sorted(f"e{n}" for n in range(1, 11))

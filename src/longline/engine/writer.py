@@ -115,6 +115,7 @@ class StreamWriter:
         "_commit_s",
         "_inflight",
         "_lingering",
+        "_q_callbacks",
         "_q_pushed",
         "_q_waiters",
         "_q_written",
@@ -194,6 +195,7 @@ class StreamWriter:
         self._q_pushed = 0
         self._q_written = 0
         self._q_waiters: Waiters = []
+        self._q_callbacks: list[tuple[int, Callable[[], None]]] | None = None  # made on use
         self._commit_s = 0.0  # how long the last commit took
         self._inflight = 0  # items of the store call under way (out of the buffer, not stored)
         self._released = False  # shutdown began: producers no longer wait for room
@@ -348,6 +350,8 @@ class StreamWriter:
             self.stats.quarantined += len(quarantined)
             self._q_written += len(quarantined)
             self._q_waiters = _release(self._q_waiters, self._q_written)
+            if self._q_callbacks:
+                self._run_q_callbacks()
             for q in quarantined:
                 log.warning(
                     "stream %s: quarantined: %s", self.stream, q.reason,
@@ -395,6 +399,31 @@ class StreamWriter:
             fn()
         else:
             self._callbacks.append((ticket, fn))
+
+    @property
+    def quarantine_ticket(self) -> int:
+        """The ticket of the last quarantined item pushed (they count apart from events)."""
+        return self._q_pushed
+
+    def after_quarantined(self, ticket: int, fn: Callable[[], None]) -> None:
+        """Call ``fn`` (on the loop) once the quarantined items up to ``ticket`` are written;
+        at once if they are. Never called for items a closing writer gave up on."""
+        if self._q_written >= ticket:
+            fn()
+        elif self._q_callbacks is None:
+            self._q_callbacks = [(ticket, fn)]
+        else:
+            self._q_callbacks.append((ticket, fn))
+
+    def _run_q_callbacks(self) -> None:
+        done, pending = self._q_written, self._q_callbacks or []
+        due = [fn for t, fn in pending if t <= done]
+        self._q_callbacks = [(t, fn) for t, fn in pending if t > done] or None
+        for fn in due:
+            try:
+                fn()
+            except Exception:  # a connection's trouble must not stop the flusher
+                log.exception("stream %s: after-quarantine callback failed", self.stream)
 
     def _run_callbacks(self) -> None:
         done = self.committed_ticket

@@ -78,10 +78,11 @@ class Store:
 @dataclass(frozen=True, slots=True)
 class Quarantine:
     """Keep ``raw`` in the quarantine with ``reason``: it arrived but cannot be stored as an
-    event (never a silent drop)."""
+    event (never a silent drop). ``ack``, if any, is sent once it is written there."""
 
     reason: str
     raw: bytes
+    ack: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

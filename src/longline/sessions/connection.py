@@ -1,10 +1,11 @@
 """A WebSocket connection driven by a ``Session``: the I/O side of a provider conversation.
 
 It asks the session for the URL before connecting, hands every received message to
-``on_message`` and does the actions it returns. Acknowledgements (``Store.ack``) wait for the
-writer's commit callback, so a provider never hears "got it" for an event that a crash could
-still lose. Outgoing messages go through one sender task, in order. ``retire`` lets a
-connection being replaced send the acknowledgements it still owes before it is closed.
+``on_message`` and does the actions it returns. Acknowledgements (``Store.ack``,
+``Quarantine.ack``) wait for the writer's commit callback, so a provider never hears "got it"
+for an event that a crash could still lose. Outgoing messages go through one sender task, in
+order. ``retire`` lets a connection being replaced send the acknowledgements it still owes
+before it is closed.
 """
 
 from __future__ import annotations
@@ -167,6 +168,10 @@ class SessionConnection(WSConnection):
             sink = sink or self._sink
             if sink is not None:
                 sink.push([Quarantined(action.reason, action.raw, time.time())], self)
+                if action.ack is not None:
+                    self._owed += 1
+                    done = functools.partial(self._acked, action.ack)
+                    sink.after_quarantined(sink.quarantine_ticket, done)
         elif isinstance(action, Control):
             pass
         elif isinstance(action, Reply):

@@ -5,7 +5,7 @@ preset or factory (docs/sessions.md).
   JSON answer. Refusals follow the connection rules (429 ``Retry-After``, 401/403 refused).
 - ``control``: messages that are protocol, not data: not stored (they count as liveness).
 - ``reply``: a message sent back when a received one matches; when the received message is
-  stored, the reply waits for its commit (acknowledge-after-commit).
+  stored or quarantined, the reply waits for that write (acknowledge-after-commit).
 - ``reconnect``: a message that asks for a new connection: open the successor (to the URL at
   ``url_path`` in the message, else a fresh ``connect_url``), close this one once the
   successor received its first message.
@@ -316,21 +316,29 @@ class GenericSession(Session):
         if any(rule.when.matches(doc) for rule in opts.control):
             out += [Control(), *self._replies(doc)]
             return out
+        ack = self._ack(doc)
         keyed = self.keyer.make(Message(msg.data), time.time())
         if isinstance(keyed, Quarantined):
-            out.append(Quarantine(keyed.reason, msg.data))
-            return out + self._replies(doc)
+            out.append(Quarantine(keyed.reason, msg.data, ack))
+            return out
         payload = keyed.payload
         if self._payload is not None:
             try:
                 inner = self._payload.get(msg.json)
             except PathNotFound:
-                out.append(Quarantine(f"payload path {self._payload} not found", msg.data))
-                return out + self._replies(doc)
+                out.append(Quarantine(f"payload path {self._payload} not found", msg.data, ack))
+                return out
             payload = inner if isinstance(inner, str) else orjson.dumps(inner).decode()
-        acks = [r.text for r in self._replies(doc) if isinstance(r, Reply)]
-        out.append(Store(keyed.key, payload, keyed.cursor, acks[0] if acks else None))
+        out.append(Store(keyed.key, payload, keyed.cursor, ack))
         return out
+
+    def _ack(self, doc: object) -> str | None:
+        """The reply to a kept (stored or quarantined) message: the first matching rule's,
+        sent once the message is committed, so a crash before it means a redelivery."""
+        for reply in self._replies(doc):
+            if isinstance(reply, Reply):
+                return reply.text
+        return None
 
     def _replies(self, doc: object) -> list[Action]:
         out: list[Action] = []

@@ -55,6 +55,15 @@ class Sink(Protocol):
         """Call ``fn`` once every event up to ``ticket`` is committed (acknowledge-after-commit);
         never if the writer gives up on it."""
 
+    @property
+    def quarantine_ticket(self) -> int:
+        """The ticket of the last quarantined item pushed (counted apart from events)."""
+        ...
+
+    def after_quarantined(self, ticket: int, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once every quarantined item up to ``ticket`` is written; never if the
+        writer gives up on it."""
+
 
 class Flag:
     """A set-once ``asyncio.Event`` whose waiter list exists only while someone waits.
