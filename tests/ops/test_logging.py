@@ -135,8 +135,15 @@ def test_json_lines_carry_rfc3339_time_and_the_context_fields() -> None:
     stamp = datetime.fromisoformat(first["ts"])
     assert first["ts"].endswith("Z") and stamp.tzinfo is not None
     assert abs(stamp.timestamp() - time.time()) < 60
-    assert first == {"ts": first["ts"], "level": "WARNING", "logger": "longline.ctx",
-                     "msg": "reconnecting", "stream": "s1", "cause": "stall", "cursor": "***"}
+    assert first == {
+        "ts": first["ts"],
+        "level": "WARNING",
+        "logger": "longline.ctx",
+        "msg": "reconnecting",
+        "stream": "s1",
+        "cause": "stall",
+        "cursor": "***",
+    }
     assert (second["processor"], second["stream"], second["msg"]) == ("p", "s2", "delivered")
     assert set(third) == {"ts", "level", "logger", "msg"}
 
@@ -163,6 +170,15 @@ def test_add_secrets_at_runtime() -> None:
     lines = out.getvalue().splitlines()
     assert [line.rsplit(": ", 1)[1] for line in lines] == ["late-token-1234", "***"]
     assert registered_secrets() == frozenset({SECRET, "late-token-1234"})
+
+
+def test_retired_secrets_are_forgotten() -> None:
+    set_secrets([SECRET])
+    add_secrets(["token-1"])
+    add_secrets(["token-2"])
+    add_secrets(["token-3"], retire=["token-1", "never-added"])
+    assert registered_secrets() == frozenset({SECRET, "token-2", "token-3"})
+    assert redact("token-1 token-2 token-3", registered_secrets()) == "token-1 *** ***"
 
 
 def test_setup_logging_replaces_its_handler_and_registry() -> None:

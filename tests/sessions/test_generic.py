@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from longline.config import Config, ConfigError, parse_config
+from longline.core.secrets import registered_secrets
 from longline.ops.logging import setup_logging
 from longline.sessions.generic import GenericSession
 from longline.stores import open_store
@@ -264,6 +265,10 @@ async def test_a_token_is_refreshed_before_it_expires(
         assert server.opened("/ws") >= total // 5
         assert server.tokens_issued >= 2  # refreshed during the 3 s
         assert (server.expired_refusals, server.unknown_refusals) == (0, 0)
+        # Redacted are the last two tokens, not every token of the run (months of refreshes).
+        issued = list(server.tokens)  # in the order issued
+        assert set(issued[-2:]) <= registered_secrets()
+        assert not set(issued[:-2]) & registered_secrets()
     assert sorted(await stored_keys(cfg, "o")) == numbered(total)
 
 

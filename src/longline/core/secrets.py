@@ -62,11 +62,13 @@ def registered_secrets() -> frozenset[str]:
     return _secrets
 
 
-def add_secrets(values: Iterable[str]) -> None:
-    """Register more secrets at runtime (for example a token obtained after startup)."""
+def add_secrets(values: Iterable[str], *, retire: Iterable[str] = ()) -> None:
+    """Register more secrets at runtime (for example a token obtained after startup), and
+    forget ``retire``: a token refreshed every hour for months must not grow the list (and the
+    pattern every log line is matched against) by one each time."""
     global _secrets, _pattern
     with _lock:
-        _secrets = _secrets | {v for v in values if v}
+        _secrets = (_secrets - set(retire)) | {v for v in values if v}
         _pattern = _compile(_secrets)
 
 

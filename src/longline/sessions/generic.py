@@ -233,7 +233,13 @@ class GenericSession(Session):
         token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
             refuse("auth: the token answer has no access_token")
-        add_secrets([token])  # an echo in an error body or a traceback never shows it
+        # An echo in an error body or a traceback never shows it. The token before the one it
+        # replaces is forgotten (the one it replaces may still be in flight in a refusal).
+        previous = cached[0] if isinstance(cached, tuple) else None
+        older = self.ctx.state.get("oauth2_older")
+        stale = [older] if isinstance(older, str) and older not in (token, previous) else []
+        add_secrets([token], retire=stale)
+        self.ctx.state["oauth2_older"] = previous
         expires = answer.get("expires_in", 3600)
         lifetime = float(expires) if isinstance(expires, int | float) else 3600.0
         self.ctx.state["oauth2"] = (token, time.time() + lifetime)
