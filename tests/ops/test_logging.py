@@ -11,7 +11,15 @@ from datetime import datetime
 
 import pytest
 
-from longline.core.secrets import add_secrets, redact, registered_secrets, set_secrets
+from longline.core.secrets import (
+    add_secrets,
+    longest_secret,
+    redact,
+    redacted_head,
+    redacted_tail,
+    registered_secrets,
+    set_secrets,
+)
 from longline.ops.logging import RedactingFilter, setup_logging
 
 SECRET = "tok-9f8e7d6c5b4a"
@@ -43,6 +51,20 @@ def _capture(json_mode: bool = False, stream: io.StringIO | None = None) -> io.S
     out = stream if stream is not None else io.StringIO()
     setup_logging("DEBUG", secrets=[SECRET], json=json_mode, stream=out)
     return out
+
+
+def test_a_cut_never_leaves_a_piece_of_a_secret() -> None:
+    """Redacted before the cut: a secret crossing it is replaced whole, even when a shorter
+    secret is its prefix (redacting the cut text would leave the longer one's middle)."""
+    secrets = ["abc", "abcdef"]
+    assert redacted_head("12abcdef34", 4, secrets) == ("12***", True)
+    assert redacted_head("12abcdef", 4, secrets) == ("12***", False)
+    assert redacted_head("1234abcdef", 4, secrets) == ("1234", True)
+    assert redacted_head("12", 4, secrets) == ("12", False)
+    assert redacted_tail("12abcdef34", 3, secrets) == "***34"
+    assert redacted_tail("12abcdef34", 2, secrets) == "34"
+    assert redacted_tail("abc12abc", 100, secrets) == "***12***"
+    assert longest_secret(["é"]) == 2  # UTF-8 bytes: what a reader counts
 
 
 def test_redact_replaces_every_occurrence_longest_first() -> None:

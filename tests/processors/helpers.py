@@ -30,6 +30,7 @@ class Reply:
     status: int = 200
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    text: str = "hook says no\n"
 
 
 @dataclass
@@ -96,7 +97,7 @@ class Hook:
             reply = Reply(400)
         await asyncio.sleep(reply.delay or self.delay)
         rec.status = reply.status
-        return web.Response(status=reply.status, headers=reply.headers, text="hook says no\n")
+        return web.Response(status=reply.status, headers=reply.headers, text=reply.text)
 
 
 def event(i: int) -> Event:

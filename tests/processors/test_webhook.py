@@ -118,6 +118,22 @@ async def test_429_carries_retry_after(hook: Hook, tmp_path: Path) -> None:
     assert (info.value.permanent, info.value.retry_after) == (False, 7.0)
 
 
+async def test_an_echoed_token_crossing_the_cut_is_redacted_whole(
+    hook: Hook, tmp_path: Path
+) -> None:
+    """The error keeps the first 200 characters of the body; a token that starts before the
+    cut and ends after it must not leave its start behind (a piece no redactor recognises)."""
+    token = "tok-5e6f7a8b9c-webhook"
+    hook.script = [Reply(401, text="x" * 190 + token + " expired" + "y" * 300)]
+    p = proc(hook.url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with pytest.raises(ProcessorError) as info:
+            await p.deliver("s", await events(tmp_path, 1))
+    finally:
+        await p.close()
+    assert str(info.value) == "webhook answered HTTP 401: " + "x" * 190 + "***"
+
+
 async def test_network_error_is_retried_and_hides_the_password(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -16,8 +16,11 @@ from collections.abc import Iterable
 __all__ = [
     "REDACTED",
     "add_secrets",
+    "longest_secret",
     "redact",
     "redact_stored",
+    "redacted_head",
+    "redacted_tail",
     "registered_secrets",
     "scrub",
     "set_secrets",
@@ -55,6 +58,50 @@ def redact_stored(text: str, secrets: Iterable[str] = ()) -> str:
     beyond the reach of the log filter, so it is redacted before it is written.
     """
     return redact(text, frozenset(secrets) | _secrets)
+
+
+def longest_secret(secrets: Iterable[str] = ()) -> int:
+    """UTF-8 length of the longest of ``secrets`` and the registered ones (0 if none): how far
+    past a cut a reader must read so that a secret crossing the cut is whole to redact."""
+    return max((len(s.encode()) for s in frozenset(secrets) | _secrets), default=0)
+
+
+def redacted_head(text: str, limit: int, secrets: Iterable[str] = ()) -> tuple[str, bool]:
+    """The first ``limit`` characters of ``text``, redacted as ``redact_stored`` does, and
+    whether anything was cut off.
+
+    Redacted before it is cut: a secret that starts before the cut is replaced whole (the cut
+    moves past it), where cutting first would leave a piece no redactor recognises. ``text``
+    must therefore run ``longest_secret()`` past ``limit`` when more of it exists.
+    """
+    pattern = _compiled(frozenset(secrets) | _secrets)
+    out: list[str] = []
+    pos = 0
+    for match in pattern.finditer(text) if pattern else ():
+        if match.start() >= limit:
+            break
+        out += (text[pos : match.start()], REDACTED)
+        pos = match.end()
+    end = max(pos, limit)
+    out.append(text[pos:end])
+    return "".join(out), end < len(text)
+
+
+def redacted_tail(text: str, limit: int, secrets: Iterable[str] = ()) -> str:
+    """The last ``limit`` characters of ``text``, redacted before the cut (``redacted_head``:
+    a secret that ends after the cut is replaced whole)."""
+    pattern = _compiled(frozenset(secrets) | _secrets)
+    start = max(0, len(text) - limit)
+    out: list[str] = []
+    pos = len(text)
+    matches = list(pattern.finditer(text)) if pattern else []
+    for match in reversed(matches):
+        if match.end() <= start:
+            break
+        out += (text[match.end() : pos], REDACTED)
+        pos = match.start()
+    out.append(text[min(pos, start) : pos])
+    return "".join(reversed(out))
 
 
 def registered_secrets() -> frozenset[str]:

@@ -20,7 +20,7 @@ import orjson
 from pydantic import Field, field_validator
 
 from longline.core.model import StoredEvent
-from longline.core.secrets import redact_stored
+from longline.core.secrets import redacted_tail
 from longline.processors.base import ProcessorError, event_dicts
 from longline.processors.registry import Duration, ProcessorKind, ProcessorSettings
 
@@ -89,9 +89,9 @@ class CommandProcessor:
         code = proc.returncode
         if code == 0:
             return
-        # Redacted before it is cut: a cut through a secret would leave a piece no redactor
-        # recognises (the dispatcher redacts the error again with the config's secrets).
-        tail = redact_stored(err.decode("utf-8", "replace").strip())[-_STDERR_TAIL:]
+        # Redacted before it is cut (the dispatcher redacts the error again with the config's
+        # secrets, but a piece of one left by the cut would be recognised by no redactor).
+        tail = redacted_tail(err.decode("utf-8", "replace").strip(), _STDERR_TAIL)
         what = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
         raise ProcessorError(
             f"{cfg.argv[0]} failed ({what})" + (f": {tail}" if tail else ""),

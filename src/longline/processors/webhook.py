@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 
 from longline.core.backoff import parse_retry_after
 from longline.core.model import StoredEvent
-from longline.core.secrets import redact
+from longline.core.secrets import longest_secret, redact, redacted_head
 from longline.processors.base import ProcessorError, event_dicts
 from longline.processors.registry import (
     Duration,
@@ -41,7 +41,7 @@ __all__ = ["KIND", "SIGNATURE_HEADER", "WebhookProcessor", "WebhookSettings", "b
 SIGNATURE_HEADER = "X-Longline-Signature"
 _RETRY_STATUSES = frozenset({408, 429})
 _UNAVAILABLE_STATUSES = frozenset({429, 503})  # "not now": the batch is not at fault
-_BODY_TAIL = 200  # characters of a failing response body kept in the error
+_BODY_HEAD = 200  # characters of a failing response body kept in the error
 
 
 class WebhookSettings(ProcessorSettings):
@@ -115,7 +115,7 @@ class WebhookProcessor:
             ) as resp:
                 if 200 <= resp.status < 300:
                     return
-                text = await _tail(resp)
+                text = await _head(resp, self._secrets)
                 retry_after = None
                 if resp.status == 429 and (value := resp.headers.get("Retry-After")):
                     retry_after = parse_retry_after(value, time.time())
@@ -142,13 +142,16 @@ class WebhookProcessor:
             await session.close()
 
 
-async def _tail(resp: aiohttp.ClientResponse) -> str:
-    """The start of an error response body, for the dead letter's error text."""
+async def _head(resp: aiohttp.ClientResponse, secrets: Collection[str]) -> str:
+    """The start of an error response body, for the dead letter's error text (redacted before
+    it is cut, so it reads past the cut by the longest secret)."""
+    want, raw = _BODY_HEAD * 4 + longest_secret(secrets), b""
     try:
-        raw = await resp.content.read(_BODY_TAIL * 4)
+        while len(raw) < want and (chunk := await resp.content.read(want - len(raw))):
+            raw += chunk
     except (TimeoutError, aiohttp.ClientError):
         return ""
-    return raw.decode("utf-8", "replace").strip()[:_BODY_TAIL]
+    return redacted_head(raw.decode("utf-8", "replace").strip(), _BODY_HEAD, secrets)[0]
 
 
 def build(settings: WebhookSettings) -> WebhookProcessor:

@@ -13,12 +13,19 @@ import aiohttp
 
 from longline.core.backoff import parse_retry_after
 from longline.core.errors import Outcome, classify_status
-from longline.core.secrets import redact, registered_secrets
+from longline.core.secrets import longest_secret, redacted_head
 
 BODY_HEAD = 200
 """Bytes of a refusal's body kept for the log line: enough for a provider's error message."""
 _BODY_WAIT = 1.0  # seconds: a refusal whose body trickles must not hold up the reconnect
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def body_read(limit: int = BODY_HEAD) -> int:
+    """Bytes to read for a body head of ``limit`` bytes: past the cut by the longest registered
+    secret, so a secret crossing it is whole when redacted, and one more, which tells whether
+    the body went on."""
+    return limit + longest_secret() + 1
 
 
 async def body_head(content: aiohttp.StreamReader, limit: int = BODY_HEAD) -> str:
@@ -27,26 +34,32 @@ async def body_head(content: aiohttp.StreamReader, limit: int = BODY_HEAD) -> st
     Registered secrets (``ops.logging``) are replaced, since a provider may echo the token it
     refused; the text goes to logs and to the stored status.
     """
+    want = body_read(limit)
     buf = bytearray()
     try:
         async with asyncio.timeout(_BODY_WAIT):
-            while len(buf) < limit:
-                chunk = await content.read(limit - len(buf))
+            while len(buf) < want:
+                chunk = await content.read(want - len(buf))
                 if not chunk:
                     break
                 buf += chunk
     except (TimeoutError, aiohttp.ClientError, ConnectionError):
         pass
-    return printable(bytes(buf), cut=len(buf) >= limit)
+    return printable(bytes(buf), limit)
 
 
-def printable(raw: bytes, *, cut: bool) -> str:
-    """A body's first bytes as one printable, redacted line; ``cut``: more followed."""
-    text = _UNPRINTABLE.sub(" ", raw.decode("utf-8", "replace")).strip()
-    text = " ".join(text.split())
+def printable(raw: bytes, limit: int = BODY_HEAD) -> str:
+    """The first ``limit`` bytes of ``raw`` as one printable line, " ..." if more followed.
+
+    Registered secrets are redacted before the cut (``core.secrets.redacted_head``), so ``raw``
+    should hold ``body_read(limit)`` bytes when the body has them.
+    """
+    chars = len(raw[:limit].decode("utf-8", "replace"))  # a char split by the cut counts whole
+    head, cut = redacted_head(raw.decode("utf-8", "replace"), chars)
+    text = " ".join(_UNPRINTABLE.sub(" ", head).split())
     if text and cut:
         text += " ..."
-    return redact(text, registered_secrets())
+    return text
 
 
 def refused(status: int, reason: str | None, headers: Mapping[str, str], body: str = "") -> Outcome:

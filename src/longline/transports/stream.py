@@ -16,6 +16,7 @@ import aiohttp
 from longline.core.errors import Cause, Outcome
 from longline.core.lines import LineSplitter
 from longline.core.resume import ConnectRequest
+from longline.core.secrets import redacted_head
 from longline.core.sse import SSEParser
 from longline.transports.base import (
     Connection,
@@ -193,5 +194,7 @@ LINES = TransportKind("lines", _lines, ("http", "https"))
 
 
 def _describe(e: BaseException) -> str:
-    """A short error text without URLs (they may carry secrets in the query)."""
-    return type(e).__name__ if not str(e) else f"{type(e).__name__}: {str(e)[:200]}"
+    """A short error text without URLs (they may carry secrets in the query), redacted before
+    it is cut (``core.secrets.redacted_head``)."""
+    text = redacted_head(str(e), 200)[0]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -38,7 +38,7 @@ from longline.core.errors import Cause, Outcome
 from longline.core.model import Oversized
 from longline.core.resume import ConnectRequest
 from longline.transports.base import ConnectionEnded, MessageConnection, Sink
-from longline.transports.http import BODY_HEAD, printable, refused
+from longline.transports.http import body_read, printable, refused
 from longline.transports.stream import _describe
 
 TOO_BIG = re.compile(r"size (\d+) exceeds")
@@ -271,7 +271,9 @@ class DirectWSConnection(MessageConnection):
     async def _body_head(proto: _Protocol, headers: CIMultiDict[str], rest: bytes) -> str:
         """The first bytes of a refusal's body as ``http.body_head`` gives them."""
         length = headers.get("Content-Length")
-        want = min(int(length), BODY_HEAD) if length and length.isdigit() else BODY_HEAD
+        want = body_read()
+        if length and length.isdigit():
+            want = min(int(length), want)
         chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
         start = len(proto.buf) - len(rest)
         try:
@@ -289,7 +291,7 @@ class DirectWSConnection(MessageConnection):
                     await proto.more()
         except TimeoutError:
             pass
-        return printable(body[:want], cut=len(body) >= BODY_HEAD)
+        return printable(body[:want])
 
     def _upgrade(self, proto: _Protocol, headers: CIMultiDict[str], key: str, rest: bytes) -> None:
         """Check the 101 answer and hand the socket to aiohttp's frame parser."""
