@@ -36,6 +36,9 @@ async def test_reasons_are_stored_without_secrets(provider: Provider, tmp_path: 
                 # Every event lacks the key path, whose name happens to be a secret's value.
                 {"name": "bad", "transport": "lines", "key": "$.acct_7f3k9",
                  "url": provider.url("lines", "q", total=3), "headers": {"X-Acct": "${ACCT}"}},
+                # Refused for good: it failed, and says why even after the stop.
+                {"name": "refused", "transport": "sse", "url": provider.url("sse", "r", status=401),
+                 "backoff": {"initial": "50ms", "max": "100ms"}},
             ],
         },
         env=env,
@@ -44,7 +47,7 @@ async def test_reasons_are_stored_without_secrets(provider: Provider, tmp_path: 
     runner = Runner(cfg, status_interval=0.1)
     run = asyncio.create_task(runner.run(duration=30.0))
 
-    # The saved reason is read while the stream backs off (a clean stop clears it).
+    # The saved reason is read while the stream backs off.
     status: dict[str, Any] = {}
     quarantined: list[Quarantined] = []
     try:
@@ -57,13 +60,27 @@ async def test_reasons_are_stored_without_secrets(provider: Provider, tmp_path: 
                 quarantined = await store.read_quarantine("bad", 0, 100)
             finally:
                 await store.close()
-            if (status.get("down") or {}).get("reason") and len(quarantined) == 3:
+            failed = (status.get("refused") or {}).get("state") == "failed"
+            if (status.get("down") or {}).get("reason") and len(quarantined) == 3 and failed:
                 break
     finally:
         runner.stop()
         await run
+    store = SQLiteStore(tmp_path / "r.db")
+    await store.open()
+    try:
+        after = await store.get_status()
+    finally:
+        await store.close()
     reason = status["down"]["reason"]
     assert reason.startswith("ClientConnectorError: Cannot connect to host ")
     assert host not in reason and REDACTED in reason
     assert [q.reason for q in quarantined] == [f"key path $.{REDACTED} not found"] * 3
     assert "acct_7f3k9" not in str(status)
+
+    # A clean stop leaves no stale error: the stream that was merely reconnecting shows none;
+    # the one that failed keeps why (it did fail, and `status` must say so after the stop).
+    assert (after["down"]["state"], after["down"]["reason"]) == ("stopped", None)
+    assert (after["bad"]["state"], after["bad"]["reason"]) == ("stopped", None)
+    assert after["refused"]["state"] == "failed"
+    assert after["refused"]["reason"] == "HTTP 401 Unauthorized: refused (3 attempts)"
