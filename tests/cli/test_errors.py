@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,15 @@ STORE_COMMANDS: list[tuple[str, ...]] = [
     ("deadletters",),
     ("dispatch", "--duration", "5"),
     ("replay", "--processor", "p", "--stream", "a", "--from-seq", "1"),
+    ("tail",),
+]
+# The commands that only read: they never create a store (docs/operations.md).
+READ_COMMANDS: list[tuple[str, ...]] = [
+    ("status",),
+    ("status", "--json"),
+    ("events", "--stream", "a"),
+    ("deadletters",),
+    ("tail",),
 ]
 
 
@@ -166,3 +176,60 @@ async def test_check_connect_on_postgres_and_on_dynamodb_without_tables(
         f"{dy}: store: DynamoDB table(s) missing: {tables}. Create them with"
         " `longline init CONFIG` or start with `longline run --create-tables CONFIG`",
     ]
+
+
+async def test_reading_commands_never_create_a_postgres_schema(
+    pg_server: str, tmp_path: Path
+) -> None:
+    """A mistyped ``?schema=`` is one line naming the schema and the database (never the
+    password), exit 1, and the schema is still not there afterwards."""
+    import asyncpg
+
+    schema = f"lltypo_{uuid.uuid4().hex[:12]}"
+    url = pg_server.replace("postgresql://postgres@", "postgresql://postgres:pa55word@")
+    cfg = write_config(tmp_path / "c.yaml", f"{url}?schema={schema}")
+    for command in READ_COMMANDS:
+        code, out, err = await cli(command[0], str(cfg), *command[1:])
+        assert (code, out) == (1, ""), (command, err)
+        assert err == (
+            f"{cfg}: store: no PostgreSQL schema '{schema}' at 127.0.0.1:5432/test"
+            " (`longline run` creates it)\n"
+        ), command
+    conn = await asyncpg.connect(pg_server)
+    try:
+        found = await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema)
+        assert found == 0
+        # A schema that exists but holds no store (say `public` by mistake) is refused too,
+        # and nothing is created in it.
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        try:
+            code, out, err = await cli("status", str(cfg))
+            assert (code, out) == (1, "")
+            assert err == (
+                f"{cfg}: store: no longline store in PostgreSQL schema '{schema}' at"
+                " 127.0.0.1:5432/test: table(s) events, longline_migrations, quarantine,"
+                " status, streams missing (`longline run` creates them)\n"
+            )
+            tables = await conn.fetchval(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = $1", schema
+            )
+            assert tables == 0
+        finally:
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+async def test_reading_commands_never_create_dynamodb_tables(
+    dynamodb_url: str, tmp_path: Path
+) -> None:
+    cfg = write_config(tmp_path / "c.yaml", dynamodb_url)
+    prefix = dynamodb_url.split("//")[1].split("?")[0]
+    tables = ", ".join(f"{prefix}_{spec.suffix}" for spec in TABLES)
+    for command in READ_COMMANDS:
+        code, out, err = await cli(command[0], str(cfg), *command[1:])
+        assert (code, out) == (1, ""), (command, err)
+        assert err == (
+            f"{cfg}: store: DynamoDB table(s) missing: {tables}. Create them with"
+            " `longline init CONFIG` or start with `longline run --create-tables CONFIG`\n"
+        ), command

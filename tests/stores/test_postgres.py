@@ -152,6 +152,29 @@ def test_url_options_are_ours_or_passed_to_asyncpg() -> None:
         PostgresStore("postgresql://u@h/db", schema="")
 
 
+async def test_create_false_opens_an_existing_store_and_refuses_a_missing_schema(
+    pg_url: str, admin: asyncpg.Connection
+) -> None:
+    schema = schema_of(pg_url)
+    reader = from_url(pg_url, create=False)
+    with pytest.raises(StoreError) as info:
+        await reader.open()
+    assert str(info.value) == (
+        f"no PostgreSQL schema '{schema}' at 127.0.0.1:5432/test (`longline run` creates it)"
+    )
+    assert info.value.permanent
+    assert await admin.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema) is None
+    writer = from_url(pg_url)  # what `run` does: creates it
+    await writer.open()
+    await writer.append("a", [ev("1")])
+    await writer.close()
+    await reader.open()  # now there is a store to read
+    try:
+        assert [e.key for e in await reader.read("a")] == ["1"]
+    finally:
+        await reader.close()
+
+
 async def test_unreachable_server_raises_store_error_without_the_password() -> None:
     s = open_store("postgresql://user:s3cr3t@127.0.0.1:1/db")
     with pytest.raises(StoreError, match=re.escape("could not connect to 127.0.0.1:1/db")) as info:

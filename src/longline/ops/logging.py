@@ -135,3 +135,7 @@ def setup_logging(
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(numeric)
+    # boto3 says "Found credentials in environment variables." at INFO for every client: noise
+    # before a command's one line of error (`deadletters` on a DynamoDB store), kept for DEBUG.
+    quiet = logging.NOTSET if numeric <= logging.DEBUG else logging.WARNING
+    logging.getLogger("botocore.credentials").setLevel(quiet)

@@ -38,9 +38,10 @@ def open_store(url: str, *, create_tables: bool = False, create: bool = True) ->
     ``postgresql://user@host:port/db?schema=NAME`` (also ``postgres://``) and
     ``dynamodb://PREFIX?region=...&endpoint_url=...`` load their driver only when named.
     ``create_tables`` lets a DynamoDB store create missing tables (SQLite and PostgreSQL
-    always create and migrate their schema). A backend whose driver is not installed raises
+    create and migrate their schema on open). A backend whose driver is not installed raises
     :class:`StoreDriverMissing` naming the extra to install. ``create=False`` (the commands
-    that only read) refuses a SQLite file that does not exist instead of creating one.
+    that only read) refuses a store that does not exist instead of creating one: a SQLite
+    file, a PostgreSQL schema or its tables (DynamoDB tables are never created then).
 
     ``memory://NAME`` is an in-memory store shared by name within this process (``memory://``
     alone: private to the object); see :mod:`longline.stores.memory`.

@@ -21,7 +21,8 @@ def _open(url: str, *, create_tables: bool, create: bool) -> Store:
     except ModuleNotFoundError as exc:
         raise driver_missing(exc, "a dynamodb:// store", "dynamodb", "boto3", "botocore") from None
 
-    return from_url(url, create_tables=create_tables)
+    # Missing tables are refused unless create_tables; a command that only reads never asks.
+    return from_url(url, create_tables=create_tables and create)
 
 
 KIND = StoreKind("dynamodb", _open, "dynamodb://TABLE", _check)

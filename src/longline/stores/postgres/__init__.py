@@ -14,7 +14,7 @@ def _open(url: str, *, create_tables: bool, create: bool) -> Store:
     except ModuleNotFoundError as exc:
         scheme = url.split("://", 1)[0].lower()
         raise driver_missing(exc, f"a {scheme}:// store", "postgres", "asyncpg") from None
-    return from_url(url)
+    return from_url(url, create=create)
 
 
 KIND = StoreKind("postgresql", _open, "postgresql://...")

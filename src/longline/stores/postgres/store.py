@@ -89,6 +89,8 @@ class _OneLine(logging.Filter):
 logging.getLogger("asyncpg.pool").addFilter(_OneLine())
 _MIGRATE_LOCK = 0x6C6F6E67  # "long": pg_advisory_xact_lock key shared by every longline
 _STAGING = "longline_staging"
+# The tables a store has had since its first migration (a reading command checks for them).
+_TABLES = ("longline_migrations", "streams", "events", "quarantine", "status")
 _STAGING_COLUMNS = ("ord", "key", "cursor", "received_at", "event", "payload")
 _CREATE_STAGING = f"""CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
     ord int4 NOT NULL, key text NOT NULL, cursor text, received_at float8 NOT NULL,
@@ -158,7 +160,9 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store):
     as ``sslmode`` included; the password may also come from ``PGPASSWORD`` or ``.pgpass``).
     """
 
-    def __init__(self, dsn: str, *, schema: str = "public", pool_size: int = 8) -> None:
+    def __init__(
+        self, dsn: str, *, schema: str = "public", pool_size: int = 8, create: bool = True
+    ) -> None:
         if not schema or len(schema) > 40:
             raise StoreError("the PostgreSQL schema name must have 1 to 40 characters")
         if pool_size < 1:
@@ -166,6 +170,8 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store):
         self._dsn = dsn
         self.schema = schema
         self._pool_size = pool_size
+        # False for commands that only read: a mistyped ?schema= must not create an empty store.
+        self.create = create
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
         self._channel = f"longline_events:{schema}"
@@ -182,7 +188,8 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect, then create or migrate the schema (idempotent, safe to race)."""
+        """Connect, then create or migrate the schema (idempotent, safe to race); with
+        ``create=False``, refuse a schema that does not hold a longline store yet."""
         async with self._lock:
             if self._pool is not None:
                 return
@@ -198,6 +205,8 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store):
                 raise self._error("connect to", exc) from exc
             try:
                 async with pool.acquire() as conn:
+                    if not self.create:
+                        await self._require_store(conn)
                     await self._migrate(conn)
             except BaseException:
                 await pool.close()
@@ -228,6 +237,31 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store):
 
     async def _init_connection(self, conn: asyncpg.Connection) -> None:
         await conn.execute(_CREATE_STAGING)
+
+    async def _require_store(self, conn: asyncpg.Connection) -> None:
+        """Raise unless the schema exists with longline's tables (an existing store may still
+        be migrated: that changes no data and the reading code needs it)."""
+        try:
+            row = await conn.fetchrow(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS schema,"
+                " array(SELECT relname::text FROM pg_class c JOIN pg_namespace n"
+                " ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')"
+                " AND relname = ANY($2::text[])) AS tables",
+                self.schema,
+                list(_TABLES),
+            )
+        except _ERRORS as exc:
+            raise self._error("read the schema of", exc) from exc
+        where = f"PostgreSQL schema {self.schema!r} at {self.where}"
+        if not row["schema"]:
+            raise StoreError(f"no {where} (`longline run` creates it)", permanent=True)
+        missing = sorted(set(_TABLES) - set(row["tables"]))
+        if missing:
+            raise StoreError(
+                f"no longline store in {where}: table(s) {', '.join(missing)} missing"
+                " (`longline run` creates them)",
+                permanent=True,
+            )
 
     async def _migrate(self, conn: asyncpg.Connection) -> None:
         steps = migrations.load("postgres")
@@ -511,11 +545,12 @@ def _json(stream: str, status: dict[str, Any]) -> str:
         raise StoreError(f"status of {stream!r} is not JSON-serialisable: {exc}") from exc
 
 
-def from_url(url: str) -> PostgresStore:
+def from_url(url: str, *, create: bool = True) -> PostgresStore:
     """Build a store from ``postgresql://user@host:port/db?schema=NAME&pool_size=N``.
 
     ``schema`` and ``pool_size`` are longline's own options; every other query option is left
-    for asyncpg/libpq (``sslmode``, ``connect_timeout``, ...).
+    for asyncpg/libpq (``sslmode``, ``connect_timeout``, ...). ``create=False``: ``open``
+    refuses a schema without a longline store instead of creating it.
     """
     parts = urlsplit(url)
     options = parse_qsl(parts.query, keep_blank_values=True)
@@ -526,4 +561,5 @@ def from_url(url: str) -> PostgresStore:
     except ValueError as exc:
         raise StoreError("pool_size in the PostgreSQL URL must be an integer") from exc
     dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), ""))
-    return PostgresStore(dsn, schema=ours.get("schema", "public"), pool_size=pool_size)
+    schema = ours.get("schema", "public")
+    return PostgresStore(dsn, schema=schema, pool_size=pool_size, create=create)
