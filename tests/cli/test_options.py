@@ -4,8 +4,10 @@ messages and exit 2, and ``python -m longline.cli`` as the CLI."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -33,35 +35,66 @@ DURATION_OPTIONS = {
     ("run", "duration"), ("run", "lease_ttl"), ("dispatch", "duration"), ("demo", "duration"),
     ("lambda-sim", "duration"), ("lambda-sim", "timeout"), ("lambda-sim", "margin"),
     ("lambda-sim", "watchdog"), ("lambda-sim", "lease_ttl"), ("deploy", "margin"),
+    ("provider", "refresh_every"), ("cost", "handoff_interval"), ("cost", "overlap"),
+    ("cost", "batch_window"), ("cost", "processor_duration"), ("cost", "cpu_per_event"),
 }  # fmt: skip
+# What an option's help says when it takes a time: found by meaning, not by the option's name
+# (`--refresh-every` and `cost --overlap` were missed that way). "per second" is a rate.
+SAYS_TIME = re.compile(
+    r"\b(how long|this long|that long|time|timeout|interval|period|overlap|window"
+    r"|(?<!per )(seconds?|minutes?|hours?|days?))\b|e\.g\. [0-9.]+(us|µs|ms|s|m|h|d)\b",
+    re.IGNORECASE,
+)
+# Options whose help speaks of time but that are not one duration, and why.
+NOT_A_DURATION = {
+    ("cost", "days"): "a count of days, the cost model's unit for the period priced",
+    ("cost", "retention_days"): "a count of days, as the model prices retention",
+    ("lambda-sim", "kill"): "N@DURATION: the DURATION part goes through parse_duration",
+}
 
 
 def test_every_duration_option_uses_the_duration_type() -> None:
-    found = {
-        (name, p.name)
+    options = [
+        (name, p)
         for name, cmd in all_commands(main).items()
         for p in cmd.params
-        if isinstance(p.type, Duration)
-    }
+        if isinstance(p, click.Option)
+    ]
+    found = {(name, p.name) for name, p in options if isinstance(p.type, Duration)}
     assert found == DURATION_OPTIONS
-    # No duration left as a bare number or string elsewhere.
-    loose = {
-        (name, p.name)
-        for name, cmd in all_commands(main).items()
-        for p in cmd.params
-        if p.name in {"duration", "lease_ttl", "timeout", "margin", "watchdog"}
-        and not isinstance(p.type, Duration)
-    }
-    assert loose == set()
+    # The detector sees every known duration, so it would see one that lost its type...
+    says_time = {(name, p.name) for name, p in options if SAYS_TIME.search(p.help or "")}
+    assert says_time >= DURATION_OPTIONS
+    # ... and no option that speaks of time takes anything else (a float, its own parser).
+    assert says_time - DURATION_OPTIONS == set(NOT_A_DURATION)
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("90", 90.0), ("90s", 90.0), ("1.5", 1.5), ("500ms", 0.5), ("5m", 300.0), ("1h", 3600.0),
-     ("1h30m", 5400.0)],
+     ("1h30m", 5400.0), ("1d", 86400.0), ("9us", 9e-6), ("2min", 120.0)],
 )  # fmt: skip
 def test_duration_syntax_is_the_configs(text: str, seconds: float) -> None:
     assert DURATION.convert(text, None, None) == seconds
+
+
+@pytest.mark.parametrize(
+    ("args", "field", "value"),
+    [(["provider", "--refresh-every", "5s"], "refresh_every", 5.0),
+     (["provider", "--refresh-every", "1m30s"], "refresh_every", 90.0),
+     (["cost", "--handoff-interval", "1h30m"], "handoff_interval", Decimal(5400)),
+     (["cost", "--overlap", "1d"], "overlap", Decimal(86400)),
+     (["cost", "--batch-window", "100ms"], "batch_window", Decimal("0.1")),
+     (["cost", "--cpu-per-event", "9us"], "cpu_per_event", Decimal("0.000009")),
+     (["cost", "--cpu-per-event", "9µs"], "cpu_per_event", Decimal("0.000009"))],
+)  # fmt: skip
+def test_provider_and_cost_take_the_config_duration_syntax(
+    args: list[str], field: str, value: float | Decimal
+) -> None:
+    cmd = all_commands(main)[args[0]]
+    ctx = cmd.make_context(args[0], args[1:], resilient_parsing=True)
+    assert ctx.params[field] == value
+    assert type(ctx.params[field]) is type(value)  # cost prices with exact decimals
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from longline.core.units import format_duration, format_size, parse_duration, parse_size
+from longline.core.units import (
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_duration_exact,
+    parse_size,
+)
 
 DURATION_HELP = "a number of seconds or a duration such as 500ms, 30s, 1.5s, 5m, 23h, 1d, 1h30m"
 SIZE_HELP = "a number of bytes or a size such as 200B, 64KB, 1MB, 1GB, 64KiB, 1MiB"
@@ -35,10 +43,25 @@ SIZE_HELP = "a number of bytes or a size such as 200B, 64KB, 1MB, 1GB, 64KiB, 1M
         (" 2 m ", 120.0),
         ("1h 30m", 5400.0),
         ("0s", 0.0),
+        ("9us", 9e-6),
+        ("9µs", 9e-6),
+        ("2min", 120.0),
+        ("1min30s", 90.0),
+        ("1m500ms", 60.5),
     ],
 )
 def test_parse_duration(text: str | int | float, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_parse_duration_exact_is_the_same_syntax_exactly() -> None:
+    """``longline cost`` prices with decimals: 0.1s stays 0.1, 9us stays 0.000009."""
+    assert parse_duration_exact("100ms") == Decimal("0.1")
+    assert parse_duration_exact("9us") == Decimal("0.000009")
+    assert parse_duration_exact("1h30m") == Decimal(5400)
+    assert parse_duration_exact(0.1) == Decimal("0.1")
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration_exact("5 minutes")
 
 
 @pytest.mark.parametrize(

@@ -272,7 +272,9 @@ def test_an_invalid_default_file_names_its_path(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--memory-per-stream", "0"], "--memory-per-stream must be > 0, got 0"),
-        (["--cpu-per-event", "-1us"], "--cpu-per-event must be > 0, got -0.000001"),
+        (["--cpu-per-event", "0us"], "--cpu-per-event must be > 0, got 0"),
+        # A negative is refused by the duration type, as every duration option refuses it.
+        (["--cpu-per-event", "-1us"], "Invalid value for '--cpu-per-event': negative duration"),
         (["--cpu-per-event", "fast"], "Invalid value for '--cpu-per-event'"),
     ],
 )

@@ -22,6 +22,7 @@ from rich.markup import escape as esc
 from rich.table import Table
 
 from longline import cost as model
+from longline.cli.options import Duration
 from longline.cost.context import Ctx
 from longline.cost.plot import PlotUnavailable, plot
 
@@ -33,21 +34,11 @@ else:
     _ParamType = click.ParamType
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "k": 1024, "mb": 10**6, "mib": 2**20}
-_TIME_UNITS = {
-    "": 1,
-    "s": 1,
-    "ms": Decimal("0.001"),
-    "us": Decimal("0.000001"),
-    "µs": Decimal("0.000001"),
-    "m": 60,
-    "min": 60,
-    "h": 3600,
-}
 _QUANTITY = re.compile(r"^\s*(-?[0-9]*\.?[0-9]+)\s*([a-zA-Zµ]*)\s*$")
 
 
 class _Quantity(_ParamType):
-    """A number with an optional unit suffix: sizes to bytes, durations to seconds."""
+    """A number with an optional unit suffix: sizes to bytes."""
 
     def __init__(self, name: str, units: dict[str, Any], integral: bool) -> None:
         self.name = name
@@ -78,7 +69,7 @@ class _Number(_ParamType):
 
 SIZE = _Quantity("size", _SIZE_UNITS, integral=True)
 BYTES = _Quantity("size", _SIZE_UNITS, integral=False)
-DURATION = _Quantity("duration", _TIME_UNITS, integral=False)
+DURATION = Duration(exact=True)  # the config's syntax, as every duration option takes
 NUMBER = _Number()
 DEFAULTS = model.Workload()
 

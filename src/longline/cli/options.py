@@ -9,11 +9,12 @@ config file reads (``90``, ``90s``, ``5m``, ``1h30m``), and ``--log-level`` and
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from longline.core.units import format_duration, parse_duration
+from longline.core.units import format_duration, parse_duration, parse_duration_exact
 
 __all__ = [
     "DURATION",
@@ -42,19 +43,21 @@ else:
 class Duration(_ParamType):
     """Seconds, written as a config duration: ``90``, ``1.5``, ``90s``, ``500ms``, ``5m``, ``1h``.
 
-    ``minimum`` (seconds) is checked here so every option says the same thing when too small.
+    ``minimum`` (seconds) is checked here so every option says the same thing when too small;
+    ``exact`` gives a ``Decimal`` instead of a float (``longline cost`` computes with them).
     """
 
     name = "duration"
 
-    def __init__(self, minimum: float = 0.0) -> None:
+    def __init__(self, minimum: float = 0.0, *, exact: bool = False) -> None:
         self.minimum = minimum
+        self.exact = exact
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, float):
+        if isinstance(value, Decimal if self.exact else float):
             return value
         try:
-            seconds = parse_duration(value)
+            seconds = (parse_duration_exact if self.exact else parse_duration)(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
         if seconds < self.minimum:

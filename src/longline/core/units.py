@@ -11,16 +11,24 @@ import math
 import re
 from decimal import Decimal, InvalidOperation
 
-__all__ = ["format_duration", "format_size", "parse_duration", "parse_size"]
+__all__ = ["format_duration", "format_size", "parse_duration", "parse_duration_exact", "parse_size"]
 
+# us/µs for what takes less than a millisecond (`longline cost --cpu-per-event 9us`); min as
+# `longline cost` always read it.
 _DURATION_UNITS: dict[str, Decimal] = {
+    "us": Decimal("0.000001"),
+    "µs": Decimal("0.000001"),  # MICRO SIGN
+    "μs": Decimal("0.000001"),  # GREEK SMALL LETTER MU
     "ms": Decimal("0.001"),
     "s": Decimal(1),
+    "min": Decimal(60),
     "m": Decimal(60),
     "h": Decimal(3600),
     "d": Decimal(86400),
 }
-_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)", re.IGNORECASE)
+_DURATION_PART = re.compile(
+    r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(" + "|".join(_DURATION_UNITS) + ")", re.IGNORECASE
+)
 _PLAIN_NUMBER = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*")
 DURATION_HELP = "a number of seconds or a duration such as 500ms, 30s, 1.5s, 5m, 23h, 1d, 1h30m"
 
@@ -45,12 +53,19 @@ def parse_duration(v: str | int | float) -> float:
     Raises ``ValueError`` saying what is accepted for negatives, empty strings, unknown units,
     NaN and infinity.
     """
+    if isinstance(v, float) and math.isfinite(v) and v >= 0:
+        return v
+    return float(parse_duration_exact(v))
+
+
+def parse_duration_exact(v: str | int | float) -> Decimal:
+    """``parse_duration`` as an exact ``Decimal`` (``longline cost`` prices with them)."""
     if isinstance(v, bool) or not isinstance(v, int | float | str):
         raise ValueError(f"expected {DURATION_HELP}, got {type(v).__name__}")
     if isinstance(v, int | float):
         if not math.isfinite(v) or v < 0:
             raise ValueError(f"duration must be finite and >= 0; expected {DURATION_HELP}")
-        return float(v)
+        return Decimal(repr(v)) if isinstance(v, float) else Decimal(v)
     text = v.strip()
     if not text:
         raise ValueError(f"empty duration; expected {DURATION_HELP}")
@@ -58,7 +73,7 @@ def parse_duration(v: str | int | float) -> float:
         raise ValueError(f"negative duration {v!r}; expected {DURATION_HELP}")
     plain = _PLAIN_NUMBER.fullmatch(text)
     if plain:
-        return float(Decimal(plain.group(1)))
+        return Decimal(plain.group(1))
     total = Decimal(0)
     pos = 0
     while pos < len(text):
@@ -67,7 +82,7 @@ def parse_duration(v: str | int | float) -> float:
             raise ValueError(f"invalid duration {v!r}; expected {DURATION_HELP}")
         total += Decimal(part.group(1)) * _DURATION_UNITS[part.group(2).lower()]
         pos = part.end()
-    return float(total)
+    return total
 
 
 def parse_size(v: str | int) -> int:

@@ -23,6 +23,7 @@ import click
 import orjson
 from aiohttp import WSMsgType, web
 
+from longline.cli.options import DURATION
 from longline.testing.emulators import PRESETS, serve_preset
 from longline.testing.provider_feeds import (
     PARAM_NAMES,
@@ -331,8 +332,8 @@ async def _serve_until_signal(
 @click.option(
     "--refresh-every",
     default=None,
-    type=float,
-    help="--preset: ask each connection to reconnect after this many seconds.",
+    type=DURATION,
+    help="--preset: ask each connection to reconnect after this long (30, 30s, 5m).",
 )
 @click.option("--cert", default=None, help="Serve https:// and wss:// with this PEM certificate.")
 @click.option("--key", default=None, help="With --cert: its PEM key (if not in the cert file).")
