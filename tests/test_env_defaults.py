@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from longline.config import ConfigError, parse_config
+from longline.config import Config, ConfigError, parse_config
 
 SSE = {"name": "s", "transport": "sse"}
 
@@ -58,3 +58,41 @@ def test_unset_without_default_is_still_an_error() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({"streams": [{**SSE, "url": "${NOPE}"}]}, env={})
     assert err.value.errors == ["streams[0].url: environment variable NOPE is not set"]
+
+
+def test_defaults_in_a_session_and_the_http_token() -> None:
+    """A stream's ``session`` and ``http.token`` take ``${VAR:-default}`` too. A token stays a
+    secret even when it is the file's default (it is a token field); another default is not."""
+
+    def load(env: dict[str, str]) -> Config:
+        return parse_config(
+            {
+                "streams": [
+                    {
+                        "name": "d",
+                        "transport": "ws",
+                        "session": {
+                            "preset": "discord-gateway",
+                            "token": "${DISCORD_TOKEN:-dev-bot-token}",
+                            "intents": 513,
+                            "api_url": "${DISCORD_API:-http://127.0.0.1:9/api}",
+                        },
+                    }
+                ],
+                "http": {"listen": "127.0.0.1:9100", "token": "${HTTP_TOKEN:-local-dev}"},
+            },
+            env=env,
+        )
+
+    cfg = load({"DISCORD_API": ""})
+    options = cfg.streams[0].session.options  # type: ignore[union-attr]
+    assert options.token == "dev-bot-token"  # type: ignore[attr-defined]
+    assert options.api_url == "http://127.0.0.1:9/api"  # type: ignore[attr-defined]
+    assert cfg.http.token == "local-dev"
+    assert {"dev-bot-token", "local-dev"} <= cfg.secrets
+    assert "http://127.0.0.1:9/api" not in cfg.secrets
+    cfg = load({"DISCORD_TOKEN": "bot-7f3", "HTTP_TOKEN": "ops-9a1"})
+    options = cfg.streams[0].session.options  # type: ignore[union-attr]
+    assert options.token == "bot-7f3"  # type: ignore[attr-defined]
+    assert cfg.http.token == "ops-9a1"
+    assert {"bot-7f3", "ops-9a1"} <= cfg.secrets

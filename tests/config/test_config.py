@@ -63,6 +63,9 @@ def test_defaults_for_sse() -> None:
     c = parse_config(cfg(SSE), env={})
     assert c.store == "sqlite:///longline.db"
     assert c.writer == WriterConfig(batch_max=1000, batch_window=0.02)
+    # docs/configuration.md: an INFO summary a minute, ten seconds to commit on a stop.
+    assert (c.log_summary_interval, c.shutdown_timeout) == (60.0, 10.0)
+    assert (c.store_patience, c.connect_rate) == (300.0, 500.0)
     assert c.streams[0].model_dump() == {
         **SSE,
         **COMMON_DEFAULTS,

@@ -195,3 +195,30 @@ def test_the_plugin_documents_its_fields_like_the_builtins() -> None:
     fields = set(PROCESSORS.get("jsonl-file").model.model_fields) - common
     fields |= set(TRANSPORTS.get("tcp-lines").options.model_fields)
     assert sorted(f for f in fields if f"`{f}`" not in readme) == []
+
+
+def test_a_transports_options_take_env_defaults() -> None:
+    """``options`` of a plugin transport are interpolated like a processor entry:
+    ``${VAR:-default}`` takes the default when the variable is unset or empty."""
+    from longline.config import parse_config
+
+    def read_size(env: dict[str, str]) -> int:
+        cfg = parse_config(
+            {
+                "streams": [
+                    {
+                        "name": "tcp",
+                        "transport": "tcp-lines",
+                        "url": "tcp://127.0.0.1:9",
+                        "options": {"read_size": "${READ_SIZE:-7}"},
+                    }
+                ]
+            },
+            env=env,
+        )
+        size: int = cfg.streams[0].transport_options.read_size  # type: ignore[attr-defined]
+        return size
+
+    assert read_size({}) == 7
+    assert read_size({"READ_SIZE": ""}) == 7
+    assert read_size({"READ_SIZE": "4096"}) == 4096
