@@ -46,6 +46,7 @@ from longline.config.checks import (
 )
 from longline.config.env import Interpolator, redact_tree
 from longline.config.errors import Problems, messages
+from longline.core.address import is_loopback, parse_listen
 from longline.core.fields import SENSITIVE_HEADERS, check_name, header_secrets, url_secrets
 from longline.core.resume import CURSOR_PLACEHOLDER
 from longline.core.secrets import redact
@@ -164,8 +165,6 @@ class HttpConfig(_Model):
     @classmethod
     def _listen(cls, v: str | None) -> str | None:
         if v is not None:
-            from longline.ops.listen import parse_listen
-
             parse_listen(v)  # a ValueError names what is wrong
         return v
 
@@ -178,8 +177,6 @@ class HttpConfig(_Model):
 
     @model_validator(mode="after")
     def _guarded(self) -> Self:
-        from longline.ops.listen import is_loopback, parse_listen
-
         if self.listen is not None and self.token is None:
             host, _ = parse_listen(self.listen)
             if not is_loopback(host):

@@ -6,14 +6,12 @@ with it: a config error names the field before anything starts.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from longline.config import Config
+from longline.core.address import is_loopback, parse_listen
 
-__all__ = ["Listen", "ListenError", "listen_settings", "parse_listen"]
-
-_LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
+__all__ = ["Listen", "ListenError", "is_loopback", "listen_settings", "parse_listen"]
 
 
 class ListenError(Exception):
@@ -37,30 +35,6 @@ class Listen:
         return f"{host}:{self.port}"
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:9464`` for IPv6) as ``(host, port)``; ValueError says why not."""
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"expected HOST:PORT (like 127.0.0.1:9464), got {text!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError("write an IPv6 address in brackets: [::1]:9464")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"the port must be a number from 0 to 65535, got {port!r}")
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses; any other name may reach the network."""
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def listen_settings(cfg: Config, flag: str | None) -> Listen | None:
     """The listener ``--http`` (which wins) or the config's ``http.listen`` asks for, or None.
 
@@ -79,6 +53,6 @@ def listen_settings(cfg: Config, flag: str | None) -> Listen | None:
     if not listen.loopback and listen.token is None:
         raise ListenError(
             f"{where}: {listen} is not a loopback address: set http.token "
-            "(e.g. token: \"${LONGLINE_HTTP_TOKEN}\") or listen on 127.0.0.1"
+            '(e.g. token: "${LONGLINE_HTTP_TOKEN}") or listen on 127.0.0.1'
         )
     return listen
