@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from longline.config import ConfigError, parse_config
 from longline.engine.runner import Runner
 from longline.ops.http import OpsServer
-from longline.ops.listen import Listen, ListenError, listen_settings, parse_listen
+from longline.ops.listen import Listen, ListenError, listen_settings
 from longline.ops.live import OpsView
 from longline.testing.provider import Provider
 from tests.conftest import make_config
@@ -215,16 +215,6 @@ async def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     finally:
         await first.stop()
         await runner.store.close()
-
-
-def test_parse_listen() -> None:
-    assert parse_listen("127.0.0.1:9464") == ("127.0.0.1", 9464)
-    assert parse_listen("[::1]:80") == ("::1", 80)
-    assert parse_listen("localhost:0") == ("localhost", 0)
-    for bad, why in [("9464", "HOST:PORT"), (":9464", "HOST:PORT"), ("::1:80", "brackets"),
-                     ("h:99999", "0 to 65535"), ("h:x", "0 to 65535")]:
-        with pytest.raises(ValueError, match=why):
-            parse_listen(bad)
 
 
 def _cfg(http: dict[str, str] | None = None) -> object:

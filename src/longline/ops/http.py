@@ -31,7 +31,8 @@ from aiohttp import web
 
 from longline import __version__
 from longline.config import ConfigError
-from longline.ops.listen import Listen, ListenError, is_loopback
+from longline.core.address import is_loopback
+from longline.ops.listen import Listen, ListenError
 from longline.ops.live import OpsView, Reload, Sample
 from longline.ops.metrics import CONTENT_TYPE, render
 from longline.ops.status import collect_status

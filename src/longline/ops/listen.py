@@ -1,7 +1,7 @@
 """Where the operators' HTTP listener binds, and whether it may bind there without a token.
 
-Kept apart from ``ops/http.py`` (and free of aiohttp) because the config validates ``listen``
-with it: a config error names the field before anything starts.
+Kept apart from ``ops/http.py`` (and free of aiohttp) so the CLI checks the address before
+anything starts; the address rules themselves are ``core/address.py``, which the config uses too.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from longline.config import Config
 from longline.core.address import is_loopback, parse_listen
 
-__all__ = ["Listen", "ListenError", "is_loopback", "listen_settings", "parse_listen"]
+__all__ = ["Listen", "ListenError", "listen_settings"]
 
 
 class ListenError(Exception):
