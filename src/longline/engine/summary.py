@@ -14,15 +14,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from longline.core.units import format_duration
 from longline.engine.stats import StreamStats
 
-if TYPE_CHECKING:
-    from longline.delivery.dispatcher import DeliveryStats
-
-__all__ = ["MAX_LINES", "Periodic", "dispatch_lines", "stream_lines"]
+__all__ = ["MAX_LINES", "LaneCounts", "Periodic", "dispatch_lines", "stream_lines"]
 
 log = logging.getLogger("longline.summary")
 MAX_LINES = 20
@@ -101,6 +98,20 @@ def _span(seconds: float) -> str:
     return format_duration(round(seconds) if seconds >= 10 else round(seconds, 1))
 
 
+class LaneCounts(Protocol):
+    """What a processor lane reports (the dispatcher's ``DeliveryStats``); a protocol so the
+    engine does not import the delivery layer that imports it."""
+
+    @property
+    def delivered(self) -> int: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def dead(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+
+
 @dataclass(slots=True)
 class _Delivery:
     delivered: int = 0
@@ -109,7 +120,7 @@ class _Delivery:
 
 
 def dispatch_lines(
-    stats: Mapping[tuple[str, str], DeliveryStats],
+    stats: Mapping[tuple[str, str], LaneCounts],
     before: dict[str, Any] | None,
     seconds: float,
 ) -> list[str]:
