@@ -17,10 +17,10 @@ from cfnlint.data import AdditionalSpecs
 from cfnlint.helpers import load_resource
 from click.testing import CliRunner, Result
 
-from longline.aws.deploy import deploy_command
 from longline.aws.stepfunctions import ALLOWED_RESOURCES, validate
 from longline.aws.templates.ec2 import unit_text, user_data_script
 from longline.aws.templates.ecs import CONTAINER_SCRIPT
+from longline.cli.aws import deploy_command
 from longline.stores.dynamodb.schema import TABLES
 
 ROOT = Path(__file__).resolve().parents[2]

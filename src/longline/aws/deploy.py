@@ -10,41 +10,37 @@ names the config (a packaged file by default).
 from __future__ import annotations
 
 import base64
-import math
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import click
 import yaml
 
-from longline.aws.templates import Settings, build, render
-from longline.aws.templates.common import NAME_PATTERN, secret_parameter
+from longline.aws.templates.common import secret_parameter
 from longline.aws.templates.ec2 import USER_DATA_LIMIT, unit_text, user_data_script
-from longline.cli.options import DURATION
 from longline.config import ConfigError, load_config
 
-__all__ = ["LAMBDA_ENV_BUDGET", "deploy_command", "prepare_config"]
+__all__ = [
+    "LAMBDA_ENV_BUDGET",
+    "OPTIONS",
+    "DeployError",
+    "check_size",
+    "prepare_config",
+]
 
 LAMBDA_ENV_BUDGET = 3 * 1024  # of the 4 KB a function's environment holds, leaving room for secrets
 STACK_STORE = "${LONGLINE_STORE}"
 _REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLACEHOLDER = "longline-deploy-placeholder"
 _RUNTIME_VARS = ("AWS_", "LAMBDA_")  # set by Lambda/ECS themselves; reserved on Lambda
-_OPTIONS = {
+OPTIONS = {
     "1": "Lambda, self-chained, with a watchdog schedule",
     "2": "Lambda looped by Step Functions",
     "3": "ECS Fargate service holding the connections",
     "4": "one EC2 instance capturing and processing with SQLite",
 }
-
-
-class _ConfigProblem(click.ClickException):
-    """A configuration the template cannot embed: exit 2, like the other commands' config errors."""
-
-    exit_code = 2
 
 
 class DeployError(Exception):
@@ -154,7 +150,7 @@ def prepare_config(path: Path, option: int) -> tuple[str, tuple[str, ...], list[
     return embedded, tuple(names), notes
 
 
-def _check_size(option: int, config: str) -> None:
+def check_size(option: int, config: str) -> None:
     size = len(config.encode())
     if option in (1, 2) and size > LAMBDA_ENV_BUDGET:
         raise DeployError(
@@ -170,76 +166,3 @@ def _check_size(option: int, config: str) -> None:
                 f"the config makes the instance's user data about {total} bytes, over EC2's "
                 f"{USER_DATA_LIMIT}: deploy without --config and copy the file to the instance"
             )
-
-
-def _margin(seconds: float) -> int:
-    if not 1 <= seconds <= 450:
-        raise click.BadParameter(
-            "must be between 1s and 450s (half the 900 s Lambda timeout)", param_hint="--margin"
-        )
-    return math.ceil(seconds)
-
-
-@click.command("deploy")
-@click.option(
-    "--option",
-    "option",
-    required=True,
-    type=click.Choice(list(_OPTIONS)),
-    help="; ".join(f"{k}: {v}" for k, v in _OPTIONS.items()),
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Check this longline config and embed it (its ${VAR}s become NoEcho parameters).",
-)
-@click.option(
-    "--name",
-    default="longline",
-    show_default=True,
-    help="Default resource-name and table prefix (stack parameters Name and TablePrefix).",
-)
-@click.option(
-    "--margin",
-    type=DURATION,
-    default="60s",
-    show_default=True,
-    help="Lambda: hand over this long before the 900 s timeout (Step Functions waits "
-    "900 s minus this between invocations).",
-)
-@click.option(
-    "--code-uri",
-    default="build",
-    show_default=True,
-    help="Lambda code: a directory holding longline and its dependencies, or s3://...",
-)
-def deploy_command(
-    option: str, config_path: Path | None, name: str, margin: float, code_uri: str
-) -> None:
-    """Print the CloudFormation/SAM template of deployment OPTION (redirect it to a file).
-
-    Then, for example: sam deploy --template-file template.yaml --stack-name longline
-    --capabilities CAPABILITY_IAM --resolve-s3 (see docs/aws.md).
-    """
-    if not re.fullmatch(NAME_PATTERN.strip("^$"), name):
-        raise click.BadParameter(
-            "3-32 characters: a letter, then letters, digits or -", param_hint="--name"
-        )
-    margin_s = _margin(margin)
-    number = int(option)
-    config: str | None = None
-    secrets: tuple[str, ...] = ()
-    if config_path is not None:
-        try:
-            config, secrets, notes = prepare_config(config_path, number)
-            _check_size(number, config)
-        except DeployError as e:
-            raise _ConfigProblem(str(e)) from None
-        for note in notes:
-            click.echo(f"note: {note}", err=True)
-    settings = Settings(
-        name=name, config=config, secrets=secrets, margin_s=margin_s, code_uri=code_uri
-    )
-    click.echo(render(build(number, settings)), nl=False)

@@ -40,8 +40,7 @@ def main(ctx: click.Context) -> None:
 
 def _register() -> None:
     """Every command, from the module of its group; those of optional parts load here too."""
-    from longline.aws.deploy import deploy_command
-    from longline.aws.sim.lambda_sim import lambda_sim_command
+    from longline.cli.aws import deploy_command, lambda_sim_command
     from longline.cli.cost import cost_command
     from longline.cli.demo import demo
     from longline.testing.provider import provider_command
