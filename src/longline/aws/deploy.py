@@ -1,4 +1,4 @@
-"""``longline deploy``: print the CloudFormation / SAM template of one of the seed's four options.
+"""The config that ``longline deploy`` (``cli/aws.py``) embeds in a deployment option's template.
 
 With ``--config`` the config is checked here (not at 3 a.m. in a Lambda log) and embedded: for
 options 1-3 its store becomes the stack's DynamoDB tables (``${LONGLINE_STORE}``), and every

@@ -8,16 +8,17 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 import orjson
+from rich.console import Console
 
 from longline.aws.deploy import OPTIONS, DeployError, check_size, prepare_config
 from longline.aws.sim.lambda_sim import LambdaSim
 from longline.aws.templates import Settings, build, render
 from longline.aws.templates.common import NAME_PATTERN
 from longline.cli.options import DURATION
+from longline.core.units import parse_duration
 
 __all__ = ["deploy_command", "lambda_sim_command"]
 
@@ -29,6 +30,7 @@ class _ConfigProblem(click.ClickException):
 
 
 def _margin(seconds: float) -> int:
+    """``--margin`` in whole seconds; at most half the timeout, so each invocation does work."""
     if not 1 <= seconds <= 450:
         raise click.BadParameter(
             "must be between 1s and 450s (half the 900 s Lambda timeout)", param_hint="--margin"
@@ -102,8 +104,7 @@ def deploy_command(
 
 
 def _parse_kill(values: tuple[str, ...]) -> dict[int, float]:
-    from longline.core.units import parse_duration
-
+    """``--kill N@DURATION`` values as {invocation number: seconds after it started}."""
     out = {}
     for v in values:
         n, _, when = v.partition("@")
@@ -113,94 +114,85 @@ def _parse_kill(values: tuple[str, ...]) -> dict[int, float]:
     return out
 
 
-def lambda_sim_command() -> Any:
-    """Build the click command (kept here so the CLI module stays small)."""
-    import click
-    from rich.console import Console
-
-    from longline.cli.options import DURATION
-
-    @click.command("lambda-sim")
-    @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option(
-        "--mode", type=click.Choice(["self", "stepfunctions"]), default="self", show_default=True
-    )
-    @click.option(
-        "--timeout",
-        type=DURATION,
-        default="20s",
-        show_default=True,
-        help="Function timeout (Lambda's maximum is 15m).",
-    )
-    @click.option(
-        "--margin",
-        type=DURATION,
-        default="5s",
-        show_default=True,
-        help="Remaining time at which the handoff starts.",
-    )
-    @click.option(
-        "--duration",
-        type=DURATION,
-        default="120s",
-        show_default=True,
-        help="How long to keep the chain going.",
-    )
-    @click.option(
-        "--watchdog", type=DURATION, default=None, help="Watchdog schedule period (self mode)."
-    )
-    @click.option("--lease-ttl", type=DURATION, default=None, help="Lease time-to-live.")
-    @click.option(
-        "--kill",
-        multiple=True,
-        metavar="N@DURATION",
-        help="SIGKILL invocation N that long after it started (chaos testing).",
-    )
-    @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-    def command(
-        config: Path,
-        mode: str,
-        timeout: float,
-        margin: float,
-        duration: float,
-        watchdog: float | None,
-        lease_ttl: float | None,
-        kill: tuple[str, ...],
-        as_json: bool,
-    ) -> None:
-        """Run CONFIG as chained Lambda invocations locally, with real deadlines."""
-        try:
-            sim = LambdaSim(
-                config,
-                mode=mode,
-                timeout=timeout,
-                margin=margin,
-                duration=duration,
-                watchdog_every=watchdog,
-                lease_ttl=lease_ttl,
-                kill=_parse_kill(kill),
-            )
-        except ValueError as e:
-            raise click.UsageError(str(e)) from None
-        report = asyncio.run(sim.run())
-        summary = report.summary()
-        if as_json:
-            click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
-        else:
-            console = Console()
-            for inv in report.invocations:
-                res = inv.result or {}
-                took = (inv.ended or inv.started) - inv.started
-                how = f"killed ({inv.killed})" if inv.killed else res.get("outcome", "-")
-                console.print(
-                    f"invocation {inv.n:3}: {took:5.1f}s {how}"
-                    f" epochs {res.get('epochs', '-')} events {res.get('events', '-')}"
-                )
+@click.command("lambda-sim")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--mode", type=click.Choice(["self", "stepfunctions"]), default="self", show_default=True
+)
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default="20s",
+    show_default=True,
+    help="Function timeout (Lambda's maximum is 15m).",
+)
+@click.option(
+    "--margin",
+    type=DURATION,
+    default="5s",
+    show_default=True,
+    help="Remaining time at which the handoff starts.",
+)
+@click.option(
+    "--duration",
+    type=DURATION,
+    default="120s",
+    show_default=True,
+    help="How long to keep the chain going.",
+)
+@click.option(
+    "--watchdog", type=DURATION, default=None, help="Watchdog schedule period (self mode)."
+)
+@click.option("--lease-ttl", type=DURATION, default=None, help="Lease time-to-live.")
+@click.option(
+    "--kill",
+    multiple=True,
+    metavar="N@DURATION",
+    help="SIGKILL invocation N that long after it started (chaos testing).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def lambda_sim_command(
+    config: Path,
+    mode: str,
+    timeout: float,
+    margin: float,
+    duration: float,
+    watchdog: float | None,
+    lease_ttl: float | None,
+    kill: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Run CONFIG as chained Lambda invocations locally, with real deadlines."""
+    try:
+        sim = LambdaSim(
+            config,
+            mode=mode,
+            timeout=timeout,
+            margin=margin,
+            duration=duration,
+            watchdog_every=watchdog,
+            lease_ttl=lease_ttl,
+            kill=_parse_kill(kill),
+        )
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    report = asyncio.run(sim.run())
+    summary = report.summary()
+    if as_json:
+        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    else:
+        console = Console()
+        for inv in report.invocations:
+            res = inv.result or {}
+            took = (inv.ended or inv.started) - inv.started
+            how = f"killed ({inv.killed})" if inv.killed else res.get("outcome", "-")
             console.print(
-                f"{summary['invocations']} invocations, {summary['handoffs']} "
-                f"handoffs, errors: {summary['errors'] or 'none'}; logs in "
-                f"{sim.log_dir}"
+                f"invocation {inv.n:3}: {took:5.1f}s {how}"
+                f" epochs {res.get('epochs', '-')} events {res.get('events', '-')}"
             )
-        sys.exit(1 if summary["errors"] else 0)
-
-    return command
+        console.print(
+            f"{summary['invocations']} invocations, {summary['handoffs']} "
+            f"handoffs, errors: {summary['errors'] or 'none'}; logs in "
+            f"{sim.log_dir}"
+        )
+    sys.exit(1 if summary["errors"] else 0)

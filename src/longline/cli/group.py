@@ -49,7 +49,7 @@ def _register() -> None:
         main.add_command(command)
     main.add_command(provider_command, "provider")
     main.add_command(cost_command, "cost")
-    main.add_command(lambda_sim_command(), "lambda-sim")
+    main.add_command(lambda_sim_command, "lambda-sim")
     main.add_command(deploy_command, "deploy")
     main.add_command(delivery.dispatch_command, "dispatch")
     main.add_command(delivery.deadletters_command, "deadletters")
