@@ -1,9 +1,10 @@
 """The package's import structure: no module imports upwards, and no import cycle.
 
-docs/architecture.md draws the layers; this test reads every module's imports (as the
-interpreter would at import time: module level, outside ``if TYPE_CHECKING``) and holds the
-code to that drawing. Imports inside functions are lazy loads of optional parts (drivers,
-commands) and are left out on purpose.
+docs/architecture.md draws the layers; this test reads every import statement of every module,
+wherever it stands (module level, inside functions, under ``if TYPE_CHECKING``), and holds the
+code to that drawing: a lazy import inside a function still makes the lower module depend on the
+higher one, and a type-only import still couples them, so neither may point upwards or close a
+cycle.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ LAYERS: dict[str, int] = {
     "delivery": 3,
     "api": 4,
     "ops": 5,
-    "cli": 6,
     "aws": 6,
     "testing": 6,
-    "__main__": 7,
+    "cli": 7,
+    "__main__": 8,
 }
 
 
@@ -41,26 +42,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
-def _imports(body: list[ast.stmt]) -> Iterator[str]:
-    for node in body:
+def _imports(tree: ast.Module) -> Iterator[str]:
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             # ``from package import name`` names a module or a name in the package:
             # both candidates are yielded and import_graph keeps the one that exists.
             yield from (f"{node.module}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
             yield from (a.name for a in node.names)
-        elif isinstance(node, ast.If) and not _is_type_checking(node):
-            yield from _imports(node.body)
-            yield from _imports(node.orelse)
-        elif isinstance(node, ast.Try):
-            yield from _imports(node.body)
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -68,7 +57,7 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         targets = set()
-        for target in _imports(ast.parse(path.read_text("utf-8")).body):
+        for target in _imports(ast.parse(path.read_text("utf-8"))):
             if not target.startswith("longline"):
                 continue
             # ``from longline.x import y`` may name a module y or a name in x.
@@ -153,3 +142,26 @@ def test_every_module_imports_on_its_own() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_the_scan_sees_lazy_and_type_only_imports() -> None:
+    """An import inside a function, a method or under ``if TYPE_CHECKING`` is an edge too."""
+    tree = ast.parse(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from longline.ops.listen import Listen\n"
+        "def f() -> None:\n"
+        "    import longline.cli.group\n"
+        "class C:\n"
+        "    def m(self) -> None:\n"
+        "        try:\n"
+        "            from longline.api import App\n"
+        "        except ImportError:\n"
+        "            pass\n"
+    )
+    assert set(_imports(tree)) == {
+        "typing.TYPE_CHECKING",
+        "longline.ops.listen.Listen",
+        "longline.cli.group",
+        "longline.api.App",
+    }
