@@ -14,6 +14,8 @@ import pytest
 
 from longline.config import ConfigError, parse_config
 from longline.plugins import BUILTINS, GROUPS, PluginError
+from longline.sessions.registry import REGISTRY as SESSIONS
+from longline.sessions.registry import load_preset, preset_names
 from longline.transports.registry import REGISTRY as TRANSPORTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +56,7 @@ def fake_plugins(tmp_path: Path) -> Iterator[Path]:
     """A directory on ``sys.path`` for hand-made distributions (metadata + modules)."""
     sys.path.insert(0, str(tmp_path))
     TRANSPORTS.refresh()
+    SESSIONS.refresh()
     try:
         yield tmp_path
     finally:
@@ -61,6 +64,7 @@ def fake_plugins(tmp_path: Path) -> Iterator[Path]:
         for name in [m for m in sys.modules if m.startswith("llfake_")]:
             del sys.modules[name]
         TRANSPORTS.refresh()
+        SESSIONS.refresh()
 
 
 def distribution(
@@ -112,12 +116,86 @@ def test_broken_plugins_are_named_errors_not_tracebacks(fake_plugins: Path) -> N
 
 
 def test_a_plugin_session_preset_is_found_by_name(fake_plugins: Path) -> None:
-    from longline.sessions.registry import load_preset, preset_names
-
     module = "from longline.sessions import Session\nclass OAuth2(Session):\n    pass\n"
     distribution(
         fake_plugins, "llfake_session", {"oauth2": "llfake_session:OAuth2"}, module, "sessions"
     )
-    assert preset_names()[:3] == list(BUILTINS["longline.sessions"])
-    assert "oauth2" in preset_names()
+    SESSIONS.refresh()
+    assert preset_names() == [*BUILTINS["longline.sessions"], "oauth2"]
     assert load_preset("oauth2").__name__ == "OAuth2"
+    config = parse_config(ws_session({"preset": "oauth2"}), env={})
+    session = config.streams[0].session
+    assert session is not None and session.session_class.__name__ == "OAuth2"
+
+
+def ws_session(session: dict[str, object]) -> dict[str, object]:
+    return {
+        "streams": [
+            {"name": "s", "transport": "ws", "url": "ws://127.0.0.1:9/x", "session": session}
+        ]
+    }
+
+
+def test_broken_session_plugins_are_named_errors_not_tracebacks(fake_plugins: Path) -> None:
+    distribution(
+        fake_plugins,
+        "llfake_sess_missing",
+        {"needs-sdk": "llfake_sess_missing:Session"},
+        "import llfake_no_such_sdk\n",
+        "sessions",
+    )
+    distribution(
+        fake_plugins,
+        "llfake_sess_wrong",
+        {"not-a-session": "llfake_sess_wrong:Thing"},
+        "class Thing:\n    pass\n",
+        "sessions",
+    )
+    distribution(
+        fake_plugins,
+        "llfake_sess_boom",
+        {"boom": "llfake_sess_boom:Session"},
+        "raise RuntimeError('no config here')\n",
+        "sessions",
+    )
+    SESSIONS.refresh()
+    assert errors(ws_session({"preset": "needs-sdk"})) == [
+        "streams[0].session.preset: session preset 'needs-sdk' cannot be loaded from "
+        "llfake_sess_missing:Session: module 'llfake_no_such_sdk' is not installed"
+    ]
+    assert errors(ws_session({"preset": "not-a-session"})) == [
+        "streams[0].session.preset: session preset 'not-a-session': "
+        "llfake_sess_wrong:Thing is not a Session subclass"
+    ]
+    assert errors(ws_session({"preset": "boom"})) == [
+        "streams[0].session.preset: session preset 'boom' cannot be loaded from "
+        "llfake_sess_boom:Session: RuntimeError: no config here"
+    ]
+    names = ", ".join(preset_names())
+    assert errors(ws_session({"preset": "nope"})) == [
+        f"streams[0].session.preset: unknown session preset 'nope'; available: {names}"
+    ]
+    # The broken ones disturb no other stream: a built-in preset still loads.
+    assert load_preset("slack-socket-mode").__name__ == "SlackSocketMode"
+
+
+def test_a_plugin_registering_a_builtin_preset_name_is_an_error(fake_plugins: Path) -> None:
+    module = "from longline.sessions import Session\nclass Fake(Session):\n    pass\n"
+    distribution(
+        fake_plugins,
+        "llfake_sess_twice",
+        {"slack-socket-mode": "llfake_sess_twice:Fake"},
+        module,
+        "sessions",
+    )
+    SESSIONS.refresh()
+    assert preset_names() == list(BUILTINS["longline.sessions"])
+    [line] = errors(ws_session({"preset": "slack-socket-mode"}))
+    head = "streams[0].session.preset: session preset 'slack-socket-mode' is registered more "
+    assert line.startswith(f"{head}than once: ")
+    # Both registrations named (their order follows sys.path), never one silently shadowed.
+    where = line.removeprefix(f"{head}than once: ").split(", ")
+    assert sorted(w.split(" (")[-1] for w in where) == [
+        "llfake_sess_twice:Fake)",
+        "longline.sessions.presets.slack:SlackSocketMode)",
+    ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint, entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 __all__ = [
     "BUILTINS",
@@ -78,18 +78,27 @@ def spell_list(names: list[str], word: str = "or") -> str:
 class Registry(Generic[T]):
     """The kinds of one entry-point group, loaded one by one on first use.
 
-    ``kind_type`` is the class every entry must be an instance of; ``name_of`` reads the name a
-    kind object says it has, which must be the entry point's name (or, for aliases such as
-    ``postgres``, the name of another entry pointing at the same object).
+    ``kind_type`` is the class every entry must be an instance of or, with ``classes=True``
+    (sessions: an entry names a ``Session`` subclass), a subclass of. ``name_of`` reads the name
+    a kind object says it has, which must be the entry point's name (or, for aliases such as
+    ``postgres``, the name of another entry pointing at the same object); None when kinds carry
+    no name of their own.
     """
 
     def __init__(
-        self, group: str, what: str, kind_type: type[T], name_of: Callable[[T], str]
+        self,
+        group: str,
+        what: str,
+        kind_type: type[Any],
+        name_of: Callable[[T], str] | None = None,
+        *,
+        classes: bool = False,
     ) -> None:
         self.group = group
         self.what = what
         self.kind_type = kind_type
         self.name_of = name_of
+        self.classes = classes
         self._entries: dict[str, list[EntryPoint]] | None = None
         self._loaded: dict[str, T] = {}
 
@@ -157,16 +166,23 @@ class Registry(Generic[T]):
                 f"{self.what} {name!r} cannot be loaded from {entry.value}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        if not isinstance(obj, self.kind_type):
+        if self.classes:
+            if not (isinstance(obj, type) and issubclass(obj, self.kind_type)):
+                raise PluginError(
+                    f"{self.what} {name!r}: {entry.value} is not a "
+                    f"{self.kind_type.__name__} subclass"
+                )
+        elif not isinstance(obj, self.kind_type):
             raise PluginError(
                 f"{self.what} {name!r}: {entry.value} is a {type(obj).__name__}, "
                 f"not a {self.kind_type.__name__}"
             )
-        own = self.name_of(obj)
+        kind = cast(T, obj)
+        own = name if self.name_of is None else self.name_of(kind)
         if own != name and entry.value not in [e.value for e in self._found().get(own, [])]:
             raise PluginError(f"{self.what} {name!r}: {entry.value} says its name is {own!r}")
-        self._loaded[name] = obj
-        return obj
+        self._loaded[name] = kind
+        return kind
 
     def load_all(self) -> dict[str, T]:
         """Every kind, loaded (for listings and documentation checks, not for running)."""

@@ -1,27 +1,25 @@
 """Where session classes come from: a preset name or a ``package.module:Class`` factory.
 
-Presets are looked up in longline's own table first, then in the ``longline.sessions``
-entry-point group, so an installed package adds a preset the way longline's are declared.
-Imports happen when a config names the session, never before.
+Presets are entry points of the ``longline.sessions`` group (``longline.plugins``), longline's
+own declared in ``pyproject.toml`` like a plugin's, each naming a ``Session`` subclass. They
+go through the same ``Registry`` as transports, stores and processors, so a broken plugin is a
+one-line error naming it, and a name registered twice is refused rather than shadowed. The
+class is imported when a config names the preset, never before.
 """
 
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 
+from longline.plugins import PluginError, Registry
 from longline.sessions.base import Session
 
-__all__ = ["PRESETS", "SessionLoadError", "load_factory", "load_preset", "preset_names"]
+__all__ = ["REGISTRY", "SessionLoadError", "load_factory", "load_preset", "preset_names"]
 
-PRESETS: dict[str, str] = {
-    "slack-socket-mode": "longline.sessions.presets.slack:SlackSocketMode",
-    "twitch-eventsub": "longline.sessions.presets.twitch:TwitchEventSub",
-    "discord-gateway": "longline.sessions.presets.discord:DiscordGateway",
-}
-"""longline's own presets: name -> ``module:Class``."""
-
-GROUP = "longline.sessions"
+REGISTRY: Registry[type[Session]] = Registry(
+    "longline.sessions", "session preset", Session, classes=True
+)
+"""Every preset by name: longline's own, then those of installed plugins."""
 
 
 class SessionLoadError(Exception):
@@ -30,19 +28,15 @@ class SessionLoadError(Exception):
 
 def preset_names() -> list[str]:
     """Every preset name: longline's own, then installed ones."""
-    names = list(PRESETS)
-    names += sorted(ep.name for ep in entry_points(group=GROUP) if ep.name not in PRESETS)
-    return names
+    return REGISTRY.names()
 
 
 def load_preset(name: str) -> type[Session]:
     """The session class of preset ``name``."""
-    if name in PRESETS:
-        return load_factory(PRESETS[name])
-    for ep in entry_points(group=GROUP):
-        if ep.name == name:
-            return _checked(ep.load(), ep.value)
-    raise SessionLoadError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
+    try:
+        return REGISTRY.get(name)
+    except PluginError as e:
+        raise SessionLoadError(str(e)) from None
 
 
 def load_factory(spec: str) -> type[Session]:
@@ -59,10 +53,6 @@ def load_factory(spec: str) -> type[Session]:
         if not hasattr(obj, part):
             raise SessionLoadError(f"{module_name} has no {attr}")
         obj = getattr(obj, part)
-    return _checked(obj, spec)
-
-
-def _checked(obj: object, spec: str) -> type[Session]:
     if not (isinstance(obj, type) and issubclass(obj, Session)):
         raise SessionLoadError(f"{spec} is not a longline.sessions.Session subclass")
     return obj
