@@ -24,3 +24,19 @@ def test_api_reference_builds_without_warnings(tmp_path: Path) -> None:
     top = (tmp_path / "longline.html").read_text("utf-8")
     for name in ("App", "Event", "add_stream", "stop_stream", "events"):
         assert name in top or name in (tmp_path / "longline/api.html").read_text("utf-8")
+
+
+def test_the_reference_covers_what_plugin_authors_use() -> None:
+    """The registries a kind registers with and the conformance suites it runs are public."""
+    kinds = ("stores", "transports", "processors", "sessions")
+    needed = {
+        "longline.plugins",
+        *(f"longline.{k}.registry" for k in kinds),
+        "longline.stores.base",
+        "longline.transports.base",
+        "longline.processors.base",
+        "longline.sessions.base",
+        "longline.testing.conformance.processors",
+        "longline.testing.conformance.transports",
+    }
+    assert needed <= set(api_reference.MODULES)

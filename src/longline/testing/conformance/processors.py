@@ -130,9 +130,8 @@ class ProcessorConformance:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def config_data(
-        self, harness: ProcessorHarness, db: Path, **fields: Any
-    ) -> dict[str, Any]:
+    def config_data(self, harness: ProcessorHarness, db: Path, **fields: Any) -> dict[str, Any]:
+        """The config as YAML-ready data: the harness's entry, fast retries, a SQLite store."""
         entry = {**harness.entry(), "retry": self.fast_retry, **fields}
         streams = [
             {"name": s, "transport": "sse", "url": "http://127.0.0.1:9/unused"}
@@ -141,9 +140,11 @@ class ProcessorConformance:
         return {"store": f"sqlite:///{db}", "streams": streams, "processors": [entry]}
 
     def config(self, harness: ProcessorHarness, db: Path, **fields: Any) -> Config:
+        """The parsed config (``${VAR}`` from the environment, as ``longline dispatch`` does)."""
         return parse_config(self.config_data(harness, db, **fields), env=os.environ)
 
     async def store_with(self, db: Path, n: int, first: int = 1) -> SQLiteStore:
+        """An open SQLite store holding events ``first``..``first + n - 1`` on every stream."""
         store = SQLiteStore(db)
         await store.open()
         for stream in self.streams:
@@ -153,13 +154,16 @@ class ProcessorConformance:
     async def dispatch_until(
         self, cfg: Config, store: SQLiteStore, done: Callable[[Dispatcher], bool], timeout: float
     ) -> Dispatcher:
+        """Run a dispatcher on ``store`` until ``done`` holds (or fail after ``timeout``)."""
         return await dispatch_until(cfg, store, done, timeout=timeout)
 
     @staticmethod
     def caught_up(n: int) -> Callable[[Dispatcher], bool]:
+        """True once every lane's cursor has reached ``n``."""
         return lambda d: all(s.cursor >= n for s in d.stats.values())
 
     def by_stream(self, got: list[Delivered]) -> dict[str, list[Delivered]]:
+        """What the sink received, per stream, in arrival order."""
         return {s: [d for d in got if d.stream == s] for s in self.streams}
 
     # -- the suite ----------------------------------------------------------------------
@@ -167,6 +171,7 @@ class ProcessorConformance:
     async def test_order_each_once_with_keys(
         self, harness: ProcessorHarness, tmp_path: Path
     ) -> None:
+        """Every stream's events arrive once, in ``seq`` order, with stream, seq and key."""
         db = tmp_path / "order.db"
         store = await self.store_with(db, 23)
         try:
@@ -183,6 +188,7 @@ class ProcessorConformance:
     async def wait_for(
         self, d: Dispatcher, task: asyncio.Task[Any], done: Callable[[Dispatcher], bool]
     ) -> None:
+        """Wait until ``done`` holds; fails if the dispatcher ends first or after 60 s."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
         while not done(d):
@@ -191,12 +197,15 @@ class ProcessorConformance:
             await asyncio.sleep(0.02)
 
     async def append(self, store: SQLiteStore, seqs: range) -> None:
+        """Append events ``seqs`` to every stream."""
         for stream in self.streams:
             await store.append(stream, [_event(stream, i) for i in seqs])
 
     async def test_retries_until_the_sink_is_back(
         self, harness: ProcessorHarness, tmp_path: Path
     ) -> None:
+        """A sink that goes down is retried, nothing dead-lettered; when it is back every event
+        arrives, first arrivals in order."""
         db = tmp_path / "retry.db"
         store = await self.store_with(db, 4)
         d = Dispatcher(self.config(harness, db, batch=4), store, poll=0.02)
@@ -279,6 +288,8 @@ class ProcessorConformance:
     async def test_at_least_once_across_a_crash(
         self, harness: ProcessorHarness, tmp_path: Path
     ) -> None:
+        """``longline dispatch`` killed mid-delivery and restarted: every event arrives, only
+        the batch in flight repeats."""
         n, batch = self.crash_events, self.crash_batch
         db = tmp_path / "crash.db"
         store = await self.store_with(db, n)

@@ -76,6 +76,7 @@ class TransportConformance:
     yielding a started ``TransportHarness``."""
 
     def config(self, harness: TransportHarness, db: Path, **fields: Any) -> Config:
+        """One stream of the harness's kind on a SQLite store, fast backoff; ``fields`` override."""
         stream = {
             "name": "conformance",
             "transport": harness.kind,
@@ -130,6 +131,7 @@ class TransportConformance:
     async def test_connects_and_stores_every_message_in_order(
         self, harness: TransportHarness, tmp_path: Path
     ) -> None:
+        """One connection: every message stored once, in order, nothing quarantined."""
         harness.scripts = [Script([message(i) for i in range(1, 51)])]
         cfg = self.config(harness, tmp_path / "t.db")
         await self.capture(cfg, 50)
@@ -139,15 +141,16 @@ class TransportConformance:
     async def test_framing_across_chunk_splits(
         self, harness: TransportHarness, tmp_path: Path
     ) -> None:
+        """Messages split across reads (every 3 bytes, when the kind splits frames) frame intact."""
         chunk = 3 if harness.splits_frames else None
         harness.scripts = [Script([message(i, size=40 + i) for i in range(1, 31)], chunk=chunk)]
         cfg = self.config(harness, tmp_path / "t.db")
         await self.capture(cfg, 30)
         assert await self.stored(cfg) == (list(range(1, 31)), [])
 
-    async def test_reconnects_after_a_cut(
-        self, harness: TransportHarness, tmp_path: Path
-    ) -> None:
+    async def test_reconnects_after_a_cut(self, harness: TransportHarness, tmp_path: Path) -> None:
+        """A closed connection is reconnected; the overlap the server resends is dropped as
+        duplicates."""
         harness.scripts = [
             Script([message(i) for i in range(1, 11)], end="close"),
             Script([message(i) for i in range(8, 21)]),  # an overlap: dropped as duplicates
@@ -162,6 +165,8 @@ class TransportConformance:
     async def test_oversized_message_is_quarantined(
         self, harness: TransportHarness, tmp_path: Path
     ) -> None:
+        """A message over ``max_message_size`` is quarantined with the limit in its reason; the rest
+        stored."""
         harness.scripts = [
             Script([message(1), message(2, size=5000), message(3)], end="close"),
             Script([message(3), message(4)]),
@@ -175,6 +180,7 @@ class TransportConformance:
     async def test_stalled_connection_is_replaced(
         self, harness: TransportHarness, tmp_path: Path
     ) -> None:
+        """A connection silent past ``stall_timeout`` is replaced and capture goes on."""
         harness.scripts = [Script([message(1), message(2)]), Script([message(3)])]
         cfg = self.config(harness, tmp_path / "t.db", stall_timeout="500ms")
         runner = await self.capture(cfg, 3)
