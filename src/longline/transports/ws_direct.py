@@ -2,7 +2,7 @@
 
 An idle connection made by aiohttp's ``ws_connect`` keeps ~18 KB of objects for its whole
 life: the parsed handshake response and its headers, the request info, the response parser,
-the ``ClientResponse``, a reader task (docs/benchmarks.md, issue 14). This connection sends the
+the ``ClientResponse``, a reader task (measured in docs/benchmarks.md). This connection sends the
 upgrade request itself, reads the status line and headers, then hands every later byte to
 aiohttp's own frame parser (``WebSocketReader``, compiled), so framing, permessage-deflate and
 ``max_message_size`` behave exactly as with ``ws_connect``, in ~4 KB per idle connection.

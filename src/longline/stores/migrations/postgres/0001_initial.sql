@@ -1,7 +1,7 @@
 -- longline PostgreSQL schema, version 1. Applied once, in one transaction, by the migrator.
 
 -- One row per stream: the append lock (SELECT ... FOR UPDATE), the last seq and the checkpoint.
--- Leases (issue 7) will add a table keyed by stream with an owner and an epoch (fencing token).
+-- Leases live in their own table (0002_leases.sql), keyed by stream with an owner and an epoch.
 CREATE TABLE streams (
     stream      text PRIMARY KEY,
     last_seq    bigint NOT NULL DEFAULT 0,
