@@ -30,6 +30,7 @@ MODULES = [
     "longline.sessions.registry",
     "longline.testing.pytest_plugin",
     "longline.testing.conformance.processors",
+    "longline.testing.conformance.stores",
     "longline.testing.conformance.transports",
     "longline.testing.provider",
     "longline.testing.faultproxy",

@@ -37,6 +37,7 @@ def test_the_reference_covers_what_plugin_authors_use() -> None:
         "longline.processors.base",
         "longline.sessions.base",
         "longline.testing.conformance.processors",
+        "longline.testing.conformance.stores",
         "longline.testing.conformance.transports",
     }
     assert needed <= set(api_reference.MODULES)

@@ -1,5 +1,6 @@
-"""Both conformance suites on the example plugin's kinds, as a plugin author would run them:
-``tcp-lines`` against a loopback TCP server, ``jsonl-file`` against its file."""
+"""The conformance suites on the example plugin's kinds, as a plugin author would run them:
+``tcp-lines`` against a loopback TCP server, ``jsonl-file`` against its file, and the store
+contract on ``example-sqlite``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from longline.testing.conformance.processors import (
     ProcessorConformance,
     ProcessorHarness,
 )
+from longline.testing.conformance.stores import StoreConformance
 from longline.testing.conformance.transports import TransportConformance, TransportHarness
 
 pytestmark = pytest.mark.usefixtures("example_plugin")
@@ -90,3 +92,9 @@ class TestJsonlFile(ProcessorConformance):
     @pytest.fixture
     def harness(self, tmp_path: Path) -> JsonlFileHarness:
         return JsonlFileHarness(tmp_path / "out.jsonl")
+
+
+class TestExampleSqliteStore(StoreConformance):
+    @pytest.fixture
+    def store_url(self, tmp_path: Path) -> str:
+        return f"example-sqlite:///{tmp_path / 'contract.db'}"

@@ -21,9 +21,7 @@ import longline
 from longline.core.model import AppendResult, Event, Quarantined, StoredEvent, Totals
 from longline.stores import StoreError, open_store
 from longline.stores.sqlite.store import SQLiteStore
-
-# The store-agnostic writer of the contract suite, given a SQLite URL.
-CRASH_WRITER = Path(__file__).parent.parent / "contract" / "crash_writer.py"
+from longline.testing.conformance.stores import CRASH_WRITER  # the contract's writer, any URL
 
 
 def ev(key: str, cursor: str | None = None, payload: str | None = None, at: float = 1.5) -> Event:
