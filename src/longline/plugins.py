@@ -2,8 +2,9 @@
 
 Every kind, built-in or third-party, is a Python entry point in one of four groups
 (``longline.transports``, ``longline.stores``, ``longline.processors``, ``longline.sessions``)
-naming a *kind object* (``module:attribute``). longline's own kinds are declared in its
-``pyproject.toml`` exactly like a plugin's, so a package adds a kind by being installed.
+naming a *kind object* (``module:attribute``; for sessions, a ``Session`` subclass). longline's
+own kinds are declared in its ``pyproject.toml`` exactly like a plugin's, so a package adds a
+kind by being installed.
 
 Loading is lazy: listing the names reads only the installed metadata; a kind's module is imported
 when a config names that kind, so a missing optional driver (asyncpg, boto3, a plugin's client
