@@ -11,7 +11,7 @@ import resource
 import threading
 import time
 
-from longline.testing.provider import provider_command
+from longline.cli.provider import provider_command
 
 
 def raise_fd_limit(wanted: int = 65_536) -> int:

@@ -19,7 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 import longline
-from longline.testing.provider import Provider, event_bytes, provider_command
+from longline.cli.provider import provider_command
+from longline.testing.provider import Provider, event_bytes
 from longline.testing.provider_feeds import FeedParams, parse_params
 
 KEEPALIVE_SSE = b": keep-alive\n\n"
@@ -502,7 +503,8 @@ async def test_cli_prints_its_port_and_stops_on_signal(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "longline.testing.provider",
+        "longline",
+        "provider",
         "--port",
         "0",
         env=env,

@@ -43,7 +43,7 @@ def _register() -> None:
     from longline.cli.aws import deploy_command, lambda_sim_command
     from longline.cli.cost import cost_command
     from longline.cli.demo import demo
-    from longline.testing.provider import provider_command
+    from longline.cli.provider import provider_command
 
     for command in (capture.run, capture.init, capture.check, read.events, read.status, demo):
         main.add_command(command)
