@@ -356,6 +356,10 @@ async def chaos(run: Run, poll: Poll) -> None:
             life.resumed = loop.time()
             run.freezes.append((life.stopped, life.resumed, life.wid, held))
     await asyncio.sleep(max(0.0, t0 + p.chaos - loop.time()))
+    # A kill queued behind a freeze comes late, at its end: the run still lasts until the
+    # takeover is due, else the audit finds the killed worker's streams never taken over.
+    if run.kills:
+        await asyncio.sleep(max(0.0, run.kills[-1][0] + p.ttl + p.slack - loop.time()))
 
 
 async def open_transactions(pid: int) -> int:
