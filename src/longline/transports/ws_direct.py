@@ -20,9 +20,7 @@ import base64
 import hashlib
 import os
 import re
-import ssl as ssl_module
 import struct
-from functools import cache
 from ssl import SSLContext
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +28,6 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp._websocket.helpers import websocket_mask
 from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
-from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.http_websocket import WS_KEY, WebSocketError, WSHandshakeError, ws_ext_parse
 from multidict import CIMultiDict
 
@@ -38,12 +35,18 @@ from longline.core.errors import Cause, Outcome
 from longline.core.model import Oversized
 from longline.core.resume import ConnectRequest
 from longline.transports.base import ConnectionEnded, MessageConnection, Sink
-from longline.transports.http import body_read, printable, refused
+from longline.transports.handshake import (
+    HeadProtocol,
+    base_headers,
+    body_head,
+    default_context,
+    get_request,
+    read_head,
+)
+from longline.transports.http import refused
 from longline.transports.stream import _describe
 
 TOO_BIG = re.compile(r"size (\d+) exceeds")
-_HEAD_LIMIT = 64 * 1024  # bytes of status line and headers a handshake response may take
-_BODY_WAIT = 1.0  # seconds: a refusal's body that trickles must not hold up the reconnect
 _QUEUE_LIMIT = 2**16  # parsed bytes held before the socket stops being read (as aiohttp)
 _TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
 _TYPES = aiohttp.WSMsgType
@@ -64,45 +67,22 @@ def frame(opcode: int, payload: bytes) -> bytes:
     return head + mask + data
 
 
-@cache
-def _default_context() -> SSLContext:
-    """The system's verification, one context for every connection (as aiohttp's ``True``)."""
-    return ssl_module.create_default_context()
-
-
-class _Protocol(asyncio.Protocol):
+class _Protocol(HeadProtocol):
     """The socket's side: bytes into the handshake buffer, then into aiohttp's parser."""
 
-    __slots__ = (
-        "_reading_paused",
-        "_waiter",
-        "buf",
-        "eof",
-        "failed",
-        "queue",
-        "reader",
-        "transport",
-    )
+    __slots__ = ("_reading_paused", "failed", "queue", "reader")
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        super().__init__()
         self.reader: WebSocketReader | None = None
         self.queue: WebSocketDataQueue | None = None  # where the reader puts messages
-        self.buf = bytearray()  # the handshake response until the upgrade
-        self.eof = False
         self.failed = False  # the parser refused a frame: its error is queued
         self._reading_paused = False  # read by WebSocketDataQueue
-        self._waiter: asyncio.Future[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         reader = self.reader
         if reader is None:
-            self.buf += data
-            self._wake()
+            super().data_received(data)
             return
         if self.failed:
             return
@@ -111,14 +91,8 @@ class _Protocol(asyncio.Protocol):
             self.failed = True
             self.pause_reading()
 
-    def eof_received(self) -> bool:
-        self.eof = True
-        self._wake()
-        return False
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self.eof = True
-        self._wake()
+        super().connection_lost(exc)
         queue = self.queue
         if queue is None or self.failed:
             return  # a parser error stays the queue's answer (feed_eof would drop it)
@@ -136,18 +110,6 @@ class _Protocol(asyncio.Protocol):
         if self.transport is not None and self._reading_paused:
             self._reading_paused = False
             self.transport.resume_reading()
-
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def more(self) -> None:
-        """Return when more bytes came or the peer closed."""
-        if self.eof:
-            return
-        self._waiter = asyncio.get_running_loop().create_future()
-        await self._waiter
 
 
 class DirectWSConnection(MessageConnection):
@@ -188,7 +150,7 @@ class DirectWSConnection(MessageConnection):
         port = url.port or (443 if secure else 80)
         context: SSLContext | None = None
         if secure:
-            context = self.ssl if isinstance(self.ssl, SSLContext) else _default_context()
+            context = self.ssl if isinstance(self.ssl, SSLContext) else default_context()
         key = base64.b64encode(os.urandom(16)).decode()
         try:
             async with asyncio.timeout(self.connect_timeout):
@@ -198,9 +160,9 @@ class DirectWSConnection(MessageConnection):
                 self._proto = proto
                 assert proto.transport is not None
                 proto.transport.write(self._upgrade_request(host, port, secure, key))
-                status, headers, rest = await self._read_head(proto)
+                status, headers, rest = await read_head(proto)
                 if status != 101:
-                    body = await self._body_head(proto, headers, rest)
+                    body = await body_head(proto, headers, rest)
                     raise ConnectionEnded(refused(status, None, headers, body))
         except TimeoutError:
             raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, "connect timed out")) from None
@@ -215,15 +177,7 @@ class DirectWSConnection(MessageConnection):
 
     def _upgrade_request(self, host: str, port: int, secure: bool, key: str) -> bytes:
         url = urlsplit(self.request.url)
-        target = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        default_port = port == (443 if secure else 80)
-        shown = f"[{host}]" if ":" in host else host
-        headers = CIMultiDict[str](
-            {
-                "Host": shown if default_port else f"{shown}:{port}",
-                "User-Agent": SERVER_SOFTWARE,
-            }
-        )
+        headers = base_headers(host, port, secure)
         headers.update(self.request.headers)  # the stream's own may replace the two above
         headers.update(
             {
@@ -234,64 +188,7 @@ class DirectWSConnection(MessageConnection):
                 "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
             }
         )
-        lines = [f"GET {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers.items()]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-    @staticmethod
-    async def _read_head(proto: _Protocol) -> tuple[int, CIMultiDict[str], bytes]:
-        """Status, headers and the bytes after them, once the headers are complete."""
-        while True:
-            end = proto.buf.find(b"\r\n\r\n")
-            if end >= 0:
-                break
-            if len(proto.buf) > _HEAD_LIMIT:
-                raise ConnectionEnded(
-                    Outcome(Cause.NETWORK, None, None, "handshake response too large")
-                )
-            if proto.eof:
-                raise ConnectionEnded(
-                    Outcome(Cause.NETWORK, None, None, "connection closed during the handshake")
-                )
-            await proto.more()
-        head = bytes(proto.buf[:end]).decode("latin-1")
-        rest = bytes(proto.buf[end + 4 :])
-        status_line, *header_lines = head.split("\r\n")
-        parts = status_line.split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            detail = f"not an HTTP response: {status_line[:60]!r}"
-            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, detail))
-        headers = CIMultiDict[str]()
-        for line in header_lines:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers.add(name.strip(), value.strip())
-        return int(parts[1]), headers, rest
-
-    @staticmethod
-    async def _body_head(proto: _Protocol, headers: CIMultiDict[str], rest: bytes) -> str:
-        """The first bytes of a refusal's body as ``http.body_head`` gives them."""
-        length = headers.get("Content-Length")
-        want = body_read()
-        if length and length.isdigit():
-            want = min(int(length), want)
-        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
-        start = len(proto.buf) - len(rest)
-        try:
-            async with asyncio.timeout(_BODY_WAIT):
-                while True:
-                    body = bytes(proto.buf[start:])
-                    if chunked:
-                        body, done = _dechunk(body)
-                        if done or len(body) >= want:
-                            break
-                    elif len(body) >= want:
-                        break
-                    if proto.eof:
-                        break
-                    await proto.more()
-        except TimeoutError:
-            pass
-        return printable(body[:want])
+        return get_request(url.path, url.query, headers)
 
     def _upgrade(self, proto: _Protocol, headers: CIMultiDict[str], key: str, rest: bytes) -> None:
         """Check the 101 answer and hand the socket to aiohttp's frame parser."""
@@ -408,26 +305,3 @@ class DirectWSConnection(MessageConnection):
         if self._open_done:
             proto.transport.write(frame(_CLOSE, struct.pack("!H", 1000)))
         proto.transport.close()
-
-
-def _dechunk(data: bytes) -> tuple[bytes, bool]:
-    """The payload of a chunked body's complete chunks, and whether the last chunk came."""
-    out = bytearray()
-    pos = 0
-    while True:
-        line_end = data.find(b"\r\n", pos)
-        if line_end < 0:
-            return bytes(out), False
-        size_text = data[pos:line_end].split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            return bytes(out), True
-        if size == 0:
-            return bytes(out), True
-        start = line_end + 2
-        if len(data) < start + size:
-            out += data[start:]
-            return bytes(out), False
-        out += data[start : start + size]
-        pos = start + size + 2

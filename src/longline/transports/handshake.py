@@ -1,0 +1,170 @@
+"""HTTP/1.1 by hand over a plain asyncio ``Protocol``: the request head, the response's status
+line and headers, and a refusal's body head.
+
+The direct connections (``ws_direct``) keep none of aiohttp's client objects for their whole
+life (docs/benchmarks.md, issue 14); this is the handshake they share: the protocol buffers
+bytes until the head is complete, ``read_head`` parses it, ``body_head`` reads what a refusal
+says for the log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+from collections.abc import Mapping
+from functools import cache
+from ssl import SSLContext
+
+from aiohttp.http import SERVER_SOFTWARE
+from multidict import CIMultiDict
+
+from longline.core.errors import Cause, Outcome
+from longline.transports.base import ConnectionEnded
+from longline.transports.http import body_read, printable
+
+HEAD_LIMIT = 64 * 1024  # bytes of status line and headers a handshake response may take
+BODY_WAIT = 1.0  # seconds: a refusal's body that trickles must not hold up the reconnect
+
+
+@cache
+def default_context() -> SSLContext:
+    """The system's verification, one context for every connection (as aiohttp's ``True``)."""
+    return ssl_module.create_default_context()
+
+
+class HeadProtocol(asyncio.Protocol):
+    """The socket's side until the head is read: bytes into ``buf``, a waiter woken."""
+
+    __slots__ = ("_waiter", "buf", "eof", "transport")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()  # the response until its head is read
+        self.eof = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def more(self) -> None:
+        """Return when more bytes came or the peer closed."""
+        if self.eof:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
+
+
+def base_headers(host: str, port: int, secure: bool) -> CIMultiDict[str]:
+    """``Host`` and ``User-Agent`` as aiohttp sends them (the stream's own may replace them)."""
+    default_port = port == (443 if secure else 80)
+    shown = f"[{host}]" if ":" in host else host
+    return CIMultiDict[str](
+        {
+            "Host": shown if default_port else f"{shown}:{port}",
+            "User-Agent": SERVER_SOFTWARE,
+        }
+    )
+
+
+def get_request(path: str, query: str, headers: Mapping[str, str]) -> bytes:
+    """A GET request's head."""
+    target = (path or "/") + (f"?{query}" if query else "")
+    lines = [f"GET {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def read_head(proto: HeadProtocol) -> tuple[int, CIMultiDict[str], bytes]:
+    """Status, headers and the bytes after them, once the headers are complete."""
+    while True:
+        end = proto.buf.find(b"\r\n\r\n")
+        if end >= 0:
+            break
+        if len(proto.buf) > HEAD_LIMIT:
+            detail = "handshake response too large"
+            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, detail))
+        if proto.eof:
+            raise ConnectionEnded(
+                Outcome(Cause.NETWORK, None, None, "connection closed during the handshake")
+            )
+        await proto.more()
+    head = bytes(proto.buf[:end]).decode("latin-1")
+    rest = bytes(proto.buf[end + 4 :])
+    status_line, *header_lines = head.split("\r\n")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        detail = f"not an HTTP response: {status_line[:60]!r}"
+        raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, detail))
+    headers = CIMultiDict[str]()
+    for line in header_lines:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers.add(name.strip(), value.strip())
+    return int(parts[1]), headers, rest
+
+
+async def body_head(proto: HeadProtocol, headers: CIMultiDict[str], rest: bytes) -> str:
+    """The first bytes of a refusal's body as ``http.body_head`` gives them."""
+    length = headers.get("Content-Length")
+    want = body_read()
+    if length and length.isdigit():
+        want = min(int(length), want)
+    chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+    start = len(proto.buf) - len(rest)
+    try:
+        async with asyncio.timeout(BODY_WAIT):
+            while True:
+                body = bytes(proto.buf[start:])
+                if chunked:
+                    body, done = _dechunk(body)
+                    if done or len(body) >= want:
+                        break
+                elif len(body) >= want:
+                    break
+                if proto.eof:
+                    break
+                await proto.more()
+    except TimeoutError:
+        pass
+    return printable(body[:want])
+
+
+def _dechunk(data: bytes) -> tuple[bytes, bool]:
+    """The payload of a chunked body's complete chunks, and whether the last chunk came."""
+    out = bytearray()
+    pos = 0
+    while True:
+        line_end = data.find(b"\r\n", pos)
+        if line_end < 0:
+            return bytes(out), False
+        size_text = data[pos:line_end].split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            return bytes(out), True
+        if size == 0:
+            return bytes(out), True
+        start = line_end + 2
+        if len(data) < start + size:
+            out += data[start:]
+            return bytes(out), False
+        out += data[start : start + size]
+        pos = start + size + 2
