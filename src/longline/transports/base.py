@@ -65,6 +65,14 @@ class Sink(Protocol):
         writer gives up on it."""
 
 
+class Framer(Protocol):
+    """Bytes in, messages out (``core.sse.SSEParser`` or ``core.lines.LineSplitter``)."""
+
+    def feed(self, chunk: bytes) -> Sequence[Item]: ...
+
+    def close(self) -> None: ...
+
+
 class Flag:
     """A set-once ``asyncio.Event`` whose waiter list exists only while someone waits.
 

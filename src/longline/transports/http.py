@@ -107,3 +107,10 @@ def handshake_body(request_headers: Mapping[str, str]) -> str:
     """The body head ``refusal_trace`` kept for the handshake sent with these headers."""
     key = request_headers.get(_WS_KEY)
     return _handshake_bodies.pop(key, "") if key else ""
+
+
+def describe(e: BaseException) -> str:
+    """A short error text without URLs (they may carry secrets in the query), redacted before
+    it is cut (``core.secrets.redacted_head``)."""
+    text = redacted_head(str(e), 200)[0]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -9,32 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from ssl import SSLContext
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import aiohttp
 
 from longline.core.errors import Cause, Outcome
 from longline.core.lines import LineSplitter
 from longline.core.resume import ConnectRequest
-from longline.core.secrets import redacted_head
 from longline.core.sse import SSEParser
 from longline.transports.base import (
     Connection,
     ConnectionEnded,
     ConnectSpec,
+    Framer,
     Item,
     Sink,
     TransportKind,
 )
-from longline.transports.http import body_head, refused
-
-
-class Framer(Protocol):
-    """Bytes in, messages out (``core.sse.SSEParser`` or ``core.lines.LineSplitter``)."""
-
-    def feed(self, chunk: bytes) -> Sequence[Item]: ...
-
-    def close(self) -> None: ...
+from longline.transports.http import body_head, describe, refused
 
 
 class HTTPStreamConnection(Connection):
@@ -70,7 +62,7 @@ class HTTPStreamConnection(Connection):
                 self.request.url, headers=headers, timeout=timeout, ssl=self.ssl
             )
         except aiohttp.ClientError as e:
-            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, _describe(e))) from None
+            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, describe(e))) from None
         except TimeoutError:
             raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, "connect timed out")) from None
         self._resp = resp
@@ -99,7 +91,7 @@ class HTTPStreamConnection(Connection):
                         await sink.drained()
         except (aiohttp.ClientError, ConnectionError) as e:
             framer.close()
-            return self.aborted or Outcome(Cause.NETWORK, None, None, _describe(e))
+            return self.aborted or Outcome(Cause.NETWORK, None, None, describe(e))
         framer.close()
         return self.aborted or Outcome(Cause.CLOSED_BY_PEER, None, None, "end of stream")
 
@@ -191,10 +183,3 @@ SSE = TransportKind("sse", _sse, ("http", "https"), sse=True)
 """``transport: sse`` (entry point ``longline.transports``)."""
 LINES = TransportKind("lines", _lines, ("http", "https"))
 """``transport: lines`` (entry point ``longline.transports``)."""
-
-
-def _describe(e: BaseException) -> str:
-    """A short error text without URLs (they may carry secrets in the query), redacted before
-    it is cut (``core.secrets.redacted_head``)."""
-    text = redacted_head(str(e), 200)[0]
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__

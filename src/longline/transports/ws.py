@@ -33,8 +33,7 @@ from longline.transports.base import (
     Sink,
     TransportKind,
 )
-from longline.transports.http import handshake_body, refused
-from longline.transports.stream import _describe
+from longline.transports.http import describe, handshake_body, refused
 from longline.transports.ws_direct import TOO_BIG as _TOO_BIG
 from longline.transports.ws_direct import DirectWSConnection
 
@@ -95,7 +94,7 @@ class WSConnection(MessageConnection):
             body = handshake_body(e.request_info.headers)
             raise ConnectionEnded(refused(e.status, None, headers, body)) from None
         except aiohttp.ClientError as e:
-            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, _describe(e))) from None
+            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, describe(e))) from None
         except TimeoutError:
             raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, "connect timed out")) from None
         ws = self._ws
@@ -172,7 +171,7 @@ class WSConnection(MessageConnection):
             Cause.NETWORK,
             None,
             None,
-            _describe(error) if isinstance(error, BaseException) else text[:200],
+            describe(error) if isinstance(error, BaseException) else text[:200],
         )
 
     def _force_close(self) -> None:

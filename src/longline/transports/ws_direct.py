@@ -43,8 +43,7 @@ from longline.transports.handshake import (
     get_request,
     read_head,
 )
-from longline.transports.http import refused
-from longline.transports.stream import _describe
+from longline.transports.http import describe, refused
 
 TOO_BIG = re.compile(r"size (\d+) exceeds")
 _QUEUE_LIMIT = 2**16  # parsed bytes held before the socket stops being read (as aiohttp)
@@ -167,7 +166,7 @@ class DirectWSConnection(MessageConnection):
         except TimeoutError:
             raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, "connect timed out")) from None
         except OSError as e:
-            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, _describe(e))) from None
+            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, describe(e))) from None
         self._upgrade(proto, headers, key, rest)
         assert proto.transport is not None
         for text in self.request.subscribe:
@@ -204,7 +203,7 @@ class DirectWSConnection(MessageConnection):
         try:
             compress, _ = ws_ext_parse(headers.get("Sec-WebSocket-Extensions"))
         except WSHandshakeError as e:
-            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, _describe(e))) from None
+            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, describe(e))) from None
         queue = WebSocketDataQueue(proto, _QUEUE_LIMIT, loop=self.loop)  # type: ignore[arg-type]
         proto.queue = queue
         proto.reader = WebSocketReader(
@@ -249,7 +248,7 @@ class DirectWSConnection(MessageConnection):
                         transport.close()
                     return self.aborted or self._error_outcome(e)
                 except (OSError, aiohttp.ClientError) as e:
-                    return self.aborted or Outcome(Cause.NETWORK, None, None, _describe(e))
+                    return self.aborted or Outcome(Cause.NETWORK, None, None, describe(e))
                 self.last_rx = loop.time()
                 kind = msg.type
                 if kind is text or kind is binary:
@@ -289,7 +288,7 @@ class DirectWSConnection(MessageConnection):
             size = int(match.group(1)) if match else self.max_message_size + 1
             self._queued.append(Oversized(size))  # after what came before it
             return Outcome(Cause.TOO_BIG, None, None, "message too big (1009)")
-        return Outcome(Cause.NETWORK, None, None, _describe(error))
+        return Outcome(Cause.NETWORK, None, None, describe(error))
 
     def _force_close(self) -> None:
         proto = self._proto
