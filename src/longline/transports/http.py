@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import urllib.request
 from collections import OrderedDict
 from collections.abc import Mapping
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -114,3 +116,16 @@ def describe(e: BaseException) -> str:
     it is cut (``core.secrets.redacted_head``)."""
     text = redacted_head(str(e), 200)[0]
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for a ws:// or wss:// URL: ``HTTP_PROXY`` or
+    ``HTTPS_PROXY`` as for http(s), unless ``NO_PROXY`` covers the host. (aiohttp's
+    ``trust_env`` would look for ``WS_PROXY`` / ``WSS_PROXY``, which nobody sets.)"""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get("https" if parts.scheme == "wss" else "http")
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # untyped
+    if proxy is None or bypass(parts.netloc, proxies):
+        return None
+    return proxy

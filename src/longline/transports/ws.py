@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import urllib.request
 from ssl import SSLContext
 from typing import Literal
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -33,22 +31,9 @@ from longline.transports.base import (
     Sink,
     TransportKind,
 )
-from longline.transports.http import describe, handshake_body, refused
+from longline.transports.http import describe, env_proxy, handshake_body, refused
 from longline.transports.ws_direct import TOO_BIG as _TOO_BIG
 from longline.transports.ws_direct import DirectWSConnection
-
-
-def env_proxy(url: str) -> str | None:
-    """The proxy the environment names for a ws:// or wss:// URL: ``HTTP_PROXY`` or
-    ``HTTPS_PROXY`` as for http(s), unless ``NO_PROXY`` covers the host. (aiohttp's
-    ``trust_env`` would look for ``WS_PROXY`` / ``WSS_PROXY``, which nobody sets.)"""
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get("https" if parts.scheme == "wss" else "http")
-    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # untyped
-    if proxy is None or bypass(parts.netloc, proxies):
-        return None
-    return proxy
 
 
 class WSConnection(MessageConnection):
