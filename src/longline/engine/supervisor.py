@@ -41,7 +41,7 @@ from longline.sessions.connection import SessionConnection
 from longline.stores.base import EventLog
 from longline.transports.base import Connection, Flag
 from longline.transports.registry import REGISTRY as TRANSPORTS
-from longline.transports.stream import SSEConnection, SSEState
+from longline.transports.stream import SSEFraming, SSEState
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class Supervisor:
             else:
                 live = functools.partial(self._went_live, n, self._resumed_from)
                 outcome, was_live, conn = await self._serve(conn, live, n)
-            if isinstance(conn, SSEConnection):
+            if isinstance(conn, SSEFraming):
                 sse = conn.state
             del conn  # an idle backoff holds no closed connection
             if self._stopping.is_set():
@@ -202,7 +202,7 @@ class Supervisor:
             await self.writer.flush()
             cursor = await self._checkpoint()
         last_event_id = ""
-        if sse_kind:  # an SSEConnection (subclass) keeps ``state``
+        if sse_kind:  # an SSE connection (``SSEFraming``) keeps ``state``
             if cfg.cursor == "sse-id" and sse is not None:
                 cursor = sse.last_event_id or None
             if cfg.cursor == "sse-id":
@@ -301,7 +301,7 @@ class Supervisor:
                         rotation.on_overlap()
             action = rotation.decide(now)
             if action is Action.OPEN_SUCCESSOR:
-                state = conn.state if isinstance(conn, SSEConnection) else None
+                state = conn.state if isinstance(conn, SSEFraming) else None
                 new = await self._new_connection(state, slot, follow if asked is conn else None)
                 successor = (new, self._start(new))
                 dups_before = self.stats.duplicates  # a later one proves the overlap

@@ -1,10 +1,11 @@
 """HTTP/1.1 by hand over a plain asyncio ``Protocol``: the request head, the response's status
 line and headers, and a refusal's body head.
 
-The direct connections (``ws_direct``) keep none of aiohttp's client objects for their whole
-life (docs/benchmarks.md, issue 14); this is the handshake they share: the protocol buffers
-bytes until the head is complete, ``read_head`` parses it, ``body_head`` reads what a refusal
-says for the log line.
+The direct connections (``ws_direct``, ``http_direct``) keep none of aiohttp's client objects
+for their whole life (docs/benchmarks.md, issue 14); this is the handshake they share: the
+protocol buffers bytes until the head is complete, ``read_head`` parses it, ``body_for`` makes
+the body's decoder (``core.httpbody``), ``body_head`` reads what a refusal says for the log
+line.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict
 
 from longline.core.errors import Cause, Outcome
+from longline.core.httpbody import Body, BodyError
 from longline.transports.base import ConnectionEnded
 from longline.transports.http import body_read, printable
 
@@ -92,8 +94,8 @@ def get_request(path: str, query: str, headers: Mapping[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def read_head(proto: HeadProtocol) -> tuple[int, CIMultiDict[str], bytes]:
-    """Status, headers and the bytes after them, once the headers are complete."""
+async def read_head(proto: HeadProtocol) -> tuple[int, str, CIMultiDict[str], bytes]:
+    """Status, reason phrase, headers and the bytes after them, once the headers are complete."""
     while True:
         end = proto.buf.find(b"\r\n\r\n")
         if end >= 0:
@@ -118,53 +120,44 @@ async def read_head(proto: HeadProtocol) -> tuple[int, CIMultiDict[str], bytes]:
         name, sep, value = line.partition(":")
         if sep:
             headers.add(name.strip(), value.strip())
-    return int(parts[1]), headers, rest
+    reason = parts[2].strip() if len(parts) > 2 else ""
+    return int(parts[1]), reason, headers, rest
+
+
+def body_for(headers: Mapping[str, str]) -> Body:
+    """The decoder of the body these response headers announce (raises ``BodyError``)."""
+    chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+    length = headers.get("Content-Length")
+    size: int | None = None
+    if length is not None and not chunked:
+        if not length.strip().isdigit():
+            raise BodyError(f"invalid Content-Length {length[:20]!r}")
+        size = int(length)
+    return Body(chunked=chunked, length=size, encoding=headers.get("Content-Encoding", ""))
 
 
 async def body_head(proto: HeadProtocol, headers: CIMultiDict[str], rest: bytes) -> str:
-    """The first bytes of a refusal's body as ``http.body_head`` gives them."""
-    length = headers.get("Content-Length")
+    """The first bytes of a refusal's body as ``http.body_head`` gives them: de-chunked and
+    decompressed, ``http.body_read()`` bytes at most, whatever came within ``BODY_WAIT``."""
     want = body_read()
-    if length and length.isdigit():
-        want = min(int(length), want)
-    chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+    got = bytearray()
+    try:
+        body = body_for(headers)
+    except BodyError:
+        return ""
     start = len(proto.buf) - len(rest)
     try:
         async with asyncio.timeout(BODY_WAIT):
             while True:
-                body = bytes(proto.buf[start:])
-                if chunked:
-                    body, done = _dechunk(body)
-                    if done or len(body) >= want:
-                        break
-                elif len(body) >= want:
-                    break
-                if proto.eof:
+                new = bytes(proto.buf[start:])
+                start += len(new)
+                out = body.feed(new)
+                while out and len(got) < want:
+                    got += out
+                    out = body.more()
+                if body.done or len(got) >= want or proto.eof:
                     break
                 await proto.more()
-    except TimeoutError:
+    except (TimeoutError, BodyError):
         pass
-    return printable(body[:want])
-
-
-def _dechunk(data: bytes) -> tuple[bytes, bool]:
-    """The payload of a chunked body's complete chunks, and whether the last chunk came."""
-    out = bytearray()
-    pos = 0
-    while True:
-        line_end = data.find(b"\r\n", pos)
-        if line_end < 0:
-            return bytes(out), False
-        size_text = data[pos:line_end].split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            return bytes(out), True
-        if size == 0:
-            return bytes(out), True
-        start = line_end + 2
-        if len(data) < start + size:
-            out += data[start:]
-            return bytes(out), False
-        out += data[start : start + size]
-        pos = start + size + 2
+    return printable(bytes(got[:want]))

@@ -119,12 +119,12 @@ def describe(e: BaseException) -> str:
 
 
 def env_proxy(url: str) -> str | None:
-    """The proxy the environment names for a ws:// or wss:// URL: ``HTTP_PROXY`` or
-    ``HTTPS_PROXY`` as for http(s), unless ``NO_PROXY`` covers the host. (aiohttp's
+    """The proxy the environment names for an http(s):// or ws(s):// URL: ``HTTP_PROXY`` or
+    ``HTTPS_PROXY``, unless ``NO_PROXY`` covers the host. (For ws:// and wss:// aiohttp's
     ``trust_env`` would look for ``WS_PROXY`` / ``WSS_PROXY``, which nobody sets.)"""
     parts = urlsplit(url)
     proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get("https" if parts.scheme == "wss" else "http")
+    proxy = proxies.get("https" if parts.scheme in ("https", "wss") else "http")
     bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # untyped
     if proxy is None or bypass(parts.netloc, proxies):
         return None

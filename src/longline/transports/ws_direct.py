@@ -159,7 +159,7 @@ class DirectWSConnection(MessageConnection):
                 self._proto = proto
                 assert proto.transport is not None
                 proto.transport.write(self._upgrade_request(host, port, secure, key))
-                status, headers, rest = await read_head(proto)
+                status, _, headers, rest = await read_head(proto)
                 if status != 101:
                     body = await body_head(proto, headers, rest)
                     raise ConnectionEnded(refused(status, None, headers, body))
