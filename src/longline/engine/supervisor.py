@@ -374,8 +374,17 @@ class Supervisor:
     # -- liveness -----------------------------------------------------------------------
 
     def _check_stalls(self, now: float) -> None:
-        """Abort connections that received nothing for ``stall_timeout``."""
+        """Abort connections that received nothing for ``stall_timeout``.
+
+        Not while the writer is backlogged: then the connections stopped reading on purpose
+        (backpressure, a slow or stopped store) and their bytes wait in the socket. Cutting one
+        would throw those away, and a live-only feed cannot send them again; the stall clock
+        starts anew once they read again."""
         default = self.cfg.stall_timeout
+        if self.writer.backlogged:
+            for conn in self.open:
+                conn.last_rx = now
+            return
         for conn in list(self.open):
             limit = default
             if isinstance(conn, SessionConnection) and conn.stall_limit is not None:
