@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from longline.api import App
 from longline.config import Config
@@ -15,6 +16,9 @@ from longline.engine.reload import Reloader
 from longline.engine.runner import Runner
 from longline.ops.http import OpsServer, app_service, runner_service
 from longline.ops.listen import Listen
+
+Metrics = dict[str, dict[tuple[tuple[str, str], ...], float]]
+"""Scraped metrics: family -> sorted label pairs -> value."""
 
 
 @contextlib.asynccontextmanager
@@ -79,3 +83,27 @@ async def get(
         http.request(method, url, headers=headers or {}) as resp,
     ):
         return resp.status, await resp.text(), dict(resp.headers)
+
+
+def parse_metrics(text: str) -> Metrics:
+    """Prometheus text parsed by prometheus-client's parser (``_created`` samples left out)."""
+    return {
+        f.name: {
+            tuple(sorted(s.labels.items())): s.value
+            for s in f.samples
+            if not s.name.endswith("_created")
+        }
+        for f in text_string_to_metric_families(text)
+    }
+
+
+async def scrape(base: str) -> Metrics:
+    """``GET base/metrics``, parsed."""
+    status, text, _ = await get(base + "/metrics")
+    assert status == 200
+    return parse_metrics(text)
+
+
+def per_stream(m: Metrics, family: str) -> dict[str, float]:
+    """One family's values by their ``stream`` label."""
+    return {dict(k)["stream"]: v for k, v in m[family].items()}

@@ -23,7 +23,7 @@ from longline.ops.listen import Listen, ListenError, listen_settings
 from longline.ops.live import OpsView
 from longline.testing.provider import Provider
 from tests.conftest import make_config
-from tests.ops.http_helpers import get, listening, running
+from tests.ops.http_helpers import Metrics, get, listening, parse_metrics, running
 
 TOKEN = "t0k3n-very-secret"
 GUARDED = ["/metrics", "/readyz", "/api/status", "/", "/api/events/status"]
@@ -115,14 +115,10 @@ async def test_metrics_count_processor_lanes(provider: Provider, tmp_path: Path)
         processors=[{"name": "sink", "kind": "command", "argv": ["cat"], "batch": 10}],
     )
     async with running(cfg) as (_, base, _server):
-        families: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        families: Metrics = {}
         for _ in range(200):
             _, text, _ = await get(base + "/metrics")
-            families = {
-                f.name: {tuple(sorted(s.labels.items())): s.value for s in f.samples
-                         if not s.name.endswith("_created")}
-                for f in text_string_to_metric_families(text)
-            }
+            families = parse_metrics(text)
             lane = (("processor", "sink"), ("stream", "a"))
             if families["longline_processor_delivered"].get(lane) == 30:
                 break

@@ -15,12 +15,11 @@ from typing import Any
 import aiohttp
 import orjson
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from longline.testing.provider import Provider
+from tests.ops.http_helpers import Metrics, parse_metrics, per_stream
 
 LISTENING = re.compile(r"HTTP listener on 127\.0\.0\.1:(\d+)")
-Metrics = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
 def environ(**extra: str) -> dict[str, str]:
@@ -63,18 +62,7 @@ async def scrape(port: int, token: str | None = None) -> Metrics:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = await resp.text()
-    return {
-        f.name: {
-            tuple(sorted(s.labels.items())): s.value
-            for s in f.samples
-            if not s.name.endswith("_created")
-        }
-        for f in text_string_to_metric_families(text)
-    }
-
-
-def per_stream(m: Metrics, family: str) -> dict[str, float]:
-    return {dict(k)["stream"]: v for k, v in m[family].items()}
+    return parse_metrics(text)
 
 
 async def status_json(cfg: Path, env: dict[str, str] | None = None) -> dict[str, Any]:

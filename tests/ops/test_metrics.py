@@ -10,14 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from longline.testing.provider import Provider
 from tests.conftest import make_config
-from tests.ops.http_helpers import get, running
+from tests.ops.http_helpers import Metrics, per_stream, running, scrape
 
 SLACK = 20.0  # seconds for what should happen soon on a loaded machine
-Metrics = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
 def lines(provider: Provider, name: str, **params: object) -> dict[str, Any]:
@@ -27,23 +24,6 @@ def lines(provider: Provider, name: str, **params: object) -> dict[str, Any]:
         "resume": {"query": "since"}, "url": provider.url("lines", name, since=0, **params),
         "backoff": {"initial": "50ms", "max": "200ms"},
     }  # fmt: skip
-
-
-async def scrape(base: str) -> Metrics:
-    status, text, _ = await get(base + "/metrics")
-    assert status == 200
-    return {
-        f.name: {
-            tuple(sorted(s.labels.items())): s.value
-            for s in f.samples
-            if not s.name.endswith("_created")
-        }
-        for f in text_string_to_metric_families(text)
-    }
-
-
-def per_stream(m: Metrics, family: str) -> dict[str, float]:
-    return {dict(k)["stream"]: v for k, v in m[family].items()}
 
 
 def causes(m: Metrics) -> dict[str, dict[str, float]]:

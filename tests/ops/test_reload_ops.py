@@ -11,16 +11,14 @@ from typing import Any
 
 import orjson
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from longline.config import load_config
 from longline.core.model import Event, Quarantined
 from longline.stores import open_store
 from longline.testing.provider import Provider
-from tests.ops.http_helpers import get, running
+from tests.ops.http_helpers import Metrics, get, per_stream, running, scrape
 
 SLACK = 20.0  # seconds for what should happen soon on a loaded machine
-Metrics = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
 def feed(provider: Provider, name: str, **params: object) -> dict[str, Any]:
@@ -59,23 +57,6 @@ async def reload(base: str) -> str:
     assert status == 200, body
     detail: str = orjson.loads(body)["detail"]
     return detail
-
-
-async def scrape(base: str) -> Metrics:
-    status, text, _ = await get(base + "/metrics")
-    assert status == 200
-    return {
-        f.name: {
-            tuple(sorted(s.labels.items())): s.value
-            for s in f.samples
-            if not s.name.endswith("_created")
-        }
-        for f in text_string_to_metric_families(text)
-    }
-
-
-def per_stream(m: Metrics, family: str) -> dict[str, float]:
-    return {dict(k)["stream"]: v for k, v in m[family].items()}
 
 
 def reconnects(m: Metrics) -> dict[str, float]:
