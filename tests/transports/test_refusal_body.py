@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from longline.core.secrets import set_secrets
+from longline.engine.runner import Runner
 from longline.ops.logging import setup_logging
 from longline.transports.http import body_head, printable
 from tests.conftest import capture_until, make_config
@@ -62,10 +63,11 @@ async def refusing(request: pytest.FixtureRequest) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-@pytest.mark.parametrize("transport", ["sse", "lines", "ws"])
-async def test_a_401_logs_status_and_redacted_body_head(
+async def refused_until_failed(
     refusing: str, tmp_path: Path, transport: str
-) -> None:
+) -> tuple[Runner, io.StringIO]:
+    """Run stream ``a`` (sending the token) against the refusing server until it fails; the
+    runner and what was logged at INFO."""
     cfg = make_config(
         tmp_path / "r.db",
         {
@@ -79,6 +81,14 @@ async def test_a_401_logs_status_and_redacted_body_head(
     out = io.StringIO()
     setup_logging("INFO", secrets=cfg.secrets, stream=out)
     runner = await capture_until(cfg, lambda r: r.stats["a"].state == "failed")
+    return runner, out
+
+
+@pytest.mark.parametrize("transport", ["sse", "lines", "ws"])
+async def test_a_401_logs_status_and_redacted_body_head(
+    refusing: str, tmp_path: Path, transport: str
+) -> None:
+    runner, out = await refused_until_failed(refusing, tmp_path, transport)
     # The first 200 bytes of the body, on one line, the echoed token replaced.
     head = BODY[:200].replace("\n", " ").replace(TOKEN, "***").rstrip() + " ..."
     assert BODY.index(TOKEN) + len(TOKEN) < 200
@@ -98,19 +108,7 @@ async def test_a_token_crossing_the_cut_is_redacted_whole(
     refusing: str, tmp_path: Path, transport: str
 ) -> None:
     """Redacted before it is cut: the token is replaced whole, not printed up to byte 200."""
-    cfg = make_config(
-        tmp_path / "r.db",
-        {
-            "name": "a",
-            "transport": transport,
-            "url": refusing.replace("http", "ws") if transport == "ws" else refusing,
-            "headers": {"Authorization": f"Bearer {TOKEN}"},
-            "backoff": {"initial": "10ms", "max": "20ms"},
-        },
-    )
-    out = io.StringIO()
-    setup_logging("INFO", secrets=cfg.secrets, stream=out)
-    runner = await capture_until(cfg, lambda r: r.stats["a"].state == "failed")
+    runner, out = await refused_until_failed(refusing, tmp_path, transport)
     why = "HTTP 401 Unauthorized: " + "x" * 190 + "*** ..."
     assert runner.stats["a"].reason == f"{why} (3 attempts)"
     assert any(
