@@ -77,6 +77,16 @@ def make_config(db: Path, *streams: dict[str, Any], **extra: Any) -> Config:
     return parse_config(data)
 
 
+async def wait_until(cond: Callable[[], bool], timeout: float) -> None:
+    """Wait until ``cond()`` holds, checked every 20 ms; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s")
+        await asyncio.sleep(0.02)
+
+
 async def capture_until(
     cfg: Config, done: Callable[[Runner], bool], timeout: float = 30.0
 ) -> Runner:

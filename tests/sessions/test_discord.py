@@ -16,7 +16,7 @@ from longline.config import Config, ConfigError, parse_config
 from longline.engine.runner import Runner
 from longline.stores import open_store
 from longline.testing.discord import TOKEN, DiscordEmulator
-from tests.conftest import make_config
+from tests.conftest import make_config, wait_until
 from tests.sessions.test_slack import preset_provider, run_until, start_run
 
 
@@ -34,14 +34,21 @@ def discord_stream(dc: DiscordEmulator, name: str = "discord", **session: Any) -
     }
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float) -> None:
-    """Wait until ``cond()`` holds, checked every 20 ms; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s")
-        await asyncio.sleep(0.02)
+def fault_midway(
+    dc: DiscordEmulator, total: int, fault: Callable[[], object]
+) -> Callable[[Runner], bool]:
+    """``run_until``'s condition: ``fault()`` once, after 100 events were produced; done once
+    the feed ended and all ``total`` events are stored."""
+    fired = False
+
+    def done(r: Runner) -> bool:
+        nonlocal fired
+        if not fired and dc.produced > 100:
+            fault()
+            fired = True
+        return dc.done and r.stats["discord"].events >= total
+
+    return done
 
 
 async def stored_numbers(cfg: Config, stream: str) -> list[int]:
@@ -83,16 +90,8 @@ async def test_a_zombie_connection_is_noticed_and_resumed_without_loss(tmp_path:
     total = 300
     async with DiscordEmulator(total=total, rate=100, heartbeat_interval=300) as dc:
         cfg = make_config(tmp_path / "d.db", discord_stream(dc))
-        zombied = False
-
-        def done(r: Runner) -> bool:
-            nonlocal zombied
-            if not zombied and dc.produced > 100:
-                dc.zombie()  # the open connection stops ACKing; later ones ACK again
-                zombied = True
-            return dc.done and r.stats["discord"].events >= total
-
-        runner = await run_until(cfg, done, timeout=30)
+        # The open connection stops ACKing; later ones ACK again.
+        runner = await run_until(cfg, fault_midway(dc, total, dc.zombie), timeout=30)
         causes = runner.stats["discord"].reconnect_causes or {}
         assert causes.get("stall", 0) >= 1
         assert dc.stats.resumes >= 1
@@ -107,16 +106,8 @@ async def test_a_dropped_connection_resumes_on_the_resume_gateway_url(tmp_path: 
     total = 300
     async with DiscordEmulator(total=total, rate=100, heartbeat_interval=500) as dc:
         cfg = make_config(tmp_path / "d.db", discord_stream(dc))
-        killed = False
-
-        def done(r: Runner) -> bool:
-            nonlocal killed
-            if not killed and dc.produced > 100:
-                dc.kill()  # reset without a close frame
-                killed = True
-            return dc.done and r.stats["discord"].events >= total
-
-        await run_until(cfg, done, timeout=30)
+        # A reset without a close frame.
+        await run_until(cfg, fault_midway(dc, total, dc.kill), timeout=30)
         assert dc.stats.paths.get("/gateway") == 1  # only the first connection: Identify
         assert dc.stats.paths.get("/resume-gateway", 0) >= 1
         assert dc.stats.resumes >= 1 and dc.stats.resumes_elsewhere == 0
@@ -133,10 +124,10 @@ async def test_a_heartbeat_request_is_answered_at_once(tmp_path: Path) -> None:
         runner = Runner(cfg, status_interval=0.2)
         task = asyncio.create_task(runner.run())
         try:
-            await wait_for(lambda: dc.done, 10)
+            await wait_until(lambda: dc.done, 10)
             for n in range(1, 4):
                 await dc.request_heartbeat()
-                await wait_for(lambda n=n: dc.stats.requested_heartbeats >= n, 5)
+                await wait_until(lambda n=n: dc.stats.requested_heartbeats >= n, 5)
         finally:
             runner.stop()
             await task

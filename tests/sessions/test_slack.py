@@ -18,7 +18,7 @@ from longline.config import Config
 from longline.engine.runner import Runner
 from longline.stores import open_store
 from longline.testing.slack import APP_TOKEN, SlackEmulator, event_id, event_payload
-from tests.conftest import make_config
+from tests.conftest import make_config, wait_until
 
 
 def slack_stream(slack: SlackEmulator, name: str = "slack", **extra: Any) -> dict[str, Any]:
@@ -359,13 +359,3 @@ async def test_a_slash_command_is_keyed_by_its_envelope_and_a_warning_rotates(
         assert (slack.stats.lost, slack.stats.redeliveries, slack.stats.unknown_acks) == ([], 0, 0)
     slash = [(e, orjson.dumps(p).decode(), "slash_commands") for e, p in commands]
     assert sorted(await stored_slack(cfg, "slack")) == sorted(expect(total) + slash)
-
-
-async def wait_until(cond: Any, timeout: float) -> None:
-    """Wait until ``cond()`` holds, checked every 20 ms; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s")
-        await asyncio.sleep(0.02)
