@@ -10,7 +10,7 @@ speaks to proxies.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from ssl import SSLContext
 from typing import NamedTuple
 
@@ -201,43 +201,36 @@ class _BareLines:
         self._splitter.close()
 
 
-def _sse(spec: ConnectSpec) -> Connection:
-    """A ``DirectSSEConnection``, or through a proxy the environment names, aiohttp's."""
-    if env_proxy(spec.request.url) is None:
-        return DirectSSEConnection(
+def _direct_or_aiohttp(
+    direct: type[DirectStreamConnection], proxied: type[HTTPStreamConnection]
+) -> Callable[[ConnectSpec], Connection]:
+    """A transport's factory: the ``direct`` connection, or, through a proxy the environment
+    names, the ``proxied`` one on aiohttp's client (which speaks to proxies)."""
+
+    def connect(spec: ConnectSpec) -> Connection:
+        if env_proxy(spec.request.url) is None:
+            return direct(
+                spec.request,
+                max_message_size=spec.max_message_size,
+                connect_timeout=spec.connect_timeout,
+                ssl=spec.ssl,
+            )
+        return proxied(
+            spec.session,
             spec.request,
             max_message_size=spec.max_message_size,
             connect_timeout=spec.connect_timeout,
             ssl=spec.ssl,
         )
-    return SSEConnection(
-        spec.session,
-        spec.request,
-        max_message_size=spec.max_message_size,
-        connect_timeout=spec.connect_timeout,
-        ssl=spec.ssl,
-    )
+
+    return connect
 
 
-def _lines(spec: ConnectSpec) -> Connection:
-    """A ``DirectLinesConnection``, or through a proxy the environment names, aiohttp's."""
-    if env_proxy(spec.request.url) is None:
-        return DirectLinesConnection(
-            spec.request,
-            max_message_size=spec.max_message_size,
-            connect_timeout=spec.connect_timeout,
-            ssl=spec.ssl,
-        )
-    return LinesConnection(
-        spec.session,
-        spec.request,
-        max_message_size=spec.max_message_size,
-        connect_timeout=spec.connect_timeout,
-        ssl=spec.ssl,
-    )
-
-
-SSE = TransportKind("sse", _sse, ("http", "https"), sse=True)
+SSE = TransportKind(
+    "sse", _direct_or_aiohttp(DirectSSEConnection, SSEConnection), ("http", "https"), sse=True
+)
 """``transport: sse`` (entry point ``longline.transports``)."""
-LINES = TransportKind("lines", _lines, ("http", "https"))
+LINES = TransportKind(
+    "lines", _direct_or_aiohttp(DirectLinesConnection, LinesConnection), ("http", "https")
+)
 """``transport: lines`` (entry point ``longline.transports``)."""
