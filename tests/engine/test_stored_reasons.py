@@ -33,6 +33,8 @@ async def test_reasons_are_stored_without_secrets(provider: Provider, tmp_path: 
                 # A connection that cannot be made: its error names the (secret) host.
                 {"name": "down", "transport": "sse", "url": "http://${FEED_HOST}/sse",
                  "backoff": {"initial": "50ms", "max": "100ms"}},
+                {"name": "down-ws", "transport": "ws", "url": "ws://${FEED_HOST}/ws",
+                 "backoff": {"initial": "50ms", "max": "100ms"}},
                 # Every event lacks the key path, whose name happens to be a secret's value.
                 {"name": "bad", "transport": "lines", "key": "$.acct_7f3k9",
                  "url": provider.url("lines", "q", total=3), "headers": {"X-Acct": "${ACCT}"}},
@@ -61,7 +63,8 @@ async def test_reasons_are_stored_without_secrets(provider: Provider, tmp_path: 
             finally:
                 await store.close()
             failed = (status.get("refused") or {}).get("state") == "failed"
-            if (status.get("down") or {}).get("reason") and len(quarantined) == 3 and failed:
+            down = all((status.get(n) or {}).get("reason") for n in ("down", "down-ws"))
+            if down and len(quarantined) == 3 and failed:
                 break
     finally:
         runner.stop()
@@ -72,9 +75,10 @@ async def test_reasons_are_stored_without_secrets(provider: Provider, tmp_path: 
         after = await store.get_status()
     finally:
         await store.close()
-    reason = status["down"]["reason"]
-    assert reason.startswith("ClientConnectorError: Cannot connect to host ")
-    assert host not in reason and REDACTED in reason
+    # Named once, as host:port, and so redacted whole: never again as ('127.0.0.1', port).
+    refused = f"ClientConnectorError: Cannot connect to host {REDACTED} ssl:default"
+    assert status["down"]["reason"] == f"{refused} [Connection refused]"
+    assert status["down-ws"]["reason"] == f"{refused} [Connection refused]"
     assert [q.reason for q in quarantined] == [f"key path $.{REDACTED} not found"] * 3
     assert "acct_7f3k9" not in str(status)
 

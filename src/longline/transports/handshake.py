@@ -2,8 +2,9 @@
 line and headers, and a refusal's body head.
 
 The direct connections (``ws_direct``, ``http_direct``) keep none of aiohttp's client objects
-for their whole life (docs/benchmarks.md, issue 14); this is the handshake they share: the
-protocol buffers bytes until the head is complete, ``read_head`` parses it, ``body_for`` makes
+for their whole life (docs/benchmarks.md, issue 14); this is the handshake they share:
+``exchange`` connects, sends the request and reads the answer's head (the protocol buffers
+bytes until the head is complete, ``read_head`` parses it), ``body_for`` makes
 the body's decoder (``core.httpbody``), ``body_head`` reads what a refusal says for the log
 line.
 """
@@ -11,10 +12,13 @@ line.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl as ssl_module
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from ssl import SSLContext
+from typing import TypeVar
+from urllib.parse import SplitResult
 
 from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict
@@ -73,6 +77,59 @@ class HeadProtocol(asyncio.Protocol):
             return
         self._waiter = asyncio.get_running_loop().create_future()
         await self._waiter
+
+
+P = TypeVar("P", bound=HeadProtocol)
+
+
+async def exchange(
+    factory: Callable[[], P],
+    url: SplitResult,
+    ssl: SSLContext | bool,
+    timeout: float,
+    request: Callable[[str, int, bool], bytes],
+    made: Callable[[P], None],
+) -> tuple[P, int, str, CIMultiDict[str], bytes]:
+    """Connect to ``url``'s host (TLS for https and wss, with ``ssl`` or the system's
+    context), send ``request(host, port, secure)`` and read the answer's head, all within
+    ``timeout``; ``made`` gets the protocol as soon as it exists (to abort it meanwhile).
+
+    Returns the protocol, status, reason, headers and the bytes after the head. A failure is a
+    ``ConnectionEnded`` worded as aiohttp words it, naming ``host:port`` once: asyncio's own
+    text repeats the address as ``('host', port)``, which the redaction of a host given as a
+    secret (``host:port``) would not catch.
+    """
+    secure = url.scheme in ("https", "wss")
+    host = url.hostname or ""
+    port = url.port or (443 if secure else 80)
+    context: SSLContext | None = None
+    if secure:
+        context = ssl if isinstance(ssl, SSLContext) else default_context()
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            _, proto = await loop.create_connection(
+                factory, host, port, ssl=context, server_hostname=host if secure else None
+            )
+            made(proto)
+            assert proto.transport is not None
+            proto.transport.write(request(host, port, secure))
+            status, reason, head, rest = await read_head(proto)
+    except TimeoutError:
+        raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, "connect timed out")) from None
+    except OSError as e:
+        shown = "default" if ssl is True else "custom"
+        detail = f"Cannot connect to host {host}:{port} ssl:{shown} [{_why(e)}]"
+        outcome = Outcome(Cause.NETWORK, None, None, f"ClientConnectorError: {detail}")
+        raise ConnectionEnded(outcome) from None
+    return proto, status, reason, head, rest
+
+
+def _why(e: OSError) -> str:
+    """What went wrong, without the socket address asyncio puts in a refused connect's text."""
+    if e.errno and not isinstance(e, ssl_module.SSLError):
+        return os.strerror(e.errno)
+    return e.strerror or str(e) or type(e).__name__
 
 
 def base_headers(host: str, port: int, secure: bool) -> CIMultiDict[str]:

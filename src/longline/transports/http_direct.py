@@ -31,9 +31,8 @@ from longline.transports.handshake import (
     base_headers,
     body_for,
     body_head,
-    default_context,
+    exchange,
     get_request,
-    read_head,
 )
 from longline.transports.http import describe, refused
 
@@ -154,40 +153,23 @@ class DirectStreamConnection(Connection):
     ) -> tuple[_Protocol, int, str, CIMultiDict[str], bytes]:
         """Connect to ``url``, send the GET, read the head (within ``connect_timeout``)."""
         parts = urlsplit(url)
-        secure = parts.scheme == "https"
-        host = parts.hostname or ""
-        port = parts.port or (443 if secure else 80)
-        context: SSLContext | None = None
-        if secure:
-            context = self.ssl if isinstance(self.ssl, SSLContext) else default_context()
-        headers = base_headers(host, port, secure)
-        headers.update(
-            {
-                "Accept": self.accept_header(),
-                "Accept-Encoding": ACCEPT_ENCODING,
-                "Cache-Control": "no-cache",
-            }
-        )
-        headers.update(stream_headers)  # the stream's own replace any of the above
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                _, proto = await self.loop.create_connection(
-                    _Protocol, host, port, ssl=context, server_hostname=host if secure else None
-                )
-                self._proto = proto
-                assert proto.transport is not None
-                proto.transport.write(get_request(parts.path, parts.query, headers))
-                status, reason, head, rest = await read_head(proto)
-        except TimeoutError:
-            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, "connect timed out")) from None
-        except OSError as e:
-            # As aiohttp's ClientConnectorError says it: the host as ``host:port``, which a
-            # stream's secrets (a host taken from the environment) are redacted by.
-            shown = "default" if self.ssl is True else "custom"
-            detail = f"Cannot connect to host {host}:{port} ssl:{shown} [{e.strerror or e}]"
-            outcome = Outcome(Cause.NETWORK, None, None, f"ClientConnectorError: {detail}")
-            raise ConnectionEnded(outcome) from None
-        return proto, status, reason, head, rest
+
+        def request(host: str, port: int, secure: bool) -> bytes:
+            headers = base_headers(host, port, secure)
+            headers.update(
+                {
+                    "Accept": self.accept_header(),
+                    "Accept-Encoding": ACCEPT_ENCODING,
+                    "Cache-Control": "no-cache",
+                }
+            )
+            headers.update(stream_headers)  # the stream's own replace any of the above
+            return get_request(parts.path, parts.query, headers)
+
+        return await exchange(_Protocol, parts, self.ssl, self.connect_timeout, request, self._made)
+
+    def _made(self, proto: _Protocol) -> None:
+        self._proto = proto
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -39,9 +39,8 @@ from longline.transports.handshake import (
     HeadProtocol,
     base_headers,
     body_head,
-    default_context,
+    exchange,
     get_request,
-    read_head,
 )
 from longline.transports.http import describe, refused
 
@@ -143,36 +142,27 @@ class DirectWSConnection(MessageConnection):
         self._pings = 0
 
     async def _open(self) -> None:
-        url = urlsplit(self.request.url)
-        secure = url.scheme == "wss"
-        host = url.hostname or ""
-        port = url.port or (443 if secure else 80)
-        context: SSLContext | None = None
-        if secure:
-            context = self.ssl if isinstance(self.ssl, SSLContext) else default_context()
         key = base64.b64encode(os.urandom(16)).decode()
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                _, proto = await self.loop.create_connection(
-                    _Protocol, host, port, ssl=context, server_hostname=host if secure else None
-                )
-                self._proto = proto
-                assert proto.transport is not None
-                proto.transport.write(self._upgrade_request(host, port, secure, key))
-                status, _, headers, rest = await read_head(proto)
-                if status != 101:
-                    body = await body_head(proto, headers, rest)
-                    raise ConnectionEnded(refused(status, None, headers, body))
-        except TimeoutError:
-            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, "connect timed out")) from None
-        except OSError as e:
-            raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, describe(e))) from None
+
+        def request(host: str, port: int, secure: bool) -> bytes:
+            return self._upgrade_request(host, port, secure, key)
+
+        proto, status, _, headers, rest = await exchange(
+            _Protocol, urlsplit(self.request.url), self.ssl, self.connect_timeout, request,
+            self._made,
+        )  # fmt: skip
+        if status != 101:
+            body = await body_head(proto, headers, rest)
+            raise ConnectionEnded(refused(status, None, headers, body))
         self._upgrade(proto, headers, key, rest)
         assert proto.transport is not None
         for text in self.request.subscribe:
             proto.transport.write(frame(_TEXT, text.encode()))
         if self.ping_interval:
             self._ping_timer = self.loop.call_later(self.ping_interval, self._ping_due)
+
+    def _made(self, proto: _Protocol) -> None:
+        self._proto = proto
 
     def _upgrade_request(self, host: str, port: int, secure: bool, key: str) -> bytes:
         url = urlsplit(self.request.url)
