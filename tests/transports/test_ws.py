@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -207,3 +208,110 @@ async def test_direct_connection_closes_an_oversized_message_with_1009(tmp_path:
     reasons = await quarantined(cfg, "big")
     assert len(reasons) == 1
     assert reasons[0].startswith("message of ") and "exceeds max_message_size 1000" in reasons[0]
+
+
+def _client_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, unmasked payload) of each whole masked client frame in ``data`` (short ones)."""
+    out = []
+    while len(data) >= 6:
+        opcode, size = data[0] & 0x0F, data[1] & 0x7F
+        mask, payload = data[2:6], data[6 : 6 + size]
+        out.append((opcode, bytes(b ^ mask[i % 4] for i, b in enumerate(payload))))
+        data = data[6 + size :]
+    return out
+
+
+async def test_direct_connection_reads_frames_that_come_with_the_101_or_split_anywhere(
+    tmp_path: Path,
+) -> None:
+    """Frames in the same read as the 101 answer are pushed once the pump starts; a frame cut
+    into one-byte reads is put together; a ping among them is answered; a close frame ends the
+    connection with its code; a frame with a reserved opcode is answered with a 1002 close and
+    ends it as a network error. What each connection sent is stored once, in order."""
+    import base64
+    import hashlib
+    import struct
+
+    from aiohttp.http_websocket import WS_KEY
+
+    def server_frame(opcode: int, payload: bytes) -> bytes:
+        return bytes((0x80 | opcode, len(payload))) + payload
+
+    sent_back: list[list[tuple[int, bytes]]] = []
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        accept = base64.b64encode(hashlib.sha1(key + WS_KEY).digest())
+        answer = (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        if connections == 1:
+            writer.write(
+                answer + server_frame(1, b'{"id": 1}') + server_frame(1, b'{"id": 2}')
+                + server_frame(9, b"p-1")
+            )  # fmt: skip
+            for byte in server_frame(1, b'{"id": 3}'):
+                writer.write(bytes((byte,)))
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            writer.write(server_frame(8, struct.pack("!H", 4002)))
+        elif connections == 2:
+            writer.write(answer + server_frame(3, b"reserved opcode"))
+        else:
+            writer.write(answer)
+        try:
+            data = await asyncio.wait_for(reader.read(), 5)
+        except TimeoutError:
+            data = b""
+        sent_back.append(_client_frames(data))
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        cfg = make_config(tmp_path / "t.db", {
+            "name": "raw", "transport": "ws", "key": "$.id", "url": f"ws://127.0.0.1:{port}/",
+            "ping_interval": "20s", "stall_timeout": "30s"})
+        r = await capture_until(
+            cfg, lambda r: r.stats["raw"].events >= 3 and r.stats["raw"].reconnects >= 2)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert [row[0] for row in await stored(cfg, "raw")] == [1, 2, 3]
+    assert r.stats["raw"].reconnect_causes == {"closed": 1, "network": 1}
+    assert sent_back[0] == [(0xA, b"p-1"), (0x8, struct.pack("!H", 4002))]
+    assert sent_back[1] == [(0x8, struct.pack("!H", 1002))]
+
+
+def test_direct_connection_with_aiohttp_pure_python_frame_parser() -> None:
+    """``AIOHTTP_NO_EXTENSIONS=1`` makes aiohttp use its pure-Python frame parser, which reads
+    the queue's attributes where the compiled one reads C fields: the direct connection's
+    ``_Inbox`` must serve both. The ws tests above, run again under that parser."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, pytest\n"
+        "from aiohttp._websocket.reader import WebSocketReader\n"
+        "assert WebSocketReader.__module__.endswith('reader_py'), WebSocketReader.__module__\n"
+        "sys.exit(pytest.main(sys.argv[1:]))\n"
+    )
+    tests = "subscribe_message or binary_frames or oversized or split_anywhere or close_code"
+    done = subprocess.run(
+        [sys.executable, "-c", script, "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
+         __file__, "-k", tests],
+        env={**os.environ, "AIOHTTP_NO_EXTENSIONS": "1"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "5 passed" in done.stdout, done.stdout[-2000:]

@@ -9,8 +9,11 @@ aiohttp's own frame parser (``WebSocketReader``, compiled), so framing, permessa
 Frames we send (subscribe messages, pings, pongs, close) are small and go out masked and
 uncompressed, which permessage-deflate allows. Behaviour matches ``ws.WSConnection``: every
 frame is liveness, server pings are answered with their payload, our pings come from a timer,
-text stays bytes, messages already parsed are pushed together. Through a proxy, ``ws.WS`` uses
-the aiohttp connection instead.
+text stays bytes. As in ``http_direct``, each read is parsed and what it carried is pushed in the
+protocol's callback: the parser hands messages to ``_Inbox`` instead of aiohttp's queue, so no
+message waits for a task to read it (that await per message was most of the client's cost,
+docs/benchmarks.md); the pump only waits, for the end or for a backlogged sink to drain while
+the socket is not read. Through a proxy, ``ws.WS`` uses the aiohttp connection instead.
 """
 
 from __future__ import annotations
@@ -45,9 +48,9 @@ from longline.transports.handshake import (
 from longline.transports.http import describe, refused
 
 TOO_BIG = re.compile(r"size (\d+) exceeds")
-_QUEUE_LIMIT = 2**16  # parsed bytes held before the socket stops being read (as aiohttp)
 _TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
 _TYPES = aiohttp.WSMsgType
+_DATA = (_TYPES.TEXT, _TYPES.BINARY)
 
 
 def frame(opcode: int, payload: bytes) -> bytes:
@@ -65,59 +68,71 @@ def frame(opcode: int, payload: bytes) -> bytes:
     return head + mask + data
 
 
+class _Inbox(WebSocketDataQueue):
+    """Where aiohttp's frame parser puts each message: on the connection's queue at once.
+
+    The parser calls ``feed_data`` (a ``cpdef`` method, so a Python override is called) for
+    every message while it parses a read. The base ``__init__`` is not run: it would make a
+    deque, a waiter and flow-control state that nothing here reads (~1 KB per idle stream);
+    with its size and limit left at 0 the parser never stalls, and this connection's own
+    backpressure (``pause_reading`` while the sink is backlogged) bounds what is read.
+    """
+
+    __slots__ = ("conn",)
+    # What aiohttp's pure-Python reader (``AIOHTTP_NO_EXTENSIONS=1``) reads of a queue; the
+    # compiled one reads the base's C fields, which start at 0 and None.
+    _size = _limit = 0
+    _stalled_reader = _waiter = _exception = None
+
+    def __init__(self, conn: DirectWSConnection) -> None:  # the base __init__ is not run
+        self.conn = conn
+
+    def feed_data(self, data: Any, size: int) -> None:
+        conn = self.conn
+        if data[0] in _DATA:  # a WSMessage tuple: (type, payload, extra)
+            if conn._end is None:
+                conn.rx_bytes += size
+                conn._queued.append(data[1])
+        else:
+            conn._control(data[0], data[1])
+
+
 class _Protocol(HeadProtocol):
     """The socket's side: bytes into the handshake buffer, then into aiohttp's parser."""
 
-    __slots__ = ("_reading_paused", "failed", "queue", "reader")
+    __slots__ = ("conn", "reader")
 
     def __init__(self) -> None:
         super().__init__()
         self.reader: WebSocketReader | None = None
-        self.queue: WebSocketDataQueue | None = None  # where the reader puts messages
-        self.failed = False  # the parser refused a frame: its error is queued
-        self._reading_paused = False  # read by WebSocketDataQueue
+        self.conn: DirectWSConnection | None = None
 
     def data_received(self, data: bytes) -> None:
-        reader = self.reader
-        if reader is None:
+        conn, reader = self.conn, self.reader
+        if conn is None or reader is None:
             super().data_received(data)
-            return
-        if self.failed:
-            return
-        error, _ = reader.feed_data(data)
-        if error:  # the error is queued; the pump closes with its code (1009, 1002, ...)
-            self.failed = True
-            self.pause_reading()
+        elif conn._end is None:
+            error, _ = reader.feed_data(data)
+            conn._after_read(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        queue = self.queue
-        if queue is None or self.failed:
-            return  # a parser error stays the queue's answer (feed_eof would drop it)
-        if exc is None:
-            queue.feed_eof()
-        else:
-            queue.set_exception(exc)
-
-    def pause_reading(self) -> None:
-        if self.transport is not None and not self._reading_paused:
-            self._reading_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self.transport is not None and self._reading_paused:
-            self._reading_paused = False
-            self.transport.resume_reading()
+        if self.conn is not None:
+            self.conn._lost(exc)
 
 
 class DirectWSConnection(MessageConnection):
     """One WebSocket connection without aiohttp's client objects."""
 
     __slots__ = (
+        "_backlogged",
+        "_end",
+        "_inbox",
         "_open_done",
         "_ping_timer",
         "_pings",
         "_proto",
+        "_wake",
         "connect_timeout",
         "ping_interval",
         "ssl",
@@ -137,9 +152,13 @@ class DirectWSConnection(MessageConnection):
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
         self._proto: _Protocol | None = None
+        self._inbox: _Inbox | None = None
         self._open_done = False
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pings = 0
+        self._end: Outcome | None = None  # why the connection ended, once it did
+        self._backlogged = False  # reading paused until the sink drains
+        self._wake: asyncio.Future[None] | None = None  # the pump's wait
 
     async def _open(self) -> None:
         key = base64.b64encode(os.urandom(16)).decode()
@@ -194,15 +213,84 @@ class DirectWSConnection(MessageConnection):
             compress, _ = ws_ext_parse(headers.get("Sec-WebSocket-Extensions"))
         except WSHandshakeError as e:
             raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, describe(e))) from None
-        queue = WebSocketDataQueue(proto, _QUEUE_LIMIT, loop=self.loop)  # type: ignore[arg-type]
-        proto.queue = queue
+        inbox = self._inbox = _Inbox(self)
         proto.reader = WebSocketReader(
-            queue, self.max_message_size, compress=bool(compress), decode_text=False
+            inbox, self.max_message_size, compress=bool(compress), decode_text=False
         )
         proto.buf = bytearray()
+        proto.conn = self
         self._open_done = True
         if rest:
-            proto.data_received(rest)
+            proto.data_received(rest)  # queued: pushed when the pump starts
+        if proto.eof:
+            self._lost(None)
+
+    # -- reading (protocol callbacks) ------------------------------------------------------
+
+    def _after_read(self, error: bool) -> None:
+        """One read was parsed: its messages are queued; push them, mind the backlog."""
+        self.last_rx = self.loop.time()
+        if error:
+            self._failed()
+        sink = self._sink
+        if sink is not None and self._queued:
+            self._push_queued()
+            if sink.backlogged and self._end is None:
+                self._pause()
+
+    def _control(self, kind: Any, data: Any) -> None:
+        """A control frame: a ping is answered with its payload, a close ends the connection."""
+        proto = self._proto
+        transport = proto.transport if proto is not None else None
+        if transport is None or self._end is not None:
+            return
+        if kind is _TYPES.PING:
+            transport.write(frame(_PONG, data))
+        elif kind is _TYPES.CLOSE:
+            if not transport.is_closing():
+                transport.write(frame(_CLOSE, struct.pack("!H", data or 1000)))
+                transport.close()
+            detail = f"closed by peer (code {data})" if data else "connection closed"
+            self._finish(Outcome(Cause.CLOSED_BY_PEER, None, None, detail))
+
+    def _failed(self) -> None:
+        """The parser refused a frame: close with its code (1009, 1002, ...) as RFC 6455 asks."""
+        error = self._inbox.exception() if self._inbox is not None else None
+        proto = self._proto
+        transport = proto.transport if proto is not None else None
+        if isinstance(error, WebSocketError):
+            if transport is not None and not transport.is_closing():
+                transport.write(frame(_CLOSE, struct.pack("!H", error.code)))
+                transport.close()
+            self._finish(self._error_outcome(error))
+        else:
+            if transport is not None:
+                transport.close()
+            self._finish(Outcome(Cause.NETWORK, None, None, describe(error or Exception())))
+
+    def _lost(self, exc: Exception | None) -> None:
+        """The socket closed: a clean close without a close frame, or an error."""
+        if exc is None:
+            self._finish(Outcome(Cause.CLOSED_BY_PEER, None, None, "connection closed"))
+        else:
+            self._finish(Outcome(Cause.NETWORK, None, None, describe(exc)))
+
+    def _finish(self, outcome: Outcome) -> None:
+        if self._end is None:
+            self._end = outcome
+            self._wake_pump()
+
+    def _pause(self) -> None:
+        proto = self._proto
+        self._backlogged = True
+        if proto is not None and proto.transport is not None and not proto.eof:
+            proto.transport.pause_reading()
+        self._wake_pump()
+
+    def _wake_pump(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     def _ping_due(self) -> None:
         """Timer callback: send one ping and schedule the next."""
@@ -215,61 +303,29 @@ class DirectWSConnection(MessageConnection):
             self._ping_timer = self.loop.call_later(self.ping_interval, self._ping_due)
 
     async def _pump(self, sink: Sink) -> Outcome:
-        self._sink = sink
         proto = self._proto
-        assert proto is not None and proto.queue is not None and proto.transport is not None
-        read = proto.queue.read
-        transport = proto.transport
-        loop = self.loop
-        queued = self._queued
-        burst = self.BURST
-        text, binary = _TYPES.TEXT, _TYPES.BINARY
+        assert proto is not None and proto.transport is not None
+        self._sink = sink
         try:
-            while True:
-                try:
-                    msg: Any = await read()
-                except aiohttp.EofStream:
-                    return self.aborted or Outcome(
-                        Cause.CLOSED_BY_PEER, None, None, "connection closed"
-                    )
-                except WebSocketError as e:
-                    if not transport.is_closing():  # as RFC 6455 asks: say why
-                        transport.write(frame(_CLOSE, struct.pack("!H", e.code)))
-                        transport.close()
-                    return self.aborted or self._error_outcome(e)
-                except (OSError, aiohttp.ClientError) as e:
-                    return self.aborted or Outcome(Cause.NETWORK, None, None, describe(e))
-                self.last_rx = loop.time()
-                kind = msg.type
-                if kind is text or kind is binary:
-                    self.rx_bytes += len(msg.data)
-                    if self._queued is not queued:  # pushed by the callback meanwhile
-                        queued = self._queued
-                    queued.append(msg.data)
-                    if len(queued) >= burst or sink.backlogged:
-                        if self._push_soon is not None:
-                            self._push_soon.cancel()
-                        self._push_queued()
-                        queued = self._queued
-                        if sink.backlogged:
-                            await sink.drained()
-                    elif self._push_soon is None:
-                        self._push_soon = loop.call_soon(self._push_queued)
-                elif kind is _TYPES.PING:
-                    transport.write(frame(_PONG, msg.data))
-                elif kind is _TYPES.PONG:
+            if self._queued:  # parsed before the pump started
+                self._push_queued()
+                if sink.backlogged and self._end is None:
+                    self._pause()
+            while self._end is None or self._backlogged:
+                if self._backlogged:
+                    await sink.drained()
+                    self._backlogged = False
+                    if self._end is None and proto.transport is not None:
+                        proto.transport.resume_reading()
                     continue
-                elif kind is _TYPES.CLOSE:
-                    code = msg.data
-                    if not transport.is_closing():
-                        transport.write(frame(_CLOSE, struct.pack("!H", code or 1000)))
-                        transport.close()
-                    detail = f"closed by peer (code {code})" if code else "connection closed"
-                    return self.aborted or Outcome(Cause.CLOSED_BY_PEER, None, None, detail)
+                self._wake = self.loop.create_future()
+                try:
+                    await self._wake
+                finally:
+                    self._wake = None
         finally:
-            if self._push_soon is not None:
-                self._push_soon.cancel()
             self._push_queued()
+        return self.aborted or self._end or Outcome(Cause.NETWORK, None, None, "ended")
 
     def _error_outcome(self, error: WebSocketError) -> Outcome:
         text = str(error)
@@ -284,6 +340,7 @@ class DirectWSConnection(MessageConnection):
         proto = self._proto
         if proto is not None and proto.transport is not None:
             proto.transport.abort()
+        self._wake_pump()
 
     async def _close(self) -> None:
         if self._ping_timer is not None:
