@@ -636,3 +636,20 @@ def test_yaml_list_or_mapping_keys_are_errors_not_crashes(text: str) -> None:
         loads_config(text, "k.yaml", env={})
     [message] = info.value.errors
     assert message.startswith("k.yaml: line ") and message.endswith("a key must be a plain value")
+
+
+def test_ws_options_compression() -> None:
+    ws = {**WS, "options": {"compression": False}}
+    assert parse_config(cfg(ws)).streams[0].transport_options.model_dump() == {
+        "compression": False
+    }
+    assert errors(cfg({**WS, "options": {"compresion": False}})) == [
+        "streams[0].options.compresion: unknown key (did you mean compression?)"
+    ]
+    assert errors(cfg({**WS, "options": {"compression": "sometimes"}})) == [
+        "streams[0].options.compression: expected true or false"
+    ]
+    # Streams that set no options share one default instance (no model per idle stream).
+    two = parse_config(cfg(WS, {**WS, "name": "ws2"})).streams
+    assert two[0].transport_options is two[1].transport_options
+    assert two[0].transport_options.model_dump() == {"compression": True}

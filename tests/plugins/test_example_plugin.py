@@ -160,7 +160,7 @@ def test_check_names_the_plugin_fields(tmp_path: Path) -> None:
         "streams[0].options.read_sise: unknown key (did you mean read_size?)",
         "streams[0].url: must use tcp:// for transport tcp-lines",
         "processors[1].path: required",
-        "processors[1].fsync: Input should be a valid boolean, unable to interpret input",
+        "processors[1].fsync: expected true or false",
         "processors[1].paht: unknown key (did you mean path?)",
     ]
 

@@ -315,3 +315,57 @@ def test_direct_connection_with_aiohttp_pure_python_frame_parser() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "5 passed" in done.stdout, done.stdout[-2000:]
+
+
+async def test_compression_false_offers_no_permessage_deflate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``options: {compression: false}``: the upgrade offers no extension, the provider sends
+    whole frames, capture is the same; through a proxy aiohttp's client is told the same."""
+    from longline.transports.base import ConnectSpec
+    from longline.transports.registry import REGISTRY as TRANSPORTS
+    from longline.transports.ws import WSConnection
+
+    seen: list[tuple[str | None, object]] = []
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=True)
+        await ws.prepare(request)
+        seen.append((request.headers.get("Sec-WebSocket-Extensions"), ws.compress))
+        for i in (1, 2, 3):
+            await ws.send_str(f'{{"id": {i}}}')
+        async for _ in ws:
+            pass
+        return ws
+
+    runner, port = await _serve(handler)
+    try:
+        streams = [
+            {"name": name, "transport": "ws", "key": "$.id", "url": f"ws://127.0.0.1:{port}/",
+             **({"options": {"compression": on}} if on is not None else {})}
+            for name, on in (("plain", False), ("default", None))
+        ]  # fmt: skip
+        cfg = make_config(tmp_path / "t.db", *streams)
+        await capture_until(cfg, lambda r: all(s.events >= 3 for s in r.stats.values()))
+    finally:
+        await runner.cleanup()
+    assert sorted(seen, key=str) == [
+        ("permessage-deflate; client_max_window_bits", 15),
+        (None, 0),
+    ]
+    for name in ("plain", "default"):
+        assert [row[0] for row in await stored(cfg, name)] == [1, 2, 3]
+    plain = cfg.streams[0]
+    assert plain.transport_options.model_dump() == {"compression": False}
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    from longline.core.resume import ConnectRequest
+
+    async with aiohttp.ClientSession() as session:
+        spec = ConnectSpec(
+            session=session, request=ConnectRequest(url="wss://127.0.0.1:9/", headers={}),
+            max_message_size=1000, connect_timeout=1.0, ping_interval=0.0,
+            options=plain.transport_options)  # fmt: skip
+        conn = TRANSPORTS.get("ws").connect(spec)
+    assert isinstance(conn, WSConnection) and conn.compression is False

@@ -26,6 +26,7 @@ _FRIENDLY = {
     "missing": "required",
     "string_type": "expected a string",
     "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
     "int_type": "expected an integer",
     "dict_type": "expected a mapping",
     "model_type": "expected a mapping",

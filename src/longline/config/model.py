@@ -11,6 +11,7 @@ transport-dependent defaults (key, cursor, resume, ping_interval) resolved.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -257,6 +258,15 @@ _NO_OPTIONS = NoOptions()  # the options of every stream whose transport takes n
 _DEFAULT_BACKOFF = BackoffConfig()
 
 
+@functools.cache
+def _default_options(model: type[BaseModel]) -> BaseModel | None:
+    """``model`` with every field at its default (None if a field is required)."""
+    try:
+        return model.model_validate({})
+    except ValidationError:
+        return None
+
+
 class StreamConfig(_Model):
     """One provider connection (and its redundant twins), as described in docs/configuration.md."""
 
@@ -361,6 +371,9 @@ class StreamConfig(_Model):
             # No model instance nor dumped copy per stream: ~1 KB each of 10,000 idle streams.
             if self.options:
                 p.add("options", f"transport {kind.name} takes no options")
+            return
+        if not self.options and (shared := _default_options(kind.options)) is not None:
+            self._options = shared  # the same, so shared, by every stream that sets none
             return
         try:
             self._options = kind.options.model_validate(self.options)

@@ -19,6 +19,7 @@ from ssl import SSLContext
 from typing import Literal
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict
 
 from longline.core.errors import Cause, Outcome
 from longline.core.model import Oversized
@@ -36,6 +37,16 @@ from longline.transports.ws_direct import TOO_BIG as _TOO_BIG
 from longline.transports.ws_direct import DirectWSConnection
 
 
+class WSOptions(BaseModel):
+    """The ``options:`` of a ``ws`` stream (docs/configuration.md#options)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    compression: bool = True
+    """Offer permessage-deflate (RFC 7692). Off, the provider sends every message whole: more
+    bytes on the wire, no inflating in longline (docs/benchmarks.md: ws capture's CPU)."""
+
+
 class WSConnection(MessageConnection):
     """One WebSocket connection."""
 
@@ -48,10 +59,12 @@ class WSConnection(MessageConnection):
         connect_timeout: float,
         ping_interval: float | None,
         ssl: SSLContext | bool = True,
+        compression: bool = True,
     ) -> None:
         super().__init__(request, max_message_size=max_message_size)
         self.session = session
         self.ssl = ssl
+        self.compression = compression
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
         self._ws: aiohttp.ClientWebSocketResponse[Literal[False]] | None = None
@@ -66,7 +79,7 @@ class WSConnection(MessageConnection):
                 headers=self.request.headers,
                 autoping=False,
                 autoclose=True,
-                compress=15,
+                compress=15 if self.compression else 0,
                 max_msg_size=self.max_message_size,
                 decode_text=False,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
@@ -183,6 +196,8 @@ class WSConnection(MessageConnection):
 def _connect(spec: ConnectSpec) -> Connection:
     """A ``DirectWSConnection`` (~4 KB idle instead of ~18 KB), or through a proxy the
     environment names, aiohttp's (which speaks HTTP CONNECT)."""
+    options = spec.options
+    compression = options.compression if isinstance(options, WSOptions) else True
     if env_proxy(spec.request.url) is None:
         return DirectWSConnection(
             spec.request,
@@ -190,6 +205,7 @@ def _connect(spec: ConnectSpec) -> Connection:
             connect_timeout=spec.connect_timeout,
             ping_interval=spec.ping_interval,
             ssl=spec.ssl,
+            compression=compression,
         )
     return WSConnection(
         spec.session,
@@ -198,8 +214,9 @@ def _connect(spec: ConnectSpec) -> Connection:
         connect_timeout=spec.connect_timeout,
         ping_interval=spec.ping_interval,
         ssl=spec.ssl,
+        compression=compression,
     )
 
 
-WS = TransportKind("ws", _connect, ("ws", "wss"), subscribe=True)
+WS = TransportKind("ws", _connect, ("ws", "wss"), options=WSOptions, subscribe=True)
 """``transport: ws`` (entry point ``longline.transports``)."""

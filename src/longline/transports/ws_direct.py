@@ -133,6 +133,7 @@ class DirectWSConnection(MessageConnection):
         "_pings",
         "_proto",
         "_wake",
+        "compression",
         "connect_timeout",
         "ping_interval",
         "ssl",
@@ -146,9 +147,11 @@ class DirectWSConnection(MessageConnection):
         connect_timeout: float,
         ping_interval: float | None,
         ssl: SSLContext | bool = True,
+        compression: bool = True,
     ) -> None:
         super().__init__(request, max_message_size=max_message_size)
         self.ssl = ssl
+        self.compression = compression  # offer permessage-deflate
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
         self._proto: _Protocol | None = None
@@ -193,9 +196,10 @@ class DirectWSConnection(MessageConnection):
                 "Connection": "Upgrade",
                 "Sec-WebSocket-Key": key,
                 "Sec-WebSocket-Version": "13",
-                "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
             }
         )
+        if self.compression:
+            headers["Sec-WebSocket-Extensions"] = "permessage-deflate; client_max_window_bits"
         return get_request(url.path, url.query, headers)
 
     def _upgrade(self, proto: _Protocol, headers: CIMultiDict[str], key: str, rest: bytes) -> None:
@@ -211,6 +215,8 @@ class DirectWSConnection(MessageConnection):
             )
         try:
             compress, _ = ws_ext_parse(headers.get("Sec-WebSocket-Extensions"))
+            if compress and not self.compression:
+                raise WSHandshakeError("the server chose permessage-deflate, not offered")
         except WSHandshakeError as e:
             raise ConnectionEnded(Outcome(Cause.NETWORK, None, None, describe(e))) from None
         inbox = self._inbox = _Inbox(self)
