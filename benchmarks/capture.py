@@ -29,7 +29,8 @@ STREAM = "bench"
 def stream_config(
     url: str, transport: str, *, key: str = "$.id", redundancy: int = 1
 ) -> dict[str, Any]:
-    """One stream keyed like the baselines; resumable so a reconnect would not double count."""
+    """One stream keyed like the baselines; resumable so a reconnect would not double count.
+    ``ws_plain`` is ws with ``options: {compression: false}`` (no permessage-deflate)."""
     stream: dict[str, Any] = {
         "name": STREAM,
         "transport": transport,
@@ -37,6 +38,8 @@ def stream_config(
         "redundancy": redundancy,
         "stall_timeout": "30s",
     }
+    if transport == "ws_plain":
+        stream.update(transport="ws", options={"compression": False})
     if transport == "sse":
         if key != "$.id":
             stream["key"] = key

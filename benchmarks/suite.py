@@ -167,8 +167,11 @@ class Suite:
     ) -> Callable[[Path], Awaitable[float]]:
         """longline capture of a fresh feed (``kw``: store, key, redundancy, extra)."""
 
+        wire = "ws" if tr == "ws_plain" else tr  # the same provider feed, deflate not offered
+
         async def go(d: Path) -> float:
-            return await capture.capture(self.url(tr, prefix, n, size), tr, n, d / "c.db", **kw)
+            url = self.url(wire, prefix, n, size)
+            return await capture.capture(url, tr, n, d / "c.db", **kw)
 
         return go
 
@@ -253,8 +256,9 @@ class Suite:
         await self.measure("naive_loop_wal.lines", run, self.naive("lines", n, wal=True))
 
     async def throughput(self, run: int, n: int) -> None:
-        """longline into SQLite and into the null store, per transport."""
-        for tr in TRANSPORTS:
+        """longline into SQLite and into the null store, per transport (and ws without
+        permessage-deflate: ``ws_plain``)."""
+        for tr in (*TRANSPORTS, "ws_plain"):
             await self.measure(f"durable.{tr}", run, self.cap(tr, "dur", n), events=n)
             fn = self.cap(tr, "null", n, store=NullStore())
             await self.measure(f"null.{tr}", run, fn, events=n)
