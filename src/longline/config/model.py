@@ -59,6 +59,11 @@ from longline.sessions.registry import SessionLoadError, load_factory, load_pres
 from longline.transports.registry import REGISTRY as TRANSPORTS
 from longline.transports.registry import NoOptions, TransportKind
 
+try:
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
 __all__ = [
     "SENSITIVE_HEADERS",
     "BackoffConfig",
@@ -495,8 +500,11 @@ def parse_config(
     return config
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+class _UniqueKeyLoader(_SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last one.
+
+    On libyaml's parser (``CSafeLoader``) where PyYAML has it, as its wheels do: the pure-Python
+    one took ~7 s of a worker's start on a config of 50,000 streams (docs/benchmarks.md)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[object] = set()
@@ -534,7 +542,7 @@ def loads_config(
     """Parse and validate YAML config text (``where`` names it in errors: a path, ``-``;
     ``read_only``: see ``parse_config``)."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a (C)SafeLoader subclass
     except yaml.MarkedYAMLError as e:
         # Only problem and position: str(e) quotes the offending line, which may hold a secret.
         mark = e.problem_mark
