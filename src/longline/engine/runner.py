@@ -43,13 +43,14 @@ from longline.engine.summary import Periodic, stream_lines
 from longline.engine.supervisor import Supervisor
 from longline.engine.writer import StoreSignal, StreamWriter
 from longline.stores import open_store
-from longline.stores.base import Store
+from longline.stores.base import BatchStatus, Store
 from longline.transports.http import refusal_trace
 from longline.transports.registry import REGISTRY as TRANSPORTS
 from longline.transports.tls import fit_tls_read_buffer
 
 log = logging.getLogger(__name__)
 CLOSE_GRACE = 0.5  # after the commit deadline: for the final status and closing the store
+STATUS_BATCH = 1000  # statuses saved per store call where the store can (``BatchStatus``)
 
 
 class Runner:
@@ -320,9 +321,16 @@ class Runner:
 
     async def _save_status(self) -> None:
         # The checkpoint is not copied in: `longline status` reads it from the store itself.
+        store = self.store
+        if isinstance(store, BatchStatus):  # thousands of streams: a few calls, not thousands
+            names = list(self.supervisors)
+            for start in range(0, len(names), STATUS_BATCH):
+                chunk = [n for n in names[start : start + STATUS_BATCH] if n in self.supervisors]
+                await store.put_statuses({n: self.status_of(n) for n in chunk})
+            return
         for name in list(self.supervisors):
             if name in self.supervisors:  # not stopped meanwhile (its new owner reports it)
-                await self.store.put_status(name, self.status_of(name))
+                await store.put_status(name, self.status_of(name))
 
     def status_of(self, name: str) -> dict[str, Any]:
         """The status saved for ``name``; in worker mode with the owner and its lease epoch."""

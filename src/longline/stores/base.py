@@ -16,7 +16,7 @@ ignored, and new events get the next gapless per-stream ``seq``. The lease's fen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -33,6 +33,7 @@ from longline.core.model import (
 
 __all__ = [
     "BatchLeases",
+    "BatchStatus",
     "DeliveryLog",
     "EventLog",
     "LeaseTable",
@@ -205,6 +206,18 @@ class BatchLeases(Protocol):
     async def renew_leases(self, renewals: Sequence[tuple[Lease, bool]], ttl: float) -> list[Lease]:
         """``renew_lease(lease, ttl, live)`` for each ``(lease, live)``, in one call; returns
         the lease in force for each, in the same order."""
+        ...
+
+
+@runtime_checkable
+class BatchStatus(Protocol):
+    """Optional: the statuses of many streams saved in one store call. A process holding
+    thousands of streams saves all their statuses every ``status_interval``; one call (and, on
+    SQLite, one write transaction) per stream was thousands a second, which held the database's
+    write lock from everything else (docs/benchmarks.md, worker mode at 50,000 streams)."""
+
+    async def put_statuses(self, statuses: Mapping[str, dict[str, Any]]) -> None:
+        """``put_status(stream, status)`` for each item, in one call."""
         ...
 
 

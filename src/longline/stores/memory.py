@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,7 +34,7 @@ from longline.core.model import (
     StoredQuarantine,
     Totals,
 )
-from longline.stores.base import BatchLeases, Store, StoreError
+from longline.stores.base import BatchLeases, BatchStatus, Store, StoreError
 from longline.stores.registry import StoreKind
 
 __all__ = ["KIND", "MemoryStore", "forget"]
@@ -78,7 +78,7 @@ def forget(name: str) -> None:
     _NAMED.pop(name, None)
 
 
-class MemoryStore(Store, BatchLeases):
+class MemoryStore(Store, BatchLeases, BatchStatus):
     """A :class:`~longline.stores.base.Store` in this process's memory.
 
     ``name`` shares the contents with every other ``MemoryStore`` of that name; without one
@@ -225,11 +225,19 @@ class MemoryStore(Store, BatchLeases):
 
     async def put_status(self, stream: str, status: dict[str, Any]) -> None:
         """Save the runtime status of a stream (kept as JSON, as the other stores do)."""
+        await self.put_statuses({stream: status})
+
+    async def put_statuses(self, statuses: Mapping[str, dict[str, Any]]) -> None:
+        """Save many statuses at once (``BatchStatus``): all of them, or none if one is not
+        JSON."""
         data = self._open()
-        try:
-            data.status[stream] = json.dumps(status, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"status of {stream!r} is not JSON-serialisable: {exc}") from exc
+        saved = {}
+        for stream, status in statuses.items():
+            try:
+                saved[stream] = json.dumps(status, separators=(",", ":"))
+            except (TypeError, ValueError) as exc:
+                raise StoreError(f"status of {stream!r} is not JSON-serialisable: {exc}") from exc
+        data.status.update(saved)
 
     async def get_status(self) -> dict[str, dict[str, Any]]:
         """The last saved status of every stream."""

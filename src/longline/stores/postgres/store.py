@@ -25,7 +25,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -42,7 +42,7 @@ from longline.core.model import (
     Totals,
 )
 from longline.stores import migrations
-from longline.stores.base import Store, StoreError
+from longline.stores.base import BatchStatus, Store, StoreError
 from longline.stores.postgres.delivery import PostgresDelivery
 from longline.stores.postgres.leases import ADD_STREAM, LOCK_STREAM, PostgresLeases
 
@@ -150,7 +150,7 @@ _READ = """SELECT seq, key, cursor, received_at, payload, event, epoch FROM even
     WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3"""
 
 
-class PostgresStore(PostgresDelivery, PostgresLeases, Store):
+class PostgresStore(PostgresDelivery, PostgresLeases, Store, BatchStatus):
     """A :class:`~longline.stores.base.Store` in a PostgreSQL schema.
 
     The :class:`~longline.stores.base.EventLog` is here; the delivery log and the leases are
@@ -440,14 +440,14 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store):
         """Save the runtime status of a stream (what ``longline status`` shows)."""
         data = _json(stream, status)
         async with self._conn("save status in") as conn:
-            await conn.execute(
-                "INSERT INTO status (stream, data, updated_at) VALUES ($1, $2::jsonb, $3)"
-                " ON CONFLICT (stream) DO UPDATE SET data = excluded.data,"
-                " updated_at = excluded.updated_at",
-                stream,
-                data,
-                time.time(),
-            )
+            await conn.execute(_PUT_STATUS, stream, data, time.time())
+
+    async def put_statuses(self, statuses: Mapping[str, dict[str, Any]]) -> None:
+        """Save the statuses of many streams in one transaction, pipelined (``BatchStatus``)."""
+        now = time.time()
+        rows = [(stream, _json(stream, st), now) for stream, st in statuses.items()]
+        async with self._conn("save status in") as conn, conn.transaction():
+            await conn.executemany(_PUT_STATUS, rows)
 
     async def get_status(self) -> dict[str, dict[str, Any]]:
         """The last saved status of every stream."""
@@ -536,6 +536,12 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store):
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+_PUT_STATUS = (
+    "INSERT INTO status (stream, data, updated_at) VALUES ($1, $2::jsonb, $3)"
+    " ON CONFLICT (stream) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at"
+)
 
 
 def _json(stream: str, status: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
@@ -40,7 +40,7 @@ from longline.core.model import (
     StoredQuarantine,
     Totals,
 )
-from longline.stores.base import Store, StoreError
+from longline.stores.base import BatchStatus, Store, StoreError
 from longline.stores.sqlite.delivery import DELIVERY_SCHEMA, SQLiteDelivery
 from longline.stores.sqlite.leases import LEASES_SCHEMA, SQLiteLeases
 
@@ -200,7 +200,20 @@ def _enter_wal(conn: sqlite3.Connection) -> str:
             time.sleep(0.02)
 
 
-class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
+_PUT_STATUS = (
+    "INSERT INTO status (stream, data, updated_at) VALUES (?, ?, ?) ON CONFLICT (stream)"
+    " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at"
+)
+
+
+def _status_json(stream: str, status: dict[str, Any]) -> str:
+    try:
+        return json.dumps(status, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"status of {stream!r} is not JSON-serialisable: {exc}") from exc
+
+
+class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store, BatchStatus):
     """A :class:`~longline.stores.base.Store` in one SQLite file (WAL mode).
 
     The :class:`~longline.stores.base.EventLog` is here; the delivery log and the leases are
@@ -358,17 +371,13 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store):
 
     async def put_status(self, stream: str, status: dict[str, Any]) -> None:
         """Save the runtime status of a stream (what ``longline status`` shows)."""
-        try:
-            data = json.dumps(status, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"status of {stream!r} is not JSON-serialisable: {exc}") from exc
-        await self._call(
-            self._writer,
-            self._write_many,
-            "INSERT INTO status (stream, data, updated_at) VALUES (?, ?, ?) ON CONFLICT (stream)"
-            " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-            [(stream, data, time.time())],
-        )
+        await self.put_statuses({stream: status})
+
+    async def put_statuses(self, statuses: Mapping[str, dict[str, Any]]) -> None:
+        """Save the statuses of many streams in one write transaction (``BatchStatus``)."""
+        now = time.time()
+        rows = [(stream, _status_json(stream, st), now) for stream, st in statuses.items()]
+        await self._call(self._writer, self._write_many, _PUT_STATUS, rows)
 
     async def get_status(self) -> dict[str, dict[str, Any]]:
         """The last saved status of every stream."""

@@ -38,6 +38,7 @@ from longline.core.model import (
     Totals,
 )
 from longline.stores import DeliveryLog, EventLog, LeaseTable, Store, StoreError, open_store
+from longline.stores.base import BatchStatus
 
 __all__ = ["CRASH_WRITER", "StoreConformance", "StoreFactory", "ev", "keys_of", "read_all"]
 
@@ -254,6 +255,20 @@ class StoreConformance:
         }
         with pytest.raises(StoreError, match="JSON"):
             await store.put_status("a", {"bad": object()})
+
+    async def test_statuses_saved_together(self, store: Store) -> None:
+        """``BatchStatus`` (where a store has it): many statuses in one call, the same as one
+        ``put_status`` each; one that is not JSON saves none of them."""
+        if not isinstance(store, BatchStatus):
+            pytest.skip("this store saves statuses one by one (no BatchStatus)")
+        await store.put_status("a", {"state": "live"})
+        many = {f"s{i}": {"state": "live", "events": i} for i in range(1500)}
+        await store.put_statuses({**many, "a": {"state": "stopped"}})
+        assert await store.get_status() == {**many, "a": {"state": "stopped"}}
+        with pytest.raises(StoreError, match="JSON"):
+            await store.put_statuses({"a": {"state": "live"}, "b": {"bad": object()}})
+        saved = await store.get_status()
+        assert saved["a"] == {"state": "stopped"} and "b" not in saved
 
     # -- totals ----------------------------------------------------------------------------------
 
