@@ -13,6 +13,7 @@ import pytest
 
 from longline.config import Config, parse_config
 from longline.core.model import Totals
+from longline.core.secrets import registered_secrets, set_secrets
 from longline.engine.runner import Runner
 from longline.stores import open_store
 from longline.testing.provider import Provider
@@ -48,6 +49,16 @@ def _root_logger_restored() -> Iterator[None]:
     root.setLevel(level)
     for handler in [h for h in root.handlers if h not in handlers]:
         root.removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
+def _secrets_restored() -> Iterator[None]:
+    """The process-wide redaction list as it was before the test: a runner or the CLI run in
+    the test process registers its config's secrets, and a short one (a test's "12") would be
+    redacted from the texts of the tests after it in the same worker."""
+    saved = registered_secrets()
+    yield
+    set_secrets(saved)
 
 
 @pytest.fixture

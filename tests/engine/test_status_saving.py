@@ -4,7 +4,8 @@ thousands of streams makes a few store calls per ``status_interval``, not one pe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import itertools
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,33 +39,65 @@ async def test_statuses_are_saved_in_batches(
 ) -> None:
     monkeypatch.setattr(runner_module, "STATUS_BATCH", 2)
     names = [f"s{i}" for i in range(5)]
+    store = CountingStore(tmp_path / "t.db")
+    await run_until(idle_runner(provider, tmp_path, names, store), lambda: store.batches)
+    first = store.batches[:3]  # the first round: every stream once, two per call
+    assert sorted(n for b in first for n in b) == names
+    assert sorted(len(b) for b in first) == [1, 2, 2]
+    assert store.singles == []  # not one call per stream
+    async with SQLiteStore(tmp_path / "t.db") as reader:
+        saved = await reader.get_status()
+    assert sorted(saved) == names and all(s["state"] == "stopped" for s in saved.values())
+
+
+async def test_an_unchanged_status_is_saved_only_now_and_then(
+    provider: Provider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every 0.1 s a round, but an idle stream's status, once live, is saved again only when
+    it changes or ``STATUS_REFRESH`` (here 0.5 s) has passed; the final one always."""
+    monkeypatch.setattr(runner_module, "STATUS_REFRESH", 0.5)
+    store = CountingStore(tmp_path / "t.db")
+    runner = idle_runner(provider, tmp_path, ["idle"], store)
+    loop = asyncio.get_running_loop()
+    saves: list[tuple[float, str]] = []
+    real = store.put_statuses
+
+    async def put_statuses(statuses: Mapping[str, dict[str, Any]]) -> None:
+        saves.extend((loop.time(), st["state"]) for st in statuses.values())
+        await real(statuses)
+
+    store.put_statuses = put_statuses  # type: ignore[method-assign]
+    start = loop.time()
+    await run_until(runner, lambda: loop.time() - start > 2.2)
+    live = [t for t, state in saves if state == "live"]
+    gaps = [b - a for a, b in itertools.pairwise(live)]
+    # ~20 rounds; live saves at the first live round, then once per 0.5 s (one round late
+    # at most), and the final one, which is "stopped".
+    assert 3 <= len(live) <= 6, saves
+    assert all(0.45 <= g <= 0.75 for g in gaps), gaps
+    assert saves[-1][1] == "stopped"
+
+
+def idle_runner(
+    provider: Provider, tmp_path: Path, names: list[str], store: SQLiteStore
+) -> runner_module.Runner:
     cfg = make_config(tmp_path / "t.db", *(
         {"name": n, "transport": "lines", "key": "$.id", "url": provider.url("lines", n, total=0)}
         for n in names
     ))  # fmt: skip
-    store = CountingStore(tmp_path / "t.db")
-    runner = runner_module.Runner(cfg, store=store, status_interval=0.1)
-    await capture_until_saved(runner, store)
-    rounds = [store.batches[i : i + 3] for i in range(0, 6, 3)]
-    for batches in rounds:  # each round: every stream once, two per call
-        assert sorted(n for b in batches for n in b) == names
-        assert sorted(len(b) for b in batches) == [1, 2, 2]
-    assert store.singles == []  # not one call per stream
-    async with SQLiteStore(tmp_path / "t.db") as reader:
-        saved = await reader.get_status()
-    assert sorted(saved) == names and all(s["state"] for s in saved.values())
+    return runner_module.Runner(cfg, store=store, status_interval=0.1)
 
 
-async def capture_until_saved(runner: runner_module.Runner, store: CountingStore) -> None:
-    """Run until at least two status rounds were saved, then stop."""
+async def run_until(runner: runner_module.Runner, done: Callable[[], object]) -> None:
+    """Run until ``done()`` is true (within 10 s), then stop."""
     task = asyncio.create_task(runner.run())
     try:
         for _ in range(200):
-            if len(store.batches) >= 6:
+            if done():
                 break
             await asyncio.sleep(0.05)
         else:
-            raise AssertionError(f"statuses not saved: {store.batches}")
+            raise AssertionError("not done within 10 s")
     finally:
         runner.stop()
         await task

@@ -51,6 +51,7 @@ from longline.transports.tls import fit_tls_read_buffer
 log = logging.getLogger(__name__)
 CLOSE_GRACE = 0.5  # after the commit deadline: for the final status and closing the store
 STATUS_BATCH = 1000  # statuses saved per store call where the store can (``BatchStatus``)
+STATUS_REFRESH = 4.0  # an unchanged status is saved this often (`status` calls 10 s "dead")
 
 
 class Runner:
@@ -232,7 +233,7 @@ class Runner:
         systemd.notify("STOPPING=1")
         self._close_by = await self._halt(list(self.supervisors), self._deadline())
         await self._cancel_status()
-        await self.bounded(self._save_status(), "save the final status")
+        await self.bounded(self._save_status(every=True), "save the final status")
         if self._on_tick is not None:
             self._on_tick(self)
 
@@ -319,18 +320,46 @@ class Runner:
             if on_tick is not None:
                 on_tick(self)
 
-    async def _save_status(self) -> None:
+    async def _save_status(self, *, every: bool = False) -> None:
+        """Save the status of every running stream that changed, and of the others at least
+        every ``STATUS_REFRESH`` seconds (``updated_at`` tells `longline status` the process
+        is alive): 10,000 idle streams need not be encoded and written every second.
+        ``every``: all of them (the final status)."""
         # The checkpoint is not copied in: `longline status` reads it from the store itself.
         store = self.store
+        now = asyncio.get_running_loop().time()
+        due = [n for n in self.supervisors if self._status_due(n, now) or every]
         if isinstance(store, BatchStatus):  # thousands of streams: a few calls, not thousands
-            names = list(self.supervisors)
-            for start in range(0, len(names), STATUS_BATCH):
-                chunk = [n for n in names[start : start + STATUS_BATCH] if n in self.supervisors]
-                await store.put_statuses({n: self.status_of(n) for n in chunk})
+            for start in range(0, len(due), STATUS_BATCH):
+                chunk = [n for n in due[start : start + STATUS_BATCH] if n in self.supervisors]
+                try:
+                    await store.put_statuses({n: self.status_of(n) for n in chunk})
+                except BaseException:
+                    self._status_not_saved(due[start:])
+                    raise
             return
-        for name in list(self.supervisors):
+        for i, name in enumerate(due):
             if name in self.supervisors:  # not stopped meanwhile (its new owner reports it)
-                await store.put_status(name, self.status_of(name))
+                try:
+                    await store.put_status(name, self.status_of(name))
+                except BaseException:
+                    self._status_not_saved(due[i:])
+                    raise
+
+    def _status_due(self, name: str, now: float) -> bool:
+        """True when ``name``'s status changed since it was saved, or was saved long ago;
+        marks it saved (``_status_not_saved`` undoes that when the save fails)."""
+        stats = self.stats[name]
+        mark = hash((stats.mark(), self.epochs.get(name)))
+        if mark == stats.saved_mark and now - stats.saved_at < STATUS_REFRESH:
+            return False
+        stats.saved_mark, stats.saved_at = mark, now
+        return True
+
+    def _status_not_saved(self, names: list[str]) -> None:
+        for name in names:
+            if (stats := self.stats.get(name)) is not None:
+                stats.saved_mark = 0
 
     def status_of(self, name: str) -> dict[str, Any]:
         """The status saved for ``name``; in worker mode with the owner and its lease epoch."""

@@ -4,7 +4,7 @@ store commit histogram the writer observes."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from prometheus_client import Histogram
@@ -30,6 +30,7 @@ CAUSE_LABELS = {
     Cause.TOO_BIG: "too_big",
 }
 _NOT_SAVED = ("reconnect_causes", "bytes_received")  # for /metrics only, not in status
+_NOT_FIELDS = ("saved_mark", "saved_at")  # when it was last saved, not part of the status
 
 
 @dataclass(slots=True)
@@ -55,6 +56,8 @@ class StreamStats:
     down_since: float | None = None
     reconnect_causes: dict[str, int] | None = None  # made at the first reconnect
     bytes_received: int = 0  # by connections that have ended (open ones count their own)
+    saved_mark: int = 0  # ``mark()`` when the status was last saved (the runner's)
+    saved_at: float = 0.0  # and when (loop time)
 
     def __post_init__(self) -> None:
         if self.down_since is None:
@@ -80,7 +83,13 @@ class StreamStats:
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy with ``updated_at`` set to now."""
         self.updated_at = time.time()
-        snap = asdict(self)
-        for name in _NOT_SAVED:
-            del snap[name]
-        return snap
+        return {name: getattr(self, name) for name in _SAVED}
+
+    def mark(self) -> int:
+        """A fingerprint of what ``snapshot`` saves, ``updated_at`` aside: equal marks, same
+        status (a runner saves an unchanged status only now and then)."""
+        return hash(tuple([getattr(self, name) for name in _COMPARED]))
+
+
+_SAVED = tuple(f.name for f in fields(StreamStats) if f.name not in _NOT_SAVED + _NOT_FIELDS)
+_COMPARED = tuple(name for name in _SAVED if name != "updated_at")
