@@ -1,5 +1,6 @@
-"""Batched lease renewals (``BatchLeases``, SQLite and memory): each lease gets the answer
-``renew_lease`` would give it, in one call; worker mode renews what it holds this way."""
+"""Batched lease renewals and takes (``BatchLeases``, SQLite and memory): each lease gets the
+answer ``renew_lease`` or ``acquire_lease`` would give it, in one call; worker mode renews
+what it holds and takes free streams this way."""
 
 from __future__ import annotations
 
@@ -43,3 +44,21 @@ async def test_each_lease_gets_what_a_single_renewal_would_answer(store: Store) 
         assert old is not None and lease.expires_at > old.expires_at  # extended
         assert await store.get_lease(lease.stream) == lease
     assert await store.renew_leases([], 60) == []
+
+
+async def test_free_streams_taken_together_as_one_by_one(store: Store) -> None:
+    """``acquire_leases``: the free and the expired streams are taken (next epoch), a stream
+    another worker holds is left out, in one call."""
+    assert isinstance(store, BatchLeases)
+    await store.take_lease("held", "w2", 60)
+    await store.take_lease("expired", "w2", 0.0)
+    taken = await store.acquire_leases(["new", "held", "expired"], "w1", 60)
+    assert [(x.stream, x.owner, x.epoch, x.live) for x in taken] == [
+        ("new", "w1", 1, False),
+        ("expired", "w1", 2, False),
+    ]
+    for lease in taken:
+        assert await store.get_lease(lease.stream) == lease
+    held = await store.get_lease("held")
+    assert held is not None and held.owner == "w2" and held.epoch == 1
+    assert await store.acquire_leases([], "w1", 60) == []

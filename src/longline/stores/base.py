@@ -199,13 +199,19 @@ class LeaseTable(Protocol):
 
 @runtime_checkable
 class BatchLeases(Protocol):
-    """Optional, beside ``LeaseTable``: many renewals in one store call. A worker holding
-    thousands of streams then renews them in a few calls per round, not one call (and, on
-    SQLite, one write transaction) per stream; without it, each lease is renewed on its own."""
+    """Optional, beside ``LeaseTable``: many renewals, or takes of free streams, in one store
+    call. A worker holding thousands of streams then renews and takes them in a few calls per
+    round, not one call (and, on SQLite, one write transaction) per stream; without it, each
+    lease is renewed and taken on its own."""
 
     async def renew_leases(self, renewals: Sequence[tuple[Lease, bool]], ttl: float) -> list[Lease]:
         """``renew_lease(lease, ttl, live)`` for each ``(lease, live)``, in one call; returns
         the lease in force for each, in the same order."""
+        ...
+
+    async def acquire_leases(self, streams: Sequence[str], owner: str, ttl: float) -> list[Lease]:
+        """``acquire_lease(stream, owner, ttl)`` for each stream, in one call; returns the
+        leases taken (streams that were not free or expired are left out)."""
         ...
 
 

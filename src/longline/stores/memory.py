@@ -317,6 +317,11 @@ class MemoryStore(Store, BatchLeases, BatchStatus):
         """Renew many leases at once (see ``BatchLeases``)."""
         return [await self.renew_lease(lease, ttl, live) for lease, live in renewals]
 
+    async def acquire_leases(self, streams: Sequence[str], owner: str, ttl: float) -> list[Lease]:
+        """Take the free or expired ones of ``streams`` at once (see ``BatchLeases``)."""
+        taken = (self._take(stream, owner, ttl, force=False) for stream in streams)
+        return [lease for lease in taken if lease is not None]
+
     async def get_lease(self, stream: str) -> Lease | None:
         """The stream's lease, or None when never taken."""
         return self._open().leases.get(stream)

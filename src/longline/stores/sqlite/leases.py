@@ -79,6 +79,14 @@ class SQLiteLeases(LeaseTable, BatchLeases):
         )
         return current
 
+    async def acquire_leases(self, streams: Sequence[str], owner: str, ttl: float) -> list[Lease]:
+        """Take the free or expired ones of ``streams`` in one write transaction (see
+        ``BatchLeases``)."""
+        taken: list[Lease] = await self._call(
+            self._writer, self._in_txn, self._take_free, list(streams), owner, ttl
+        )
+        return taken
+
     async def get_lease(self, stream: str) -> Lease | None:
         """The stream's lease, or None."""
         lease: Lease | None = await self._call(self._reader, self._on_reader, self._get, stream)
@@ -132,6 +140,12 @@ class SQLiteLeases(LeaseTable, BatchLeases):
         epoch = (old.epoch if old else 0) + 1
         conn.execute(_PUT, (stream, owner, epoch, now + ttl))
         return Lease(stream, owner, epoch, now + ttl, False)
+
+    def _take_free(
+        self, conn: sqlite3.Connection, streams: list[str], owner: str, ttl: float
+    ) -> list[Lease]:
+        taken = (self._take(conn, stream, owner, ttl, False) for stream in streams)
+        return [lease for lease in taken if lease is not None]
 
     def _renew_all(
         self, conn: sqlite3.Connection, renewals: list[tuple[Lease, bool]], ttl: float
