@@ -40,13 +40,14 @@ import random
 import socket
 import time
 from collections import Counter
+from typing import Any
 
 from longline.config import Config, StreamConfig
 from longline.core.model import Lease
 from longline.engine.leases import LeaseKeeper
 from longline.engine.runner import Runner
 from longline.engine.stats import StreamStats
-from longline.stores.base import BatchLeases, Store
+from longline.stores.base import BatchLeases, BatchStatus, Store
 
 __all__ = ["DEFAULT_LEASE_TTL", "Worker", "default_worker_id", "fair_share"]
 
@@ -220,6 +221,7 @@ class Worker:
     async def _check(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
+        gone: list[tuple[str, LeaseKeeper, float]] = []  # superseded, to stop now
         for name, keeper in list(self.keepers.items()):
             if not keeper.superseded:
                 self._mark_ready(name, keeper, now)
@@ -232,7 +234,9 @@ class Worker:
                 self._polled[name] = now
                 self._want(name, keeper)
             if keeper.successor_live or now - noticed >= self.ttl:
-                await self._let_go(name, keeper, waited=now - noticed)
+                gone.append((name, keeper, now - noticed))
+        if gone:
+            await self._let_go(gone)
         store = self.store
         if self._live_due and isinstance(store, BatchLeases):
             due, self._live_due = list(self._live_due.values()), {}
@@ -257,32 +261,53 @@ class Worker:
             else:
                 self._want(name, keeper)
 
-    async def _let_go(self, name: str, keeper: LeaseKeeper, waited: float) -> None:
-        del self.keepers[name]
-        for seen in (self._noticed, self._polled, self._live_since, self._wanted, self._live_due):
-            seen.pop(name, None)
-        await self.runner.stop_stream(name)
-        await self._report_superseded(name, keeper, waited)
+    async def _let_go(self, gone: list[tuple[str, LeaseKeeper, float]]) -> None:
+        """Stop the streams whose successors took over (``(name, keeper, seconds waited)``)."""
+        for name, _, _ in gone:
+            del self.keepers[name]
+            for seen in (self._noticed, self._polled, self._live_since, self._wanted):
+                seen.pop(name, None)
+            self._live_due.pop(name, None)
+            await self.runner.stop_stream(name)
+        await self._report_superseded(gone)
 
-    async def _report_superseded(self, name: str, keeper: LeaseKeeper, waited: float) -> None:
-        """Log who took the stream and save a last "stopped" status, unless the new owner
-        already saved its own."""
+    async def _report_superseded(self, gone: list[tuple[str, LeaseKeeper, float]]) -> None:
+        """Log who took each stream and save a last "stopped" status, unless the new owner
+        already saved its own. The saved statuses are read once for all of them: it is a
+        read of every stream's, and once per stream it held up the worker for minutes when
+        thousands of streams moved at once."""
         try:
-            now = await self.store.get_lease(name)
+            saved = await self.store.get_status()
+        except Exception as e:  # status is best effort
+            log.warning("worker %s: could not read the statuses: %s", self.id, e)
+            saved = {}
+        statuses: dict[str, dict[str, Any]] = {}
+        for name, keeper, waited in gone:
+            try:
+                now = await self.store.get_lease(name)
+            except Exception as e:
+                log.warning("stream %s: could not read its lease: %s", name, e)
+                now = None
             owner = f"{now.owner} (epoch {now.epoch})" if now else "another worker"
             how = "after it went live" if keeper.successor_live else f"after {waited:.1f}s"
             log.warning(
                 "worker %s: stream %s was taken over by %s; stopped %s", self.id, name, owner, how,
                 extra={"stream": name},
             )  # fmt: skip
-            saved = (await self.store.get_status()).get(name) or {}
-            if int(saved.get("epoch") or 0) > keeper.lease.epoch:
-                return
+            if int((saved.get(name) or {}).get("epoch") or 0) > keeper.lease.epoch:
+                continue  # the new owner saved its own
             status = self.runner.status_of(name)
             status["reason"] = f"lease taken over by {owner}"
-            await self.store.put_status(name, status)
+            statuses[name] = status
+        try:
+            store = self.store
+            if isinstance(store, BatchStatus):
+                await store.put_statuses(statuses)
+            else:
+                for name, status in statuses.items():
+                    await store.put_status(name, status)
         except Exception as e:  # status is best effort
-            log.warning("stream %s: could not save status: %s", name, e)
+            log.warning("worker %s: could not save %d statuses: %s", self.id, len(statuses), e)
 
     # -- balance: take free streams, then steal toward a fair share --------------------------
 
