@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from longline.config import (
@@ -572,6 +573,29 @@ def test_yaml_duplicate_keys_are_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert info.value.errors == [f"{path}: line 3, column 5: duplicate key 'name'"]
+
+
+def test_a_json_config_reads_as_its_yaml_twin(tmp_path: Path) -> None:
+    """JSON is read by the JSON parser (fast for generated configs), with the same result as
+    YAML; a duplicate key there is still an error that says where (the YAML loader's), and a
+    YAML flow mapping that starts like JSON is YAML."""
+    import json
+
+    doc = {"store": "sqlite:///x.db", "connect_rate": 2000, "streams": [
+        {**WS, "name": f"s{i}", "headers": {"X-N": str(i)}, "stall_timeout": "5s"}
+        for i in range(3)]}  # fmt: skip
+    as_json, as_yaml = tmp_path / "c.json", tmp_path / "c.yaml"
+    as_json.write_text(json.dumps(doc, indent=1))
+    as_yaml.write_text(yaml.safe_dump(doc))
+    assert load_config(as_json, env={}) == load_config(as_yaml, env={})
+    dup = tmp_path / "dup.json"
+    dup.write_text('{"streams": [{"name": "a",\n "name": "b"}]}')
+    with pytest.raises(ConfigError) as info:
+        load_config(dup, env={})
+    assert info.value.errors == [f"{dup}: line 2, column 2: duplicate key 'name'"]
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("{streams: [{name: a, transport: ws, url: 'wss://h/x'}]}")
+    assert load_config(flow, env={}).streams[0].name == "a"
 
 
 def test_unreadable_and_empty_files(tmp_path: Path) -> None:
