@@ -222,10 +222,10 @@ class Connection(ABC):
 
 
 class MessageConnection(Connection):
-    """A connection whose messages reach the sink in bursts: the pump appends to ``_queued``
-    and calls ``_push_queued`` once ``BURST`` are waiting (or the sink is backlogged); a callback
-    scheduled for the next loop pass pushes a smaller burst. The WebSocket connections share it
-    (aiohttp's client in ``ws.py``, the direct one in ``ws_direct.py``)."""
+    """A connection whose messages reach the sink in bursts, queued in ``_queued`` and pushed
+    by ``_push_queued``. aiohttp's WebSocket client (``ws.py``) pushes once ``BURST`` are
+    waiting (or the sink is backlogged), or from a callback scheduled for the next loop pass;
+    the direct one (``ws_direct.py``) pushes what each read carried, from the read's callback."""
 
     __slots__ = ("_push_soon", "_queued", "_sink")
 
