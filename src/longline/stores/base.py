@@ -16,6 +16,7 @@ ignored, and new events get the next gapless per-stream ``seq``. The lease's fen
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -40,6 +41,7 @@ __all__ = [
     "Outbox",
     "Store",
     "StoreError",
+    "status_json",
 ]
 
 
@@ -54,6 +56,14 @@ class StoreError(Exception):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+def status_json(stream: str, status: dict[str, Any]) -> str:
+    """A stream's status as every store keeps it: compact JSON, or a ``StoreError``."""
+    try:
+        return json.dumps(status, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"status of {stream!r} is not JSON-serialisable: {exc}") from exc
 
 
 @runtime_checkable

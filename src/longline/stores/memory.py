@@ -34,7 +34,7 @@ from longline.core.model import (
     StoredQuarantine,
     Totals,
 )
-from longline.stores.base import BatchLeases, BatchStatus, Store, StoreError
+from longline.stores.base import BatchLeases, BatchStatus, Store, StoreError, status_json
 from longline.stores.registry import StoreKind
 
 __all__ = ["KIND", "MemoryStore", "forget"]
@@ -231,12 +231,7 @@ class MemoryStore(Store, BatchLeases, BatchStatus):
         """Save many statuses at once (``BatchStatus``): all of them, or none if one is not
         JSON."""
         data = self._open()
-        saved = {}
-        for stream, status in statuses.items():
-            try:
-                saved[stream] = json.dumps(status, separators=(",", ":"))
-            except (TypeError, ValueError) as exc:
-                raise StoreError(f"status of {stream!r} is not JSON-serialisable: {exc}") from exc
+        saved = {stream: status_json(stream, status) for stream, status in statuses.items()}
         data.status.update(saved)
 
     async def get_status(self) -> dict[str, dict[str, Any]]:

@@ -22,7 +22,7 @@ from longline.core.model import (
     StoredQuarantine,
     Totals,
 )
-from longline.stores.base import StoreError
+from longline.stores.base import status_json
 
 ITEM_LIMIT = 400 * 1024  # DynamoDB's maximum item size
 RAW_KEEP = 64 * 1024  # what a quarantined oversized event keeps of its body
@@ -327,10 +327,7 @@ def stored_quarantine(item: Item) -> StoredQuarantine:
 
 def set_status(tables: Tables, stream: str, status: dict[str, Any], now: float) -> Item:
     """UpdateItem arguments saving a stream's status beside its checkpoint."""
-    try:
-        data = json.dumps(status, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"status of {stream!r} is not JSON-serialisable: {exc}") from exc
+    data = status_json(stream, status)
     return {
         "TableName": tables["streams"],
         "Key": {"stream": str_attr(stream)},

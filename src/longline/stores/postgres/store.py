@@ -42,7 +42,7 @@ from longline.core.model import (
     Totals,
 )
 from longline.stores import migrations
-from longline.stores.base import BatchStatus, Store, StoreError
+from longline.stores.base import BatchStatus, Store, StoreError, status_json
 from longline.stores.postgres.delivery import PostgresDelivery
 from longline.stores.postgres.leases import ADD_STREAM, LOCK_STREAM, PostgresLeases
 
@@ -438,14 +438,14 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store, BatchStatus):
 
     async def put_status(self, stream: str, status: dict[str, Any]) -> None:
         """Save the runtime status of a stream (what ``longline status`` shows)."""
-        data = _json(stream, status)
+        data = status_json(stream, status)
         async with self._conn("save status in") as conn:
             await conn.execute(_PUT_STATUS, stream, data, time.time())
 
     async def put_statuses(self, statuses: Mapping[str, dict[str, Any]]) -> None:
         """Save the statuses of many streams in one transaction, pipelined (``BatchStatus``)."""
         now = time.time()
-        rows = [(stream, _json(stream, st), now) for stream, st in statuses.items()]
+        rows = [(stream, status_json(stream, st), now) for stream, st in statuses.items()]
         async with self._conn("save status in") as conn, conn.transaction():
             await conn.executemany(_PUT_STATUS, rows)
 
@@ -542,13 +542,6 @@ _PUT_STATUS = (
     "INSERT INTO status (stream, data, updated_at) VALUES ($1, $2::jsonb, $3)"
     " ON CONFLICT (stream) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at"
 )
-
-
-def _json(stream: str, status: dict[str, Any]) -> str:
-    try:
-        return json.dumps(status, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"status of {stream!r} is not JSON-serialisable: {exc}") from exc
 
 
 def from_url(url: str, *, create: bool = True) -> PostgresStore:

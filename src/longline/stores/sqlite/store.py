@@ -40,7 +40,7 @@ from longline.core.model import (
     StoredQuarantine,
     Totals,
 )
-from longline.stores.base import BatchStatus, Store, StoreError
+from longline.stores.base import BatchStatus, Store, StoreError, status_json
 from longline.stores.sqlite.delivery import DELIVERY_SCHEMA, SQLiteDelivery
 from longline.stores.sqlite.leases import LEASES_SCHEMA, SQLiteLeases
 
@@ -206,13 +206,6 @@ _PUT_STATUS = (
 )
 
 
-def _status_json(stream: str, status: dict[str, Any]) -> str:
-    try:
-        return json.dumps(status, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"status of {stream!r} is not JSON-serialisable: {exc}") from exc
-
-
 class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store, BatchStatus):
     """A :class:`~longline.stores.base.Store` in one SQLite file (WAL mode).
 
@@ -376,7 +369,7 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store, BatchStatus):
     async def put_statuses(self, statuses: Mapping[str, dict[str, Any]]) -> None:
         """Save the statuses of many streams in one write transaction (``BatchStatus``)."""
         now = time.time()
-        rows = [(stream, _status_json(stream, st), now) for stream, st in statuses.items()]
+        rows = [(stream, status_json(stream, st), now) for stream, st in statuses.items()]
         await self._call(self._writer, self._write_many, _PUT_STATUS, rows)
 
     async def get_status(self) -> dict[str, dict[str, Any]]:
