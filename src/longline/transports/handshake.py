@@ -79,6 +79,29 @@ class HeadProtocol(asyncio.Protocol):
         await self._waiter
 
 
+class CallbackReading:
+    """What the direct connections that parse in the protocol's callback share (``ws_direct``,
+    ``http_direct``): their pump waits on ``_wake``, and ``_pause`` stops reading the socket
+    while the sink is backlogged (the pump resumes it once the sink has drained)."""
+
+    __slots__ = ()
+    _proto: HeadProtocol | None
+    _backlogged: bool
+    _wake: asyncio.Future[None] | None
+
+    def _pause(self) -> None:
+        proto = self._proto
+        self._backlogged = True  # type: ignore[misc]  # a slot of the concrete class
+        if proto is not None and proto.transport is not None and not proto.eof:
+            proto.transport.pause_reading()
+        self._wake_pump()
+
+    def _wake_pump(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+
 P = TypeVar("P", bound=HeadProtocol)
 
 

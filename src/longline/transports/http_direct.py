@@ -27,6 +27,7 @@ from longline.core.httpbody import Body, BodyError
 from longline.core.resume import ConnectRequest
 from longline.transports.base import Connection, ConnectionEnded, Framer, Sink
 from longline.transports.handshake import (
+    CallbackReading,
     HeadProtocol,
     base_headers,
     body_for,
@@ -65,7 +66,7 @@ class _Protocol(HeadProtocol):
             self.conn._lost(exc)
 
 
-class DirectStreamConnection(Connection):
+class DirectStreamConnection(Connection, CallbackReading):
     """A GET whose response body is an endless stream of framed messages, without aiohttp's
     client objects. Subclasses say how to frame (``make_framer``)."""
 
@@ -235,13 +236,6 @@ class DirectStreamConnection(Connection):
         if more and self._body is not None and body.done and self._end is None:
             self._finish(Outcome(Cause.CLOSED_BY_PEER, None, None, END_OF_STREAM))
 
-    def _pause(self) -> None:
-        proto = self._proto
-        self._backlogged = True
-        if proto is not None and proto.transport is not None and not proto.eof:
-            proto.transport.pause_reading()
-        self._wake_pump()
-
     def _lost(self, exc: Exception | None) -> None:
         """Protocol callback: the connection closed (``exc``: why, None for a clean close)."""
         self._lost_exc = exc
@@ -269,11 +263,6 @@ class DirectStreamConnection(Connection):
         if proto is not None and proto.transport is not None and not proto.transport.is_closing():
             proto.transport.close()
         self._wake_pump()
-
-    def _wake_pump(self) -> None:
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
 
     # -- closing ---------------------------------------------------------------------------
 

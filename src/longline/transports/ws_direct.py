@@ -39,6 +39,7 @@ from longline.core.model import Oversized
 from longline.core.resume import ConnectRequest
 from longline.transports.base import ConnectionEnded, MessageConnection, Sink
 from longline.transports.handshake import (
+    CallbackReading,
     HeadProtocol,
     base_headers,
     body_head,
@@ -121,7 +122,7 @@ class _Protocol(HeadProtocol):
             self.conn._lost(exc)
 
 
-class DirectWSConnection(MessageConnection):
+class DirectWSConnection(MessageConnection, CallbackReading):
     """One WebSocket connection without aiohttp's client objects."""
 
     __slots__ = (
@@ -285,18 +286,6 @@ class DirectWSConnection(MessageConnection):
         if self._end is None:
             self._end = outcome
             self._wake_pump()
-
-    def _pause(self) -> None:
-        proto = self._proto
-        self._backlogged = True
-        if proto is not None and proto.transport is not None and not proto.eof:
-            proto.transport.pause_reading()
-        self._wake_pump()
-
-    def _wake_pump(self) -> None:
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
 
     def _ping_due(self) -> None:
         """Timer callback: send one ping and schedule the next."""
