@@ -184,17 +184,17 @@ class Worker:
         while True:
             held = [(n, k) for n, k in self.keepers.items() if not k.superseded]
             if isinstance(store, BatchLeases):
-                await self._renew_batches(store, held)
+                await self._renew_batches(store, [k for _, k in held])
             else:
                 for name, keeper in held:
                     self._want(name, keeper)
             await asyncio.sleep(self._period(3))
 
-    async def _renew_batches(self, store: BatchLeases, held: list[tuple[str, LeaseKeeper]]) -> None:
+    async def _renew_batches(self, store: BatchLeases, held: list[LeaseKeeper]) -> None:
         """Renew ``held`` ``RENEW_BATCH`` leases per store call (a store with ``BatchLeases``)."""
         loop = asyncio.get_running_loop()
         for start in range(0, len(held), RENEW_BATCH):
-            chunk = [k for _, k in held[start : start + RENEW_BATCH] if not k.superseded]
+            chunk = [k for k in held[start : start + RENEW_BATCH] if not k.superseded]
             sent = loop.time()
             try:
                 current = await store.renew_leases([k.renewal() for k in chunk], self.ttl)
@@ -240,7 +240,7 @@ class Worker:
         store = self.store
         if self._live_due and isinstance(store, BatchLeases):
             due, self._live_due = list(self._live_due.values()), {}
-            await self._renew_batches(store, [(k.lease.stream, k) for k in due])
+            await self._renew_batches(store, due)
 
     def _mark_ready(self, name: str, keeper: LeaseKeeper, now: float) -> None:
         """Tell the store as soon as this owner captures (a predecessor waits for it): once it
@@ -265,9 +265,10 @@ class Worker:
         """Stop the streams whose successors took over (``(name, keeper, seconds waited)``)."""
         for name, _, _ in gone:
             del self.keepers[name]
-            for seen in (self._noticed, self._polled, self._live_since, self._wanted):
+            for seen in (
+                self._noticed, self._polled, self._live_since, self._wanted, self._live_due
+            ):  # fmt: skip
                 seen.pop(name, None)
-            self._live_due.pop(name, None)
             await self.runner.stop_stream(name)
         await self._report_superseded(gone)
 

@@ -438,12 +438,12 @@ class PostgresStore(PostgresDelivery, PostgresLeases, Store, BatchStatus):
 
     async def put_status(self, stream: str, status: dict[str, Any]) -> None:
         """Save the runtime status of a stream (what ``longline status`` shows)."""
-        data = status_json(stream, status)
-        async with self._conn("save status in") as conn:
-            await conn.execute(_PUT_STATUS, stream, data, time.time())
+        await self.put_statuses({stream: status})
 
     async def put_statuses(self, statuses: Mapping[str, dict[str, Any]]) -> None:
         """Save the statuses of many streams in one transaction, pipelined (``BatchStatus``)."""
+        if not statuses:
+            return
         now = time.time()
         rows = [(stream, status_json(stream, st), now) for stream, st in statuses.items()]
         async with self._conn("save status in") as conn, conn.transaction():

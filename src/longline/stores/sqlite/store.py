@@ -367,7 +367,10 @@ class SQLiteStore(SQLiteDelivery, SQLiteLeases, Store, BatchStatus):
         await self.put_statuses({stream: status})
 
     async def put_statuses(self, statuses: Mapping[str, dict[str, Any]]) -> None:
-        """Save the statuses of many streams in one write transaction (``BatchStatus``)."""
+        """Save the statuses of many streams in one write transaction (``BatchStatus``); none,
+        no transaction."""
+        if not statuses:
+            return
         now = time.time()
         rows = [(stream, status_json(stream, st), now) for stream, st in statuses.items()]
         await self._call(self._writer, self._write_many, _PUT_STATUS, rows)
