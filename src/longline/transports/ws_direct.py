@@ -239,6 +239,11 @@ class DirectWSConnection(MessageConnection, CallbackReading):
         self.last_rx = self.loop.time()
         if error:
             self._failed()
+        self._push_read()
+
+    def _push_read(self) -> None:
+        """Push the queued messages (once the pump has a sink); stop reading if that leaves
+        the sink backlogged."""
         sink = self._sink
         if sink is not None and self._queued:
             self._push_queued()
@@ -302,10 +307,7 @@ class DirectWSConnection(MessageConnection, CallbackReading):
         assert proto is not None and proto.transport is not None
         self._sink = sink
         try:
-            if self._queued:  # parsed before the pump started
-                self._push_queued()
-                if sink.backlogged and self._end is None:
-                    self._pause()
+            self._push_read()  # what was parsed before the pump started
             while self._end is None or self._backlogged:
                 if self._backlogged:
                     await sink.drained()
