@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from longline.engine import runner as runner_module
-from longline.stores import SQLiteStore
+from longline.stores import SQLiteStore, StoreError
 from longline.testing.provider import Provider
 from tests.conftest import make_config
 
@@ -101,3 +101,31 @@ async def run_until(runner: runner_module.Runner, done: Callable[[], object]) ->
     finally:
         runner.stop()
         await task
+
+
+async def test_a_status_whose_save_failed_is_saved_again_at_the_next_round(
+    provider: Provider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store refuses one save: the statuses it carried are not taken as saved, so the next
+    round (0.1 s later) saves them again, unchanged, instead of waiting ``STATUS_REFRESH``."""
+    monkeypatch.setattr(runner_module, "STATUS_REFRESH", 60.0)
+    store = CountingStore(tmp_path / "t.db")
+    runner = idle_runner(provider, tmp_path, ["a", "b"], store)
+    loop = asyncio.get_running_loop()
+    saves: list[tuple[float, str, str]] = []  # (time, stream, state) of each save that worked
+    failed: list[float] = []
+    real = store.put_statuses
+
+    async def put_statuses(statuses: Mapping[str, dict[str, Any]]) -> None:
+        live = all(st["state"] == "live" for st in statuses.values())
+        if live and not failed:  # the first save of live statuses fails, once
+            failed.append(loop.time())
+            raise StoreError("the store is down")
+        await real(statuses)
+        saves.extend((loop.time(), n, st["state"]) for n, st in statuses.items())
+
+    store.put_statuses = put_statuses  # type: ignore[method-assign]
+    await run_until(runner, lambda: any(state == "live" for _, _, state in saves))
+    retried = [(t, n) for t, n, state in saves if state == "live"]
+    assert failed and sorted(n for _, n in retried) == ["a", "b"]
+    assert all(t - failed[0] < 1.0 for t, _ in retried)  # the next rounds, not 60 s later
